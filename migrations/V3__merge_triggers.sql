@@ -1,0 +1,265 @@
+-- Level 1 merge: AFTER INSERT ... REFERENCING NEW TABLE ... FOR EACH STATEMENT triggers.
+-- The engine inserts each batch with INSERT ... ON CONFLICT DO NOTHING, so `new_events`
+-- holds only the events that are really new: redelivery never double counts.
+-- Each trigger aggregates its transition table per key first (an ON CONFLICT DO UPDATE
+-- may not touch a row twice in one statement), then upserts set-based.
+
+-- (b1, l1) is strictly later than (b2, l2); a NULL (b2, l2) means "nothing seen yet".
+CREATE FUNCTION is_later(b1 BIGINT, l1 BIGINT, b2 BIGINT, l2 BIGINT) RETURNS BOOLEAN
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT (b1, l1) > (coalesce(b2, -1), coalesce(l2, -1))
+$$;
+
+CREATE FUNCTION vault_type_name(t SMALLINT) RETURNS TEXT
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT CASE t WHEN 0 THEN 'Atom' WHEN 1 THEN 'Triple' WHEN 2 THEN 'CounterTriple' END
+$$;
+
+-- market_cap = total_shares * share_price / 10^18, integer division.
+CREATE FUNCTION compute_market_cap(total_shares NUMERIC, share_price NUMERIC) RETURNS NUMERIC
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT div(total_shares * share_price, 1000000000000000000::numeric)
+$$;
+
+-- atom: latest AtomCreated per term wins ---------------------------------------------
+CREATE FUNCTION merge_atom_created() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO atom AS a (term_id, wallet_id, creator_id, data, raw_data,
+                           last_event_block, last_event_log_index)
+    SELECT DISTINCT ON (term_id)
+           term_id, atom_wallet, creator, atom_data_text,
+           CASE WHEN atom_data_text IS NULL THEN atom_data END,
+           block_number, log_index
+      FROM new_events
+     ORDER BY term_id, block_number DESC, log_index DESC
+    ON CONFLICT (term_id) DO UPDATE SET
+           wallet_id = EXCLUDED.wallet_id,
+           creator_id = EXCLUDED.creator_id,
+           data = EXCLUDED.data,
+           raw_data = EXCLUDED.raw_data,
+           last_event_block = EXCLUDED.last_event_block,
+           last_event_log_index = EXCLUDED.last_event_log_index
+     WHERE is_later(EXCLUDED.last_event_block, EXCLUDED.last_event_log_index,
+                    a.last_event_block, a.last_event_log_index);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER trigger_atom_created
+    AFTER INSERT ON atom_created_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION merge_atom_created();
+
+-- triple: latest TripleCreated per term wins -----------------------------------------
+CREATE FUNCTION merge_triple_created() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO triple AS t (term_id, creator_id, subject_id, predicate_id, object_id,
+                             counter_term_id, last_event_block, last_event_log_index)
+    SELECT DISTINCT ON (term_id)
+           term_id, creator, subject_id, predicate_id, object_id, counter_term_id,
+           block_number, log_index
+      FROM new_events
+     ORDER BY term_id, block_number DESC, log_index DESC
+    ON CONFLICT (term_id) DO UPDATE SET
+           creator_id = EXCLUDED.creator_id,
+           subject_id = EXCLUDED.subject_id,
+           predicate_id = EXCLUDED.predicate_id,
+           object_id = EXCLUDED.object_id,
+           counter_term_id = EXCLUDED.counter_term_id,
+           last_event_block = EXCLUDED.last_event_block,
+           last_event_log_index = EXCLUDED.last_event_log_index
+     WHERE is_later(EXCLUDED.last_event_block, EXCLUDED.last_event_log_index,
+                    t.last_event_block, t.last_event_log_index);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER trigger_triple_created
+    AFTER INSERT ON triple_created_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION merge_triple_created();
+
+-- Vault bookkeeping shared by the three vault events: make sure the vault exists, move
+-- its position_count by the given delta, and let the latest event decide vault_type.
+-- Rows must be unique per (term_id, curve_id).
+CREATE TYPE vault_touch AS (
+    term_id          TEXT,
+    curve_id         NUMERIC,
+    vault_type       SMALLINT,
+    block_number     BIGINT,
+    log_index        BIGINT,
+    position_delta   BIGINT
+);
+
+CREATE FUNCTION touch_vaults(touches vault_touch[]) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO vault AS v (term_id, curve_id, position_count, vault_type,
+                            last_event_block, last_event_log_index)
+    SELECT term_id, curve_id, position_delta, vault_type_name(vault_type),
+           block_number, log_index
+      FROM unnest(touches)
+    ON CONFLICT (term_id, curve_id) DO UPDATE SET
+           position_count = v.position_count + EXCLUDED.position_count,
+           vault_type = CASE WHEN is_later(EXCLUDED.last_event_block, EXCLUDED.last_event_log_index,
+                                           v.last_event_block, v.last_event_log_index)
+                             THEN EXCLUDED.vault_type ELSE v.vault_type END,
+           last_event_block = CASE WHEN is_later(EXCLUDED.last_event_block, EXCLUDED.last_event_log_index,
+                                                 v.last_event_block, v.last_event_log_index)
+                                   THEN EXCLUDED.last_event_block ELSE v.last_event_block END,
+           last_event_log_index = CASE WHEN is_later(EXCLUDED.last_event_block, EXCLUDED.last_event_log_index,
+                                                     v.last_event_block, v.last_event_log_index)
+                                       THEN EXCLUDED.last_event_log_index ELSE v.last_event_log_index END
+$$;
+
+-- position: Deposited belongs to its receiver, Redeemed to its sender -----------------
+-- Both triggers normalise their transition table into position_change rows and share one
+-- merge. Within one call every row is of one kind, so the kind is a parameter.
+CREATE TYPE position_change AS (
+    account_id   TEXT,
+    term_id      TEXT,
+    curve_id     NUMERIC,
+    total_shares NUMERIC,
+    amount       NUMERIC,   -- assetsAfterFees of a deposit, assets of a redeem
+    vault_type   SMALLINT,
+    block_number BIGINT,
+    log_index    BIGINT
+);
+
+-- position_count moves by the number of positions that crossed shares > 0 in either
+-- direction, read from the rows before and after the upsert: the cost is the batch's
+-- distinct positions, never the size of a vault.
+CREATE FUNCTION merge_position_changes(changes position_change[], is_deposit BOOLEAN)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    touches vault_touch[];
+BEGIN
+    WITH ev AS (
+        SELECT * FROM unnest(changes)
+    ), latest AS (
+        SELECT DISTINCT ON (account_id, term_id, curve_id)
+               account_id, term_id, curve_id, total_shares, block_number, log_index
+          FROM ev
+         ORDER BY account_id, term_id, curve_id, block_number DESC, log_index DESC
+    ), sums AS (
+        SELECT account_id, term_id, curve_id, sum(amount) AS amount
+          FROM ev GROUP BY 1, 2, 3
+    ), before AS (
+        SELECT p.account_id, p.term_id, p.curve_id, p.shares
+          FROM position p JOIN latest USING (account_id, term_id, curve_id)
+    ), merged AS (
+        -- The columns of the other kind are 0 / NULL here, which leaves them unchanged below.
+        INSERT INTO position AS p (account_id, term_id, curve_id, shares,
+                                   total_deposit_assets_after_total_fees,
+                                   total_redeem_assets_for_receiver,
+                                   shares_block, shares_log_index,
+                                   last_deposit_block, last_deposit_log_index,
+                                   last_redeem_block, last_redeem_log_index)
+        SELECT l.account_id, l.term_id, l.curve_id, l.total_shares,
+               CASE WHEN is_deposit THEN s.amount ELSE 0 END,
+               CASE WHEN is_deposit THEN 0 ELSE s.amount END,
+               l.block_number, l.log_index,
+               CASE WHEN is_deposit THEN l.block_number END,
+               CASE WHEN is_deposit THEN l.log_index END,
+               CASE WHEN is_deposit THEN NULL ELSE l.block_number END,
+               CASE WHEN is_deposit THEN NULL ELSE l.log_index END
+          FROM latest l JOIN sums s USING (account_id, term_id, curve_id)
+        ON CONFLICT (account_id, term_id, curve_id) DO UPDATE SET
+               total_deposit_assets_after_total_fees =
+                   p.total_deposit_assets_after_total_fees + EXCLUDED.total_deposit_assets_after_total_fees,
+               total_redeem_assets_for_receiver =
+                   p.total_redeem_assets_for_receiver + EXCLUDED.total_redeem_assets_for_receiver,
+               shares = CASE WHEN is_later(EXCLUDED.shares_block, EXCLUDED.shares_log_index, p.shares_block, p.shares_log_index)
+                             THEN EXCLUDED.shares ELSE p.shares END,
+               shares_block = CASE WHEN is_later(EXCLUDED.shares_block, EXCLUDED.shares_log_index, p.shares_block, p.shares_log_index)
+                                   THEN EXCLUDED.shares_block ELSE p.shares_block END,
+               shares_log_index = CASE WHEN is_later(EXCLUDED.shares_block, EXCLUDED.shares_log_index, p.shares_block, p.shares_log_index)
+                                       THEN EXCLUDED.shares_log_index ELSE p.shares_log_index END,
+               last_deposit_block = CASE WHEN is_later(EXCLUDED.last_deposit_block, EXCLUDED.last_deposit_log_index, p.last_deposit_block, p.last_deposit_log_index)
+                                         THEN EXCLUDED.last_deposit_block ELSE p.last_deposit_block END,
+               last_deposit_log_index = CASE WHEN is_later(EXCLUDED.last_deposit_block, EXCLUDED.last_deposit_log_index, p.last_deposit_block, p.last_deposit_log_index)
+                                             THEN EXCLUDED.last_deposit_log_index ELSE p.last_deposit_log_index END,
+               last_redeem_block = CASE WHEN is_later(EXCLUDED.last_redeem_block, EXCLUDED.last_redeem_log_index, p.last_redeem_block, p.last_redeem_log_index)
+                                        THEN EXCLUDED.last_redeem_block ELSE p.last_redeem_block END,
+               last_redeem_log_index = CASE WHEN is_later(EXCLUDED.last_redeem_block, EXCLUDED.last_redeem_log_index, p.last_redeem_block, p.last_redeem_log_index)
+                                            THEN EXCLUDED.last_redeem_log_index ELSE p.last_redeem_log_index END
+        RETURNING p.account_id, p.term_id, p.curve_id, p.shares
+    ), deltas AS (
+        SELECT m.term_id, m.curve_id,
+               sum((m.shares > 0)::int - coalesce((b.shares > 0)::int, 0)) AS delta
+          FROM merged m LEFT JOIN before b USING (account_id, term_id, curve_id)
+         GROUP BY 1, 2
+    ), vaults AS (
+        SELECT DISTINCT ON (term_id, curve_id) term_id, curve_id, vault_type, block_number, log_index
+          FROM ev
+         ORDER BY term_id, curve_id, block_number DESC, log_index DESC
+    )
+    SELECT array_agg(ROW(v.term_id, v.curve_id, v.vault_type, v.block_number, v.log_index,
+                         coalesce(d.delta, 0))::vault_touch)
+      INTO touches
+      FROM vaults v LEFT JOIN deltas d USING (term_id, curve_id);
+
+    PERFORM touch_vaults(touches);
+END
+$$;
+
+CREATE FUNCTION merge_position_events() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    changes position_change[];
+BEGIN
+    IF TG_TABLE_NAME = 'deposited_events' THEN
+        SELECT array_agg(ROW(receiver, term_id, curve_id, total_shares, assets_after_fees,
+                             vault_type, block_number, log_index)::position_change)
+          INTO changes FROM new_events;
+    ELSE
+        SELECT array_agg(ROW(sender, term_id, curve_id, total_shares, assets,
+                             vault_type, block_number, log_index)::position_change)
+          INTO changes FROM new_events;
+    END IF;
+    IF changes IS NOT NULL THEN
+        PERFORM merge_position_changes(changes, TG_TABLE_NAME = 'deposited_events');
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER trigger_deposited
+    AFTER INSERT ON deposited_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION merge_position_events();
+
+CREATE TRIGGER trigger_redeemed
+    AFTER INSERT ON redeemed_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION merge_position_events();
+
+-- vault price: latest SharePriceChanged per vault wins -------------------------------
+CREATE FUNCTION merge_share_price_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    touches vault_touch[];
+BEGIN
+    SELECT array_agg(ROW(term_id, curve_id, vault_type, block_number, log_index, 0)::vault_touch)
+      INTO touches
+      FROM (SELECT DISTINCT ON (term_id, curve_id) term_id, curve_id, vault_type, block_number, log_index
+              FROM new_events
+             ORDER BY term_id, curve_id, block_number DESC, log_index DESC) l;
+    PERFORM touch_vaults(touches);
+
+    UPDATE vault v
+       SET total_shares = l.total_shares,
+           current_share_price = l.share_price,
+           total_assets = l.total_assets,
+           market_cap = compute_market_cap(l.total_shares, l.share_price),
+           last_price_block = l.block_number,
+           last_price_log_index = l.log_index
+      FROM (SELECT DISTINCT ON (term_id, curve_id) *
+              FROM new_events
+             ORDER BY term_id, curve_id, block_number DESC, log_index DESC) l
+     WHERE v.term_id = l.term_id AND v.curve_id = l.curve_id
+       AND is_later(l.block_number, l.log_index, v.last_price_block, v.last_price_log_index);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER trigger_share_price_changed
+    AFTER INSERT ON share_price_changed_events
+    REFERENCING NEW TABLE AS new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION merge_share_price_changed();
