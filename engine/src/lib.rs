@@ -1,1 +1,23 @@
+//! redis-postgres-sync: rindexer events from Redis streams into PostgreSQL, one batch per
+//! transaction.
+//!
+//! Stages, in the order a batch meets them:
+//! [`source`] (XREADGROUP) → [`decode`] (simd-json → typed [`event`]s) → [`batch`] (sort,
+//! dedup, term set) → [`stage`] (binary COPY) → [`merge`] (event log + statement-level
+//! triggers) → [`cascade`] (level 2) → commit → ack. [`pipeline`] drives them.
 
+pub mod batch;
+pub mod cascade;
+pub mod config;
+pub mod db;
+pub mod decode;
+pub mod event;
+pub mod merge;
+pub mod numeric;
+pub mod pipeline;
+pub mod source;
+pub mod sql;
+pub mod stage;
+
+pub use config::EngineConfig;
+pub use pipeline::{run, RunSummary};

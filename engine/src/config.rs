@@ -1,0 +1,89 @@
+//! Config: every flag can also come from the environment.
+
+use std::time::Duration;
+
+use clap::Args;
+
+pub const DEFAULT_STREAMS: &str =
+    "intuition_atom_created,intuition_triple_created,intuition_deposited,intuition_redeemed,intuition_share_price_changed";
+
+#[derive(Args, Clone, Debug)]
+pub struct EngineConfig {
+    /// PostgreSQL connection URL. The database is created if it does not exist.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/intuition")]
+    pub database_url: String,
+
+    /// Redis connection URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Streams to consume, comma separated. Events are routed by `event_name`, not stream.
+    #[arg(long, env = "STREAMS", value_delimiter = ',', default_value = DEFAULT_STREAMS)]
+    pub streams: Vec<String>,
+
+    /// Consumer group shared by every engine process.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = "redis-postgres-sync")]
+    pub group: String,
+
+    /// Consumer name, unique per process (default: <hostname>-<pid>).
+    #[arg(long, env = "CONSUMER_NAME")]
+    pub consumer: Option<String>,
+
+    /// Messages read per stream per XREADGROUP (rindexer packs many events per message).
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 1000)]
+    pub batch_size: usize,
+
+    /// How long one XREADGROUP blocks waiting for new messages, in milliseconds.
+    #[arg(long, env = "BLOCK_MS", default_value_t = 1000)]
+    pub block_ms: u64,
+
+    /// Exit 0 once every stream is drained and nothing is pending for the group.
+    #[arg(long, env = "EXIT_WHEN_IDLE")]
+    pub exit_when_idle: bool,
+
+    /// Backfill mode: `synchronous_commit = off` for the engine's transactions.
+    #[arg(long, env = "BACKFILL")]
+    pub backfill: bool,
+
+    /// Messages pending longer than this on another consumer are claimed (XAUTOCLAIM).
+    #[arg(long, env = "CLAIM_IDLE_MS", default_value_t = 60_000)]
+    pub claim_idle_ms: u64,
+
+    /// PostgreSQL connections in the pool.
+    #[arg(long, env = "PG_POOL_SIZE", default_value_t = 4)]
+    pub pool_size: u32,
+}
+
+impl EngineConfig {
+    pub fn consumer_name(&self) -> String {
+        self.consumer.clone().unwrap_or_else(default_consumer_name)
+    }
+
+    pub fn block(&self) -> Duration {
+        Duration::from_millis(self.block_ms)
+    }
+
+    /// A config for local services with the given database and streams, as tests use it.
+    pub fn local(database_url: &str, streams: &[String]) -> Self {
+        EngineConfig {
+            database_url: database_url.to_owned(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            streams: streams.to_vec(),
+            group: "redis-postgres-sync".into(),
+            consumer: None,
+            batch_size: 1000,
+            block_ms: 200,
+            exit_when_idle: true,
+            backfill: false,
+            claim_idle_ms: 60_000,
+            pool_size: 2,
+        }
+    }
+}
+
+pub fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,313 @@
+//! Decode: rindexer stream payloads (JSON) into typed, validated events.
+//!
+//! Producers disagree on encodings, so every integer accepts a JSON number, a decimal
+//! string or a `0x` hex string; ids and addresses are lowercased; `event_data` may be an
+//! array or a single object. A payload that cannot be read at all fails as a whole; inside
+//! a readable payload each event stands or falls on its own, so one bad event never drops
+//! its good neighbours.
+
+use std::sync::OnceLock;
+
+use ruint::aliases::U256;
+use sha3::{Digest, Keccak256};
+use simd_json::prelude::*;
+use simd_json::{BorrowedValue as Value, StaticNode};
+
+use crate::event::*;
+use crate::numeric::{parse_u256, Numeric};
+
+/// Why an input was rejected; the text goes to the dead-letter entry as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, DecodeError> {
+    Err(DecodeError(msg.into()))
+}
+
+/// An event of a readable payload that failed validation, ready for the dead-letter stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFailure {
+    /// A payload holding only the failed event, in the producer's format, so it can be
+    /// replayed to its stream once fixed.
+    pub payload: String,
+    pub error: DecodeError,
+}
+
+/// What one payload decoded into.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub events: Vec<Event>,
+    pub failures: Vec<EventFailure>,
+}
+
+/// Largest payload accepted; rindexer chunks its messages at about 75 KB.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// Deepest JSON nesting accepted before parsing (hostile input guard).
+const MAX_DEPTH: usize = 64;
+
+/// Decode one message payload. `Err` means nothing in it could be read.
+pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
+    if raw.len() > MAX_PAYLOAD_BYTES {
+        return err(format!("payload of {} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", raw.len()));
+    }
+    if nesting_depth(raw) > MAX_DEPTH {
+        return err(format!("JSON nested deeper than {MAX_DEPTH} levels"));
+    }
+    // simd-json parses in place; the caller keeps `raw` for the dead-letter entry.
+    let mut buf = raw.to_vec();
+    let root = simd_json::to_borrowed_value(&mut buf).map_err(|e| DecodeError(format!("not valid JSON: {e}")))?;
+    let Value::Object(envelope) = &root else {
+        return err("payload is not a JSON object");
+    };
+    let name = match envelope.get("event_name") {
+        Some(Value::String(s)) if !s.is_empty() => s.as_ref(),
+        Some(Value::String(_)) => return err("`event_name` is empty"),
+        Some(_) => return err("`event_name` is not a string"),
+        None => return err("missing field `event_name`"),
+    };
+    let network = match envelope.get("network") {
+        Some(Value::String(s)) => Some(s.as_ref()),
+        _ => None,
+    };
+    let items: Vec<&Value> = match envelope.get("event_data") {
+        Some(Value::Array(a)) if a.is_empty() => return err("`event_data` is an empty array"),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v @ Value::Object(_)) => vec![v],
+        Some(Value::Static(StaticNode::Null)) => return err("`event_data` is null"),
+        Some(_) => return err("`event_data` is neither an array nor an object"),
+        None => return err("missing field `event_data`"),
+    };
+    let mut out = Decoded::default();
+    for item in items {
+        match decode_event(name, network, item) {
+            Ok(event) => out.events.push(event),
+            Err(error) => out.failures.push(EventFailure { payload: single_event_payload(name, network, item), error }),
+        }
+    }
+    Ok(out)
+}
+
+/// Maximum bracket depth, ignoring brackets inside strings.
+fn nesting_depth(raw: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in raw {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn single_event_payload(name: &str, network: Option<&str>, item: &Value) -> String {
+    let name = Value::from(name).encode();
+    let network = Value::from(network.unwrap_or("")).encode();
+    format!(r#"{{"event_name":{name},"network":{network},"event_data":[{}]}}"#, item.encode())
+}
+
+fn decode_event(name: &str, network: Option<&str>, item: &Value) -> Result<Event, DecodeError> {
+    let Value::Object(_) = item else {
+        return err("event is not a JSON object");
+    };
+    let tx = tx_info(item, network)?;
+    let f = Fields(item);
+    let kind = match name {
+        "AtomCreated" => {
+            let atom_data = f.bytes("atomData")?;
+            let atom_data_text = utf8_text(&atom_data);
+            EventKind::AtomCreated(AtomCreated {
+                creator: f.address("creator")?,
+                term_id: f.bytes32("termId")?,
+                atom_wallet: f.address("atomWallet")?,
+                atom_data,
+                atom_data_text,
+            })
+        }
+        "TripleCreated" => {
+            let term_id = f.bytes32("termId")?;
+            EventKind::TripleCreated(TripleCreated {
+                creator: f.address("creator")?,
+                counter_term_id: counter_term_id(&term_id),
+                term_id,
+                subject_id: f.bytes32("subjectId")?,
+                predicate_id: f.bytes32("predicateId")?,
+                object_id: f.bytes32("objectId")?,
+            })
+        }
+        "Deposited" => EventKind::Deposited(Deposited {
+            sender: f.address("sender")?,
+            receiver: f.address("receiver")?,
+            term_id: f.bytes32("termId")?,
+            curve_id: f.uint("curveId")?,
+            assets: f.uint("assets")?,
+            assets_after_fees: f.uint("assetsAfterFees")?,
+            shares: f.uint("shares")?,
+            total_shares: f.uint("totalShares")?,
+            vault_type: f.vault_type()?,
+        }),
+        "Redeemed" => EventKind::Redeemed(Redeemed {
+            sender: f.address("sender")?,
+            receiver: f.address("receiver")?,
+            term_id: f.bytes32("termId")?,
+            curve_id: f.uint("curveId")?,
+            shares: f.uint("shares")?,
+            total_shares: f.uint("totalShares")?,
+            assets: f.uint("assets")?,
+            fees: f.uint("fees")?,
+            vault_type: f.vault_type()?,
+        }),
+        "SharePriceChanged" => EventKind::SharePriceChanged(SharePriceChanged {
+            term_id: f.bytes32("termId")?,
+            curve_id: f.uint("curveId")?,
+            share_price: f.uint("sharePrice")?,
+            total_assets: f.uint("totalAssets")?,
+            total_shares: f.uint("totalShares")?,
+            vault_type: f.vault_type()?,
+        }),
+        other => EventKind::Generic(Generic { event_name: other.to_owned(), event_data: item.encode() }),
+    };
+    Ok(Event { tx, kind })
+}
+
+fn tx_info(item: &Value, envelope_network: Option<&str>) -> Result<TxInfo, DecodeError> {
+    let info = match item.get("transaction_information") {
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return err("`transaction_information` is not an object"),
+        None => return err("missing field `transaction_information`"),
+    };
+    let f = Fields(info);
+    let network = match info.get("network") {
+        Some(Value::String(s)) => s.to_string(),
+        Some(Value::Static(StaticNode::Null)) | None => envelope_network.unwrap_or_default().to_owned(),
+        Some(_) => return err("`transaction_information.network` is not a string"),
+    };
+    Ok(TxInfo {
+        transaction_hash: f.bytes32("transaction_hash")?,
+        log_index: f.int64("log_index")?,
+        block_number: f.int64("block_number")?,
+        block_hash: f.bytes32("block_hash")?,
+        address: f.address("address")?,
+        network,
+        transaction_index: f.int64("transaction_index")?,
+        block_timestamp: f.optional_int64("block_timestamp")?,
+    })
+}
+
+/// Typed access to one JSON object's fields, with errors that name the field.
+struct Fields<'a, 'v>(&'a Value<'v>);
+
+impl<'a, 'v> Fields<'a, 'v> {
+    fn get(&self, name: &str) -> Result<&'a Value<'v>, DecodeError> {
+        match self.0.get(name) {
+            Some(Value::Static(StaticNode::Null)) | None => err(format!("missing field `{name}`")),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn uint_value(&self, name: &str) -> Result<U256, DecodeError> {
+        match self.get(name)? {
+            Value::Static(StaticNode::U64(n)) => Ok(U256::from(*n)),
+            Value::Static(StaticNode::I64(n)) if *n >= 0 => Ok(U256::from(*n as u64)),
+            Value::Static(StaticNode::I64(n)) => err(format!("field `{name}`: negative number {n}")),
+            Value::Static(StaticNode::F64(n)) => err(format!("field `{name}`: {n} is not an integer")),
+            Value::String(s) => parse_u256(s).map_err(|e| DecodeError(format!("field `{name}`: {e}"))),
+            _ => err(format!("field `{name}`: expected an integer (number, decimal or 0x-hex string)")),
+        }
+    }
+
+    fn uint(&self, name: &str) -> Result<Numeric, DecodeError> {
+        self.uint_value(name).map(Numeric)
+    }
+
+    fn int64(&self, name: &str) -> Result<i64, DecodeError> {
+        let v = self.uint_value(name)?;
+        i64::try_from(v)
+            .map_err(|_| DecodeError(format!("field `{name}`: {v} does not fit in a signed 64-bit integer")))
+    }
+
+    fn optional_int64(&self, name: &str) -> Result<Option<i64>, DecodeError> {
+        match self.0.get(name) {
+            Some(Value::Static(StaticNode::Null)) | None => Ok(None),
+            Some(_) => self.int64(name).map(Some),
+        }
+    }
+
+    fn vault_type(&self) -> Result<i16, DecodeError> {
+        match self.int64("vaultType")? {
+            t @ 0..=2 => Ok(t as i16),
+            t => err(format!("field `vaultType`: {t} is not 0 (atom), 1 (triple) or 2 (counter triple)")),
+        }
+    }
+
+    fn str(&self, name: &str) -> Result<&'a str, DecodeError> {
+        match self.get(name)? {
+            Value::String(s) => Ok(s.as_ref()),
+            _ => err(format!("field `{name}`: expected a string")),
+        }
+    }
+
+    /// Hex of exactly `len` bytes, `0x` optional, returned as lowercase `0x` hex.
+    fn fixed_hex(&self, name: &str, len: usize) -> Result<String, DecodeError> {
+        let s = self.str(name)?;
+        let digits = strip_0x(s);
+        if digits.len() != len * 2 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let shown: String = s.chars().take(80).collect();
+            return err(format!("field `{name}`: expected {len} bytes of hex, got {shown:?}"));
+        }
+        Ok(format!("0x{}", digits.to_ascii_lowercase()))
+    }
+
+    fn bytes32(&self, name: &str) -> Result<String, DecodeError> {
+        self.fixed_hex(name, 32)
+    }
+
+    fn address(&self, name: &str) -> Result<String, DecodeError> {
+        self.fixed_hex(name, 20)
+    }
+
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, DecodeError> {
+        let s = self.str(name)?;
+        hex::decode(strip_0x(s)).map_err(|e| DecodeError(format!("field `{name}`: not hex bytes ({e})")))
+    }
+}
+
+fn strip_0x(s: &str) -> &str {
+    s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s)
+}
+
+/// Atom data as text, or `None` when it is not valid UTF-8 or holds a NUL byte
+/// (PostgreSQL `TEXT` cannot store NUL); the bytes are then kept in `raw_data`.
+pub fn utf8_text(bytes: &[u8]) -> Option<String> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains('\0') => Some(s.to_owned()),
+        _ => None,
+    }
+}
+
+/// `keccak256(keccak256("COUNTER_SALT") || term_id)`, as lowercase `0x` hex.
+/// `term_id` must be canonical (`0x` + 64 hex digits).
+pub fn counter_term_id(term_id: &str) -> String {
+    static SALT: OnceLock<[u8; 32]> = OnceLock::new();
+    let salt = SALT.get_or_init(|| Keccak256::digest(b"COUNTER_SALT").into());
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(strip_0x(term_id), &mut id).expect("canonical term id");
+    let mut h = Keccak256::new();
+    h.update(salt);
+    h.update(id);
+    format!("0x{}", hex::encode(h.finalize()))
+}

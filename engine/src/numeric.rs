@@ -1,0 +1,155 @@
+//! uint256 amounts: parsing every encoding producers use, and PostgreSQL's binary
+//! `NUMERIC` wire format for COPY.
+//!
+//! `NUMERIC` travels as `ndigits, weight, sign, dscale` (four big-endian i16/u16) followed
+//! by `ndigits` base-10000 digits, most significant first. A uint256 needs up to 20 of them.
+
+use std::error::Error;
+
+use bytes::{BufMut, BytesMut};
+use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
+use ruint::aliases::U256;
+
+/// A uint256 that binds to a PostgreSQL `NUMERIC` parameter or COPY column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Numeric(pub U256);
+
+impl Numeric {
+    pub const ZERO: Numeric = Numeric(U256::ZERO);
+
+    /// Base-10000 digits, least significant first, without trailing (high) zeros.
+    fn base10000_le(&self) -> Vec<i16> {
+        if let Ok(small) = u128::try_from(self.0) {
+            let mut v = small;
+            let mut out = Vec::with_capacity(10);
+            while v > 0 {
+                out.push((v % 10_000) as i16);
+                v /= 10_000;
+            }
+            return out;
+        }
+        self.0.to_base_le(10_000).map(|d| d as i16).collect()
+    }
+
+    /// Append the binary `NUMERIC` encoding of this value.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let digits = self.base10000_le();
+        // Low-order zero digits carry no information; PostgreSQL strips them too.
+        let skip = digits.iter().take_while(|d| **d == 0).count();
+        let significant = &digits[skip..];
+        let weight = digits.len() as i16 - 1;
+        out.put_i16(significant.len() as i16);
+        out.put_i16(if significant.is_empty() { 0 } else { weight });
+        out.put_u16(0x0000); // positive
+        out.put_u16(0); // display scale: integers
+        for d in significant.iter().rev() {
+            out.put_i16(*d);
+        }
+    }
+}
+
+impl std::fmt::Display for Numeric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<u64> for Numeric {
+    fn from(v: u64) -> Self {
+        Numeric(U256::from(v))
+    }
+}
+
+impl ToSql for Numeric {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        self.encode(out);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
+
+    to_sql_checked!();
+}
+
+/// Why a string could not be read as a uint256.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("empty number")]
+    Empty,
+    #[error("negative number {0:?}")]
+    Negative(String),
+    #[error("not an integer: {0:?}")]
+    NotInteger(String),
+    #[error("number {0:?} does not fit in 256 bits")]
+    Overflow(String),
+}
+
+/// Parse a decimal or `0x`-prefixed hexadecimal string into a uint256.
+pub fn parse_u256(s: &str) -> Result<U256, NumberError> {
+    let clip = |s: &str| s.chars().take(90).collect::<String>();
+    if s.is_empty() {
+        return Err(NumberError::Empty);
+    }
+    if s.starts_with('-') {
+        return Err(NumberError::Negative(clip(s)));
+    }
+    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None => (s, 10),
+    };
+    let valid = !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+    if !valid {
+        return Err(NumberError::NotInteger(clip(s)));
+    }
+    U256::from_str_radix(digits, radix as u64).map_err(|_| NumberError::Overflow(clip(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(v: U256) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        Numeric(v).encode(&mut b);
+        b.to_vec()
+    }
+
+    #[test]
+    fn zero_has_no_digits() {
+        assert_eq!(encoded(U256::ZERO), vec![0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn ten_thousand_strips_low_zero_digit() {
+        // 10000 = [1][0000]: one significant digit with weight 1.
+        assert_eq!(encoded(U256::from(10_000u64)), vec![0, 1, 0, 1, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn twelve_thousand_three_hundred_forty_five() {
+        // 12345 = [1][2345]
+        assert_eq!(encoded(U256::from(12_345u64)), vec![0, 2, 0, 1, 0, 0, 0, 0, 0, 1, 0x09, 0x29]);
+    }
+
+    #[test]
+    fn parses_every_encoding() {
+        assert_eq!(parse_u256("1000").unwrap(), U256::from(1000u64));
+        assert_eq!(parse_u256("0x3e8").unwrap(), U256::from(1000u64));
+        assert_eq!(parse_u256("0X3E8").unwrap(), U256::from(1000u64));
+        assert_eq!(parse_u256(&U256::MAX.to_string()).unwrap(), U256::MAX);
+    }
+
+    #[test]
+    fn rejects_bad_numbers() {
+        assert_eq!(parse_u256(""), Err(NumberError::Empty));
+        assert!(matches!(parse_u256("-1"), Err(NumberError::Negative(_))));
+        assert!(matches!(parse_u256("1.5"), Err(NumberError::NotInteger(_))));
+        assert!(matches!(parse_u256("1e18"), Err(NumberError::NotInteger(_))));
+        assert!(matches!(parse_u256("0x"), Err(NumberError::NotInteger(_))));
+        assert!(matches!(parse_u256(" 1"), Err(NumberError::NotInteger(_))));
+        let too_big = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
+        assert!(matches!(parse_u256(too_big), Err(NumberError::Overflow(_))));
+    }
+}

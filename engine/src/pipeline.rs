@@ -1,0 +1,188 @@
+//! The engine loop: a reader task reads and decodes batch N+1 while the writer applies
+//! batch N in one transaction, then acks it.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::batch::Batch;
+use crate::config::EngineConfig;
+use crate::db::{self, PgPool};
+use crate::source::{StreamControl, StreamReader};
+use crate::{cascade, merge, sql, stage};
+
+/// What the engine did, reported at exit.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub batches: u64,
+    pub messages: u64,
+    pub events: u64,
+    pub dead_letters: u64,
+    pub elapsed: Duration,
+}
+
+impl RunSummary {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+enum Work {
+    Batch(Batch),
+    /// A read found nothing new; everything sent before it has been handed over.
+    Idle,
+}
+
+/// Run until `shutdown` resolves, or until idle with `exit_when_idle`.
+pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
+    let started = Instant::now();
+    let pool = db::connect(&config.database_url, config.pool_size).await?;
+    let consumer = config.consumer_name();
+    let mut reader = StreamReader::new(
+        &config.redis_url,
+        &config.streams,
+        &config.group,
+        &consumer,
+        config.batch_size,
+        config.block(),
+    )
+    .await?;
+    reader.ensure_groups().await?;
+    let mut control = StreamControl::new(&config.redis_url, &config.group).await?;
+    info!(consumer = %consumer, group = %config.group, streams = ?config.streams, "engine started");
+
+    // Capacity 1: one batch decoded ahead while the writer works, never more.
+    let (tx, mut rx) = mpsc::channel(1);
+    let claim_idle = Duration::from_millis(config.claim_idle_ms);
+    let mut read_task = tokio::spawn(async move { read_loop(&mut reader, tx, claim_idle).await });
+
+    let mut summary = RunSummary::default();
+    let mut last_report = Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        let work = tokio::select! {
+            biased;
+            _ = &mut shutdown => { info!("shutdown requested"); break; }
+            work = rx.recv() => work,
+        };
+        match work {
+            Some(Work::Batch(batch)) => {
+                apply_with_retry(&pool, &batch, config.backfill).await;
+                finish_with_retry(&mut control, &batch).await;
+                summary.batches += 1;
+                summary.messages += batch.acks.len() as u64;
+                summary.events += batch.events.len() as u64;
+                summary.dead_letters += batch.dead_letters.len() as u64;
+                if last_report.elapsed() >= Duration::from_secs(10) {
+                    summary.elapsed = started.elapsed();
+                    info!(events = summary.events, rate = format!("{:.0}/s", summary.events_per_second()), "progress");
+                    last_report = Instant::now();
+                }
+            }
+            Some(Work::Idle) => {
+                if config.exit_when_idle && control.pending(&config.streams).await.unwrap_or(usize::MAX) == 0 {
+                    info!("streams drained and nothing pending: exiting");
+                    break;
+                }
+            }
+            None => {
+                // The reader stopped: surface its error.
+                (&mut read_task).await??;
+                break;
+            }
+        }
+    }
+    read_task.abort();
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle: Duration) -> Result<()> {
+    // Entries this consumer name was given before a restart come first; `>` never returns them.
+    let mut reading_own_pending = true;
+    let mut last_claim: Option<Instant> = None;
+    let mut failures = 0u32;
+    loop {
+        let read = if reading_own_pending {
+            reader.read_own_pending().await
+        } else if last_claim.is_none_or(|t| t.elapsed() >= claim_idle / 2) {
+            last_claim = Some(Instant::now());
+            reader.claim_stale(claim_idle).await
+        } else {
+            reader.read_new().await
+        };
+        let messages = match read {
+            Ok(m) => {
+                failures = 0;
+                m
+            }
+            Err(e) => {
+                failures += 1;
+                warn!(error = %format!("{e:#}"), "reading streams failed; retrying");
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            if reading_own_pending {
+                reading_own_pending = false;
+                continue;
+            }
+            if last_claim.is_some_and(|t| t.elapsed() < Duration::from_millis(5)) {
+                continue; // the claim pass found nothing; go read new entries
+            }
+            if tx.send(Work::Idle).await.is_err() {
+                return Ok(());
+            }
+            continue;
+        }
+        let batch = tokio::task::spawn_blocking(move || Batch::from_messages(messages)).await?;
+        if tx.send(Work::Batch(batch)).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis((100u64 << failures.min(6)).min(5_000))
+}
+
+/// Apply a batch, retrying with backoff until it commits. Nothing is acked before that.
+async fn apply_with_retry(pool: &PgPool, batch: &Batch, backfill: bool) {
+    let mut failures = 0;
+    while let Err(e) = apply(pool, batch, backfill).await {
+        failures += 1;
+        error!(error = %format!("{e:#}"), attempt = failures, events = batch.events.len(), "batch rolled back; retrying");
+        tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+/// One transaction: lock → COPY → merge (triggers) → cascade → COMMIT.
+pub async fn apply(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<()> {
+    if batch.events.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    if backfill {
+        tx.batch_execute(sql::BACKFILL_TRANSACTION).await?;
+    }
+    merge::lock_terms(&tx, &batch.term_ids).await?;
+    let staged = stage::stage_events(&tx, &batch.events).await?;
+    merge::merge_staged(&tx, &staged).await?;
+    cascade::cascade_terms(&tx, &batch.term_ids).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn finish_with_retry(control: &mut StreamControl, batch: &Batch) {
+    let mut failures = 0;
+    while let Err(e) = control.finish(&batch.acks, &batch.dead_letters).await {
+        failures += 1;
+        warn!(error = %format!("{e:#}"), attempt = failures, "acking the committed batch failed; retrying");
+        tokio::time::sleep(backoff(failures)).await;
+    }
+}

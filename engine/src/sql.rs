@@ -1,0 +1,27 @@
+//! Every statement the engine sends. The logic lives in `migrations/` as functions and
+//! triggers; the engine only calls it.
+
+/// Session setup for a pooled connection: its temporary staging tables.
+pub const CREATE_STAGING: &str = "SELECT create_staging_tables()";
+
+/// Backfill mode trades durability of the last few commits for throughput; a crash then
+/// only causes redelivery, because acks follow commits.
+pub const BACKFILL_TRANSACTION: &str = "SET LOCAL synchronous_commit = off";
+
+/// Advisory locks on the batch's terms, in sorted key order.
+pub const LOCK_TERMS: &str = "SELECT lock_terms($1::text[])";
+
+/// Move staged rows into the event log; the statement-level triggers merge level 1.
+pub const MERGE_STAGED: &str = "SELECT merge_staged_events($1::text[])";
+
+/// Level 2 for the batch's distinct terms.
+pub const CASCADE_TERMS: &str = "SELECT cascade_terms($1::text[])";
+
+/// Serializes migration runs of engines that start at the same time (a session lock).
+pub const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_lock(4242424201)";
+pub const UNLOCK_MIGRATIONS: &str = "SELECT pg_advisory_unlock(4242424201)";
+
+/// `COPY` into a staging table in PostgreSQL's binary format.
+pub fn copy_into_stage(table: &str) -> String {
+    format!("COPY pg_temp.stage_{table} FROM STDIN (FORMAT binary)")
+}
