@@ -10,7 +10,7 @@ pub const DEFAULT_STREAMS: &str =
 #[derive(Args, Clone, Debug)]
 pub struct EngineConfig {
     /// PostgreSQL connection URL. The database is created if it does not exist.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/intuition")]
+    #[arg(long, env = "DATABASE_URL", global = true, default_value = "postgres://postgres@127.0.0.1:5432/intuition")]
     pub database_url: String,
 
     /// Redis connection URL.

@@ -43,6 +43,8 @@ pub struct Decoded {
 
 /// Largest payload accepted; rindexer chunks its messages at about 75 KB.
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// 10000-01-01T00:00:00Z: later block timestamps are not real and do not fit PostgreSQL's range comfortably.
+const MAX_TIMESTAMP: i64 = 253_402_300_800;
 /// Deepest JSON nesting accepted before parsing (hostile input guard).
 const MAX_DEPTH: usize = 64;
 
@@ -179,9 +181,18 @@ fn decode_event(name: &str, network: Option<&str>, item: &Value) -> Result<Event
             total_shares: f.uint("totalShares")?,
             vault_type: f.vault_type()?,
         }),
-        other => EventKind::Generic(Generic { event_name: other.to_owned(), event_data: item.encode() }),
+        other => EventKind::Generic(generic(other, item)?),
     };
     Ok(Event { tx, kind })
+}
+
+/// PostgreSQL `TEXT` and `JSONB` cannot hold NUL characters; reject rather than fail the batch.
+fn generic(name: &str, item: &Value) -> Result<Generic, DecodeError> {
+    let event_data = item.encode();
+    if name.contains('\0') || event_data.contains("\\u0000") {
+        return err("unknown event holds a NUL character, which PostgreSQL text cannot store");
+    }
+    Ok(Generic { event_name: name.to_owned(), event_data })
 }
 
 fn tx_info(item: &Value, envelope_network: Option<&str>) -> Result<TxInfo, DecodeError> {
@@ -196,6 +207,13 @@ fn tx_info(item: &Value, envelope_network: Option<&str>) -> Result<TxInfo, Decod
         Some(Value::Static(StaticNode::Null)) | None => envelope_network.unwrap_or_default().to_owned(),
         Some(_) => return err("`transaction_information.network` is not a string"),
     };
+    if network.contains('\0') {
+        return err("`network` holds a NUL character");
+    }
+    let block_timestamp = f.optional_int64("block_timestamp")?;
+    if let Some(t) = block_timestamp.filter(|t| *t >= MAX_TIMESTAMP) {
+        return err(format!("field `block_timestamp`: {t} is past the year 9999"));
+    }
     Ok(TxInfo {
         transaction_hash: f.bytes32("transaction_hash")?,
         log_index: f.int64("log_index")?,
@@ -204,7 +222,7 @@ fn tx_info(item: &Value, envelope_network: Option<&str>) -> Result<TxInfo, Decod
         address: f.address("address")?,
         network,
         transaction_index: f.int64("transaction_index")?,
-        block_timestamp: f.optional_int64("block_timestamp")?,
+        block_timestamp,
     })
 }
 
@@ -311,3 +329,7 @@ pub fn counter_term_id(term_id: &str) -> String {
     h.update(id);
     format!("0x{}", hex::encode(h.finalize()))
 }
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod source;
 pub mod sql;
 pub mod stage;
+pub mod verify;
 
 pub use config::EngineConfig;
 pub use pipeline::{run, RunSummary};

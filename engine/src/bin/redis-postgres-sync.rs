@@ -1,13 +1,29 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use rps::verify::{compare_all, ANALYTICS_TABLES, STRONG_TABLES};
 use rps::EngineConfig;
 use tracing_subscriber::EnvFilter;
 
 /// Keep PostgreSQL in sync with the Intuition events rindexer publishes to Redis streams.
+/// Without a subcommand it runs the sync engine.
 #[derive(Parser)]
 #[command(name = "redis-postgres-sync", version, about)]
 struct Cli {
     #[command(flatten)]
     engine: EngineConfig,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare the maintained tables with the `snapshot` reference views (full recompute
+    /// from the event log). Exits 1 on any mismatch in the level 1-2 tables.
+    Verify {
+        /// Also compare the level 3 analytics tables (kept by analytics-worker).
+        #[arg(long)]
+        analytics: bool,
+    },
 }
 
 #[tokio::main]
@@ -16,7 +32,14 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
-    let summary = rps::run(cli.engine, shutdown_signal()).await?;
+    match cli.command {
+        None => sync(cli.engine).await,
+        Some(Command::Verify { analytics }) => verify(&cli.engine.database_url, analytics).await,
+    }
+}
+
+async fn sync(config: EngineConfig) -> anyhow::Result<()> {
+    let summary = rps::run(config, shutdown_signal()).await?;
     tracing::info!(
         batches = summary.batches,
         messages = summary.messages,
@@ -26,6 +49,24 @@ async fn main() -> anyhow::Result<()> {
         rate = format!("{:.0} events/s", summary.events_per_second()),
         "done"
     );
+    Ok(())
+}
+
+async fn verify(database_url: &str, analytics: bool) -> anyhow::Result<()> {
+    let client = rps::db::connect_one(database_url).await?;
+    let mut strong_ok = true;
+    for diff in compare_all(&client, &STRONG_TABLES).await? {
+        strong_ok &= diff.matches();
+        println!("{diff}");
+    }
+    if analytics {
+        for diff in compare_all(&client, &ANALYTICS_TABLES).await? {
+            println!("{diff}");
+        }
+    }
+    if !strong_ok {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

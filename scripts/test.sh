@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test suite: starts local PostgreSQL and Redis if needed, then runs every test of the
+# workspace against them. Each test uses its own database and stream names.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/services.sh
+cargo test --workspace --all-targets "$@"
