@@ -1,1 +1,229 @@
+//! The engine end to end against real PostgreSQL and Redis: whatever the delivery order,
+//! duplication, packing, batch size or number of engines, every level 1-2 table must equal
+//! its reference view (a full recompute from the event log) row for row.
 
+use integration_tests::workload::{self, Params};
+use integration_tests::TestEnv;
+use proptest::prelude::*;
+use ruint::aliases::U256;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+async fn feed_samples(env: &mut TestEnv) {
+    let samples = include_str!("../samples/rindexer-messages.jsonl");
+    for line in samples.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let stream = integration_tests::env::LOGICAL_STREAMS
+            .iter()
+            .position(|s| v["stream"].as_str().unwrap().ends_with(s))
+            .expect("known stream");
+        env.xadd(stream, v["payload"].to_string().as_bytes()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_sync_and_match_reference() {
+    let mut env = TestEnv::new("samples").await;
+    feed_samples(&mut env).await;
+    let summary = env.run(env.config()).await;
+    assert_eq!(summary.messages, 10);
+    assert_eq!(summary.dead_letters, 0);
+    env.assert_matches_reference().await;
+    assert_eq!(env.count("SELECT count(*) FROM atom").await, 3);
+    assert_eq!(env.count("SELECT count(*) FROM triple").await, 2);
+    assert!(env.count("SELECT count(*) FROM position").await > 0);
+    // Every term of an atom, triple, counter triple or vault has a row.
+    assert_eq!(env.count("SELECT count(*) FROM term").await, env.count("SELECT count(*) FROM snapshot.term").await);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_messages_change_nothing() {
+    let mut env = TestEnv::new("redeliver").await;
+    feed_samples(&mut env).await;
+    env.run(env.config()).await;
+    let state = "SELECT md5(string_agg(p::text, ',' ORDER BY account_id, term_id, curve_id)) FROM position p";
+    let client = env.client().await;
+    let before: String = client.query_one(state, &[]).await.unwrap().get(0);
+    // The producer sends everything again: sums must not grow.
+    feed_samples(&mut env).await;
+    let summary = env.run(env.config()).await;
+    assert_eq!(summary.messages, 10);
+    let after: String = client.query_one(state, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
+    assert_eq!(env.count("SELECT count(*) FROM deposited_events").await, 4);
+    env.assert_matches_reference().await;
+    env.cleanup().await;
+}
+
+async fn random_workload_case(p: Params, batch_size: usize, engines: usize) {
+    let mut env = TestEnv::new("prop").await;
+    let (messages, distinct) = workload::messages(&p);
+    env.xadd_all(&messages).await;
+    let mut config = env.config();
+    config.batch_size = batch_size;
+    let runs = env.run_concurrently(config, engines).await;
+    let read: u64 = runs.iter().map(|r| r.messages).sum();
+    assert!(read >= messages.len() as u64, "every message is read at least once");
+    assert_eq!(runs.iter().map(|r| r.dead_letters).sum::<u64>(), 0);
+    let logged = env
+        .count(
+            "SELECT (SELECT count(*) FROM atom_created_events) + (SELECT count(*) FROM triple_created_events) \
+             + (SELECT count(*) FROM deposited_events) + (SELECT count(*) FROM redeemed_events) \
+             + (SELECT count(*) FROM share_price_changed_events) + (SELECT count(*) FROM generic_events)",
+        )
+        .await;
+    assert_eq!(logged as usize, distinct, "each distinct event is logged exactly once");
+    env.assert_matches_reference().await;
+    env.cleanup().await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Shuffled, duplicated, randomly packed and batched workloads, one to three engines.
+    #[test]
+    fn random_workloads_match_reference(
+        seed in any::<u64>(),
+        events in 20usize..400,
+        max_per_message in 1usize..8,
+        duplicate_rate in 0.0f64..0.5,
+        batch_size in 1usize..40,
+        engines in 1usize..4,
+    ) {
+        let p = Params { seed, events, max_per_message, duplicate_rate, streams: 5 };
+        runtime().block_on(random_workload_case(p, batch_size, engines));
+    }
+}
+
+/// A bigger workload through three engines sharing the group, default batch size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_engines_on_a_larger_workload() {
+    let p = Params { seed: 7, events: 5_000, max_per_message: 20, duplicate_rate: 0.2, streams: 5 };
+    random_workload_case(p, 50, 3).await;
+}
+
+/// Batch size 1 is the seed's per-event path; it must agree too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_per_batch() {
+    let p = Params { seed: 11, events: 300, max_per_message: 1, duplicate_rate: 0.3, streams: 5 };
+    random_workload_case(p, 1, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_payload_field_names_are_accepted() {
+    let mut env = TestEnv::new("fields").await;
+    let samples: Vec<serde_json::Value> =
+        include_str!("../samples/rindexer-messages.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let atoms: Vec<&serde_json::Value> = samples.iter().filter(|v| v["stream"] == "intuition_atom_created").collect();
+    env.xadd_field(0, "event_data", atoms[0]["payload"].to_string().as_bytes()).await;
+    env.xadd_field(0, "data", atoms[1]["payload"].to_string().as_bytes()).await;
+    let summary = env.run(env.config()).await;
+    assert_eq!((summary.events, summary.dead_letters), (2, 0));
+    assert_eq!(env.count("SELECT count(*) FROM atom").await, 2);
+    env.cleanup().await;
+}
+
+/// Entries a consumer received and never acked (it crashed) are applied by its successor
+/// under the same name, and by any consumer once they are idle long enough (XAUTOCLAIM).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_entries_are_recovered() {
+    let mut env = TestEnv::new("pending").await;
+    feed_samples(&mut env).await;
+    let config = env.config();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&env.streams[2])
+        .arg(&config.group)
+        .arg("0")
+        .query_async(&mut env.redis)
+        .await
+        .unwrap();
+    // "dead" reads the deposits and dies without acking.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(&config.group)
+        .arg("dead")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&env.streams[2])
+        .arg(">")
+        .query_async(&mut env.redis)
+        .await
+        .unwrap();
+    let mut live = config.clone();
+    live.consumer = Some("live".into());
+    live.claim_idle_ms = 0;
+    let summary = env.run(live).await;
+    assert_eq!(summary.messages, 10, "the dead consumer's entry was claimed and applied");
+    env.assert_matches_reference().await;
+    assert_eq!(env.count("SELECT count(*) FROM deposited_events").await, 4);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_dead_lettered_and_good_input_applied() {
+    let mut env = TestEnv::new("dlq").await;
+    feed_samples(&mut env).await;
+    let term = "0x221c4e003f9931ee3af27f802dc5fd3d9974d75b333824fe61790134676b1b69";
+    let tx = |log: u32| {
+        format!(
+            r#"{{"address":"0x6e35cf57a41fa15ea0eae9c33e751b01a784fe7e","block_hash":"{term}","block_number":9000000,"block_timestamp":null,"log_index":{log},"network":"intuition","transaction_hash":"{term}","transaction_index":1}}"#
+        )
+    };
+    let spc = |log: u32, vault_type: &str| {
+        format!(
+            r#"{{"termId":"{term}","curveId":1,"sharePrice":"2000000000000000000","totalAssets":5,"totalShares":7,"vaultType":{vault_type},"transaction_information":{}}}"#,
+            tx(log)
+        )
+    };
+    let mixed = format!(r#"{{"event_name":"SharePriceChanged","event_data":[{},{}]}}"#, spc(1, "0"), spc(2, "7"));
+    env.xadd(4, b"this is not json").await;
+    env.xadd(4, br#"{"event_name":"Deposited","event_data":[]}"#).await;
+    env.xadd(4, mixed.as_bytes()).await;
+    env.xadd_field(4, "body", b"{}").await;
+    let summary = env.run(env.config()).await;
+    assert_eq!(summary.dead_letters, 4);
+
+    let mut dlq = env.dead_letters(4).await;
+    dlq.sort();
+    let errors: Vec<&str> = dlq.iter().map(|d| d.0.as_str()).collect();
+    assert!(errors.iter().any(|e| e.starts_with("not valid JSON")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("empty array")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("`vaultType`: 7")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("no payload field")), "{errors:?}");
+    for (_, payload, stream, id) in &dlq {
+        assert_eq!(stream, &env.streams[4]);
+        assert!(id.contains('-'), "origin id {id}");
+        if payload.contains("\"vaultType\":7") {
+            assert!(!payload.contains("\"log_index\":1"), "only the bad event is dead-lettered");
+        }
+    }
+    // The good event of the mixed message landed; its bad neighbour did not.
+    assert_eq!(env.count("SELECT count(*) FROM share_price_changed_events WHERE block_number = 9000000").await, 1);
+    env.assert_matches_reference().await;
+    let mut con = env.redis.clone();
+    let pending: redis::streams::StreamPendingReply =
+        redis::AsyncCommands::xpending(&mut con, &env.streams[4], "redis-postgres-sync").await.unwrap();
+    assert_eq!(pending.count(), 0, "dead-lettered entries are acked");
+    env.cleanup().await;
+}
+
+/// The binary NUMERIC encoding used by COPY, read back by PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_round_trips_through_postgres() {
+    let env = TestEnv::new("numeric").await;
+    let client = env.client().await;
+    let ten18 = U256::from(10u64).pow(U256::from(18u64));
+    for v in
+        [U256::ZERO, U256::from(1u64), U256::from(10_000u64), U256::from(12_345u64), ten18, ten18 * ten18, U256::MAX]
+    {
+        let back: String =
+            client.query_one("SELECT $1::numeric::text", &[&rps::numeric::Numeric(v)]).await.unwrap().get(0);
+        assert_eq!(back, v.to_string());
+    }
+    env.cleanup().await;
+}

@@ -100,19 +100,26 @@ pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Re
     Ok(summary)
 }
 
+/// Where the reader is in its cycle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Entries this consumer name was given before a restart; `>` never returns them.
+    OwnPending,
+    /// Entries other consumers left pending too long (they died).
+    Claim,
+    New,
+}
+
 async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle: Duration) -> Result<()> {
-    // Entries this consumer name was given before a restart come first; `>` never returns them.
-    let mut reading_own_pending = true;
-    let mut last_claim: Option<Instant> = None;
+    let claim_every = claim_idle.max(Duration::from_secs(1));
+    let mut phase = Phase::OwnPending;
+    let mut last_claim = Instant::now();
     let mut failures = 0u32;
     loop {
-        let read = if reading_own_pending {
-            reader.read_own_pending().await
-        } else if last_claim.is_none_or(|t| t.elapsed() >= claim_idle / 2) {
-            last_claim = Some(Instant::now());
-            reader.claim_stale(claim_idle).await
-        } else {
-            reader.read_new().await
+        let read = match phase {
+            Phase::OwnPending => reader.read_own_pending().await,
+            Phase::Claim => reader.claim_stale(claim_idle).await,
+            Phase::New => reader.read_new().await,
         };
         let messages = match read {
             Ok(m) => {
@@ -121,26 +128,30 @@ async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle
             }
             Err(e) => {
                 failures += 1;
-                warn!(error = %format!("{e:#}"), "reading streams failed; retrying");
+                warn!(error = %format!("{e:#}"), attempt = failures, "reading streams failed; retrying");
                 tokio::time::sleep(backoff(failures)).await;
                 continue;
             }
         };
-        if messages.is_empty() {
-            if reading_own_pending {
-                reading_own_pending = false;
-                continue;
+        let was = phase;
+        phase = match phase {
+            Phase::OwnPending if messages.is_empty() => Phase::Claim,
+            Phase::OwnPending => Phase::OwnPending,
+            Phase::Claim => {
+                last_claim = Instant::now();
+                Phase::New
             }
-            if last_claim.is_some_and(|t| t.elapsed() < Duration::from_millis(5)) {
-                continue; // the claim pass found nothing; go read new entries
-            }
-            if tx.send(Work::Idle).await.is_err() {
-                return Ok(());
-            }
+            Phase::New if last_claim.elapsed() >= claim_every => Phase::Claim,
+            Phase::New => Phase::New,
+        };
+        let work = if !messages.is_empty() {
+            Work::Batch(tokio::task::spawn_blocking(move || Batch::from_messages(messages)).await?)
+        } else if was == Phase::New {
+            Work::Idle
+        } else {
             continue;
-        }
-        let batch = tokio::task::spawn_blocking(move || Batch::from_messages(messages)).await?;
-        if tx.send(Work::Batch(batch)).await.is_err() {
+        };
+        if tx.send(work).await.is_err() {
             return Ok(());
         }
     }

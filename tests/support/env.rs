@@ -1,0 +1,136 @@
+//! One test's private corner of the local services.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redis::aio::MultiplexedConnection;
+use rps::verify::{compare_all, TableDiff, STRONG_TABLES};
+use rps::EngineConfig;
+
+pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
+pub const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// Logical streams, in the order `TestEnv::streams` lists them.
+pub const LOGICAL_STREAMS: [&str; 5] =
+    ["atom_created", "triple_created", "deposited", "redeemed", "share_price_changed"];
+
+pub struct TestEnv {
+    pub name: String,
+    pub database_url: String,
+    pub streams: Vec<String>,
+    pub redis: MultiplexedConnection,
+}
+
+impl TestEnv {
+    /// A fresh database (created and migrated) and fresh stream names.
+    pub async fn new(tag: &str) -> TestEnv {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("rps_t_{tag}_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let database_url = format!("{PG}/{name}");
+        rps::db::ensure_database(&database_url).await.expect("create test database");
+        rps::db::migrate(&database_url).await.expect("migrate test database");
+        let streams = LOGICAL_STREAMS.iter().map(|s| format!("{name}:intuition_{s}")).collect();
+        let redis = rps::source::connect(REDIS).await.expect("redis");
+        TestEnv { name, database_url, streams, redis }
+    }
+
+    /// Engine settings for this environment: drain and exit.
+    pub fn config(&self) -> EngineConfig {
+        let mut c = EngineConfig::local(&self.database_url, &self.streams);
+        c.block_ms = 100;
+        c
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        rps::db::connect_one(&self.database_url).await.expect("connect")
+    }
+
+    /// XADD `payload` to stream number `stream` under the field name `field`.
+    pub async fn xadd_field(&mut self, stream: usize, field: &str, payload: &[u8]) {
+        let _: String = redis::cmd("XADD")
+            .arg(&self.streams[stream])
+            .arg("*")
+            .arg(field)
+            .arg(payload)
+            .query_async(&mut self.redis)
+            .await
+            .expect("XADD");
+    }
+
+    pub async fn xadd(&mut self, stream: usize, payload: &[u8]) {
+        self.xadd_field(stream, "payload", payload).await
+    }
+
+    /// XADD many (stream, payload) pairs in pipelined chunks.
+    pub async fn xadd_all(&mut self, messages: &[(usize, String)]) {
+        for chunk in messages.chunks(500) {
+            let mut pipe = redis::pipe();
+            for (stream, payload) in chunk {
+                pipe.cmd("XADD").arg(&self.streams[*stream]).arg("*").arg("payload").arg(payload.as_bytes()).ignore();
+            }
+            let _: () = pipe.query_async(&mut self.redis).await.expect("XADD pipeline");
+        }
+    }
+
+    /// Run one engine to idle with `config`.
+    pub async fn run(&self, config: EngineConfig) -> rps::RunSummary {
+        rps::run(config, std::future::pending()).await.expect("engine run")
+    }
+
+    /// Run `n` engines at once on the same consumer group.
+    pub async fn run_concurrently(&self, config: EngineConfig, n: usize) -> Vec<rps::RunSummary> {
+        let runs = (0..n).map(|i| {
+            let mut c = config.clone();
+            c.consumer = Some(format!("{}-consumer-{i}", self.name));
+            tokio::spawn(async move { rps::run(c, std::future::pending()).await.expect("engine run") })
+        });
+        let mut out = Vec::new();
+        for r in runs.collect::<Vec<_>>() {
+            out.push(r.await.expect("engine task"));
+        }
+        out
+    }
+
+    pub async fn strong_table_diffs(&self) -> Vec<TableDiff> {
+        compare_all(&self.client().await, &STRONG_TABLES).await.expect("compare")
+    }
+
+    /// Every level 1-2 table equals its reference view row for row.
+    pub async fn assert_matches_reference(&self) {
+        let diffs = self.strong_table_diffs().await;
+        let bad: Vec<String> = diffs.iter().filter(|d| !d.matches()).map(|d| d.to_string()).collect();
+        assert!(bad.is_empty(), "tables differ from the snapshot views:\n{}", bad.join("\n"));
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client().await.query_one(sql, &[]).await.expect(sql).get(0)
+    }
+
+    /// Entries of `<stream>:dlq` as (error, payload, origin stream, origin id).
+    pub async fn dead_letters(&mut self, stream: usize) -> Vec<(String, String, String, String)> {
+        let key = rps::source::dead_letter_stream(&self.streams[stream]);
+        let reply: redis::streams::StreamRangeReply =
+            redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut self.redis).await.expect("XRANGE");
+        reply
+            .ids
+            .into_iter()
+            .map(|e| {
+                let field = |k: &str| e.get::<String>(k).unwrap_or_default();
+                (field("error"), field("payload"), field("stream"), field("id"))
+            })
+            .collect()
+    }
+
+    /// Drop the database and delete the streams.
+    pub async fn cleanup(mut self) {
+        let mut keys = self.streams.clone();
+        keys.extend(self.streams.iter().map(|s| rps::source::dead_letter_stream(s)));
+        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut self.redis).await;
+        let admin = rps::db::connect_one(&format!("{PG}/postgres")).await.expect("connect");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+            .await
+            .expect("drop database");
+    }
+}
