@@ -49,6 +49,10 @@ pub struct EngineConfig {
     #[arg(long, env = "CLAIM_IDLE_MS", default_value_t = 60_000)]
     pub claim_idle_ms: u64,
 
+    /// Stream the outbox publishes affected term ids to (read by analytics-worker).
+    #[arg(long, env = "TERM_UPDATES_STREAM", default_value = "term_updates")]
+    pub term_updates_stream: String,
+
     /// PostgreSQL connections in the pool.
     #[arg(long, env = "PG_POOL_SIZE", default_value_t = 4)]
     pub pool_size: u32,
@@ -76,6 +80,7 @@ impl EngineConfig {
             exit_when_idle: true,
             backfill: false,
             claim_idle_ms: 60_000,
+            term_updates_stream: "term_updates".into(),
             pool_size: 2,
         }
     }

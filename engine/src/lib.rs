@@ -4,7 +4,7 @@
 //! Stages, in the order a batch meets them:
 //! [`source`] (XREADGROUP) → [`decode`] (simd-json → typed [`event`]s) → [`batch`] (sort,
 //! dedup, term set) → [`stage`] (binary COPY) → [`merge`] (event log + statement-level
-//! triggers) → [`cascade`] (level 2) → commit → ack. [`pipeline`] drives them.
+//! triggers) → [`cascade`] (level 2) + [`outbox`] → commit → ack → publish to `term_updates`. [`pipeline`] drives them.
 
 pub mod batch;
 pub mod cascade;
@@ -14,6 +14,7 @@ pub mod decode;
 pub mod event;
 pub mod merge;
 pub mod numeric;
+pub mod outbox;
 pub mod pipeline;
 pub mod source;
 pub mod sql;

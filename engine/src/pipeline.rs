@@ -12,7 +12,7 @@ use crate::batch::Batch;
 use crate::config::EngineConfig;
 use crate::db::{self, PgPool};
 use crate::source::{StreamControl, StreamReader};
-use crate::{cascade, merge, sql, stage};
+use crate::{cascade, merge, outbox, sql, stage};
 
 /// What the engine did, reported at exit.
 #[derive(Debug, Default, Clone)]
@@ -52,6 +52,9 @@ pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Re
     .await?;
     reader.ensure_groups().await?;
     let mut control = StreamControl::new(&config.redis_url, &config.group).await?;
+    // Whatever a previous run committed but did not publish goes out first.
+    let mut publisher = crate::source::connect(&config.redis_url).await?;
+    publish_with_retry(&pool, &mut publisher, &config.term_updates_stream).await;
     info!(consumer = %consumer, group = %config.group, streams = ?config.streams, "engine started");
 
     // Capacity 1: one batch decoded ahead while the writer works, never more.
@@ -71,7 +74,10 @@ pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Re
         match work {
             Some(Work::Batch(batch)) => {
                 apply_with_retry(&pool, &batch, config.backfill).await;
+                outbox::crash_point("after_commit");
                 finish_with_retry(&mut control, &batch).await;
+                outbox::crash_point("after_ack");
+                publish_with_retry(&pool, &mut publisher, &config.term_updates_stream).await;
                 summary.batches += 1;
                 summary.messages += batch.acks.len() as u64;
                 summary.events += batch.events.len() as u64;
@@ -185,8 +191,18 @@ pub async fn apply(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<()> {
     let staged = stage::stage_events(&tx, &batch.events).await?;
     merge::merge_staged(&tx, &staged).await?;
     cascade::cascade_terms(&tx, &batch.term_ids).await?;
+    outbox::record(&tx, &batch.term_ids).await?;
     tx.commit().await?;
     Ok(())
+}
+
+async fn publish_with_retry(pool: &PgPool, redis: &mut redis::aio::MultiplexedConnection, stream: &str) {
+    let mut failures = 0;
+    while let Err(e) = outbox::publish(pool, redis, stream).await {
+        failures += 1;
+        warn!(error = %format!("{e:#}"), attempt = failures, "publishing the outbox failed; retrying");
+        tokio::time::sleep(backoff(failures)).await;
+    }
 }
 
 async fn finish_with_retry(control: &mut StreamControl, batch: &Batch) {

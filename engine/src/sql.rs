@@ -17,6 +17,15 @@ pub const MERGE_STAGED: &str = "SELECT merge_staged_events($1::text[])";
 /// Level 2 for the batch's distinct terms.
 pub const CASCADE_TERMS: &str = "SELECT cascade_terms($1::text[])";
 
+/// The batch's term ids for the analytics tier (same transaction as the batch).
+pub const OUTBOX_INSERT: &str = "INSERT INTO term_update_outbox (term_ids) VALUES ($1::text[])";
+
+/// Oldest outbox rows not being published by someone else, locked until published.
+pub const OUTBOX_CLAIM: &str = "SELECT id, term_ids, (extract(epoch FROM committed_at) * 1000)::bigint \
+     FROM term_update_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
+
+pub const OUTBOX_DELETE: &str = "DELETE FROM term_update_outbox WHERE id = ANY($1::bigint[])";
+
 /// Serializes migration runs of engines that start at the same time (a session lock).
 pub const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_lock(4242424201)";
 pub const UNLOCK_MIGRATIONS: &str = "SELECT pg_advisory_unlock(4242424201)";

@@ -39,7 +39,12 @@ impl TestEnv {
     pub fn config(&self) -> EngineConfig {
         let mut c = EngineConfig::local(&self.database_url, &self.streams);
         c.block_ms = 100;
+        c.term_updates_stream = self.term_updates_stream();
         c
+    }
+
+    pub fn term_updates_stream(&self) -> String {
+        format!("{}:term_updates", self.name)
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
@@ -126,6 +131,8 @@ impl TestEnv {
     pub async fn cleanup(mut self) {
         let mut keys = self.streams.clone();
         keys.extend(self.streams.iter().map(|s| rps::source::dead_letter_stream(s)));
+        keys.push(self.term_updates_stream());
+        keys.push(rps::source::dead_letter_stream(&self.term_updates_stream()));
         let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut self.redis).await;
         let admin = rps::db::connect_one(&format!("{PG}/postgres")).await.expect("connect");
         admin
