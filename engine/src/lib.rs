@@ -13,6 +13,7 @@ pub mod db;
 pub mod decode;
 pub mod event;
 pub mod merge;
+pub mod metrics;
 pub mod numeric;
 pub mod outbox;
 pub mod pipeline;

@@ -1,0 +1,91 @@
+//! Metrics: Prometheus names shared by the binaries, and the HTTP endpoint serving them.
+//!
+//! Library code records through the `metrics` facade, which is a no-op until a binary
+//! installs the exporter with [`serve`]; tests that run several engines in one process
+//! therefore need no global state.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+// Engine (the seed's names first).
+pub const EVENTS_PROCESSED: &str = "redis_postgres_sync_events_processed_total";
+pub const EVENTS_FAILED: &str = "redis_postgres_sync_events_failed_total";
+pub const CASCADE_SECONDS: &str = "redis_postgres_sync_cascade_duration_seconds";
+pub const STAGE_SECONDS: &str = "redis_postgres_sync_batch_stage_duration_seconds";
+pub const BATCH_EVENTS: &str = "redis_postgres_sync_batch_events";
+pub const MESSAGES_READ: &str = "redis_postgres_sync_messages_read_total";
+pub const DEAD_LETTERS: &str = "redis_postgres_sync_dead_letters_total";
+pub const BATCH_RETRIES: &str = "redis_postgres_sync_batch_retries_total";
+pub const LAST_COMMIT: &str = "redis_postgres_sync_last_commit_timestamp_seconds";
+pub const OUTBOX_PUBLISHED: &str = "redis_postgres_sync_outbox_terms_published_total";
+
+// Analytics worker.
+pub const WORKER_PROCESSED: &str = "analytics_worker_term_updates_processed_total";
+pub const WORKER_BATCH_SIZE: &str = "analytics_worker_batch_size";
+pub const WORKER_LAG: &str = "analytics_worker_lag_seconds";
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(EVENTS_PROCESSED, "Valid events applied (committed), redeliveries included");
+    describe_counter!(EVENTS_FAILED, "Messages or events rejected and dead-lettered");
+    describe_histogram!(CASCADE_SECONDS, Unit::Seconds, "Level 2 cascade time per batch");
+    describe_histogram!(STAGE_SECONDS, Unit::Seconds, "Time per batch in each pipeline stage (label stage)");
+    describe_histogram!(BATCH_EVENTS, "Events per applied batch");
+    describe_counter!(MESSAGES_READ, "Stream entries read");
+    describe_counter!(DEAD_LETTERS, "Entries written to dead-letter streams");
+    describe_counter!(BATCH_RETRIES, "Batches rolled back and retried (label reason)");
+    describe_gauge!(LAST_COMMIT, Unit::Seconds, "Unix time of the last committed batch");
+    describe_counter!(OUTBOX_PUBLISHED, "Term ids published to term_updates");
+    describe_counter!(WORKER_PROCESSED, "term_updates entries applied by the analytics worker");
+    describe_histogram!(WORKER_BATCH_SIZE, "Distinct term ids per analytics batch");
+    describe_gauge!(WORKER_LAG, Unit::Seconds, "Age of the oldest update in the last analytics batch");
+}
+
+/// Buckets from 100 µs to ~100 s for durations; powers of 4 for sizes.
+fn recorder() -> Result<PrometheusHandle> {
+    let seconds = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 100.0];
+    let sizes: Vec<f64> = (0..12).map(|i| 4f64.powi(i)).collect();
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_EVENTS.into()), &sizes)?
+        .set_buckets_for_metric(Matcher::Full(WORKER_BATCH_SIZE.into()), &sizes)?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    describe();
+    Ok(handle)
+}
+
+/// Something that answers whether the process's dependencies are reachable, with a small
+/// JSON body. `/health` returns 200 when it says healthy, 503 otherwise.
+pub type HealthCheck = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, (bool, serde_json::Value)> + Send + Sync>;
+
+/// Install the recorder and serve `/metrics` and `/health` on `addr` in the background.
+pub async fn serve(addr: SocketAddr, health: HealthCheck) -> Result<()> {
+    let handle = recorder()?;
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route(
+            "/health",
+            get(move || {
+                let check = health.clone();
+                async move {
+                    let (ok, body) = check().await;
+                    let status = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+                    (status, axum::Json(body))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "serving /metrics and /health");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics server stopped: {e}");
+        }
+    });
+    Ok(())
+}
