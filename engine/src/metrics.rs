@@ -62,24 +62,23 @@ fn recorder() -> Result<PrometheusHandle> {
 
 /// Something that answers whether the process's dependencies are reachable, with a small
 /// JSON body. `/health` returns 200 when it says healthy, 503 otherwise.
-pub type HealthCheck = Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, (bool, serde_json::Value)> + Send + Sync>;
+pub type HealthCheck =
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, (bool, serde_json::Value)> + Send + Sync>;
 
 /// Install the recorder and serve `/metrics` and `/health` on `addr` in the background.
 pub async fn serve(addr: SocketAddr, health: HealthCheck) -> Result<()> {
     let handle = recorder()?;
-    let app = Router::new()
-        .route("/metrics", get(move || std::future::ready(handle.render())))
-        .route(
-            "/health",
-            get(move || {
-                let check = health.clone();
-                async move {
-                    let (ok, body) = check().await;
-                    let status = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
-                    (status, axum::Json(body))
-                }
-            }),
-        );
+    let app = Router::new().route("/metrics", get(move || std::future::ready(handle.render()))).route(
+        "/health",
+        get(move || {
+            let check = health.clone();
+            async move {
+                let (ok, body) = check().await;
+                let status = if ok { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+                (status, axum::Json(body))
+            }
+        }),
+    );
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "serving /metrics and /health");
     tokio::spawn(async move {
@@ -88,4 +87,39 @@ pub async fn serve(addr: SocketAddr, health: HealthCheck) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// The usual health check: PostgreSQL answers `SELECT 1` and Redis answers `PING`, each
+/// within two seconds; the body adds the last commit time of this process's engine.
+pub fn dependency_health(database_url: String, redis_url: String) -> HealthCheck {
+    Arc::new(move || {
+        let (database_url, redis_url) = (database_url.clone(), redis_url.clone());
+        Box::pin(async move {
+            let limit = std::time::Duration::from_secs(2);
+            let postgres = tokio::time::timeout(limit, async {
+                let client = crate::db::connect_one(&database_url).await.ok()?;
+                client.simple_query("SELECT 1").await.ok()
+            })
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+            let redis = tokio::time::timeout(limit, async {
+                let mut con = crate::source::connect(&redis_url).await.ok()?;
+                redis::cmd("PING").query_async::<String>(&mut con).await.ok()
+            })
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+            let last_commit = crate::pipeline::LAST_COMMIT_UNIX.load(std::sync::atomic::Ordering::Relaxed);
+            let body = serde_json::json!({
+                "status": if postgres && redis { "ok" } else { "unavailable" },
+                "postgres": postgres,
+                "redis": redis,
+                "last_commit_unix": (last_commit > 0).then_some(last_commit),
+            });
+            (postgres && redis, body)
+        })
+    })
 }

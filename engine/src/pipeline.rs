@@ -2,7 +2,8 @@
 //! batch N in one transaction, then acks it.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use tokio::sync::mpsc;
@@ -11,6 +12,7 @@ use tracing::{error, info, warn};
 use crate::batch::Batch;
 use crate::config::EngineConfig;
 use crate::db::{self, PgPool};
+use crate::metrics as m;
 use crate::source::{StreamControl, StreamReader};
 use crate::{cascade, merge, outbox, sql, stage};
 
@@ -74,6 +76,7 @@ pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Re
         match work {
             Some(Work::Batch(batch)) => {
                 apply_with_retry(&pool, &batch, config.backfill).await;
+                record_batch(&batch);
                 outbox::crash_point("after_commit");
                 finish_with_retry(&mut control, &batch).await;
                 outbox::crash_point("after_ack");
@@ -122,11 +125,14 @@ async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle
     let mut last_claim = Instant::now();
     let mut failures = 0u32;
     loop {
-        let read = match phase {
-            Phase::OwnPending => reader.read_own_pending().await,
-            Phase::Claim => reader.claim_stale(claim_idle).await,
-            Phase::New => reader.read_new().await,
-        };
+        let read = timed("read", async {
+            match phase {
+                Phase::OwnPending => reader.read_own_pending().await,
+                Phase::Claim => reader.claim_stale(claim_idle).await,
+                Phase::New => reader.read_new().await,
+            }
+        })
+        .await;
         let messages = match read {
             Ok(m) => {
                 failures = 0;
@@ -151,7 +157,8 @@ async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle
             Phase::New => Phase::New,
         };
         let work = if !messages.is_empty() {
-            Work::Batch(tokio::task::spawn_blocking(move || Batch::from_messages(messages)).await?)
+            let decode = tokio::task::spawn_blocking(move || Batch::from_messages(messages));
+            Work::Batch(timed("decode", async { Ok(decode.await?) }).await?)
         } else if was == Phase::New {
             Work::Idle
         } else {
@@ -173,6 +180,7 @@ async fn apply_with_retry(pool: &PgPool, batch: &Batch, backfill: bool) {
     while let Err(e) = apply(pool, batch, backfill).await {
         failures += 1;
         error!(error = %format!("{e:#}"), attempt = failures, events = batch.events.len(), "batch rolled back; retrying");
+        metrics::counter!(m::BATCH_RETRIES).increment(1);
         tokio::time::sleep(backoff(failures)).await;
     }
 }
@@ -187,21 +195,53 @@ pub async fn apply(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<()> {
     if backfill {
         tx.batch_execute(sql::BACKFILL_TRANSACTION).await?;
     }
-    merge::lock_terms(&tx, &batch.term_ids).await?;
-    let staged = stage::stage_events(&tx, &batch.events).await?;
-    merge::merge_staged(&tx, &staged).await?;
-    cascade::cascade_terms(&tx, &batch.term_ids).await?;
-    outbox::record(&tx, &batch.term_ids).await?;
-    tx.commit().await?;
+    timed("lock", merge::lock_terms(&tx, &batch.term_ids)).await?;
+    let staged = timed("copy", stage::stage_events(&tx, &batch.events)).await?;
+    timed("merge", merge::merge_staged(&tx, &staged)).await?;
+    let cascade_started = Instant::now();
+    timed("cascade", cascade::cascade_terms(&tx, &batch.term_ids)).await?;
+    metrics::histogram!(m::CASCADE_SECONDS).record(cascade_started.elapsed().as_secs_f64());
+    timed("outbox", outbox::record(&tx, &batch.term_ids)).await?;
+    timed("commit", async { Ok(tx.commit().await?) }).await?;
     Ok(())
+}
+
+/// Await one pipeline stage and record how long it took.
+async fn timed<T>(stage: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    let started = Instant::now();
+    let out = fut.await;
+    metrics::histogram!(m::STAGE_SECONDS, "stage" => stage).record(started.elapsed().as_secs_f64());
+    out
+}
+
+/// Unix seconds of the last commit, for `/health` (0 before the first).
+pub static LAST_COMMIT_UNIX: AtomicI64 = AtomicI64::new(0);
+
+fn record_batch(batch: &Batch) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    LAST_COMMIT_UNIX.store(now.as_secs() as i64, Ordering::Relaxed);
+    metrics::gauge!(m::LAST_COMMIT).set(now.as_secs_f64());
+    metrics::counter!(m::EVENTS_PROCESSED).increment(batch.events.len() as u64);
+    metrics::counter!(m::MESSAGES_READ).increment(batch.acks.len() as u64);
+    metrics::counter!(m::EVENTS_FAILED).increment(batch.dead_letters.len() as u64);
+    metrics::counter!(m::DEAD_LETTERS).increment(batch.dead_letters.len() as u64);
+    metrics::histogram!(m::BATCH_EVENTS).record(batch.events.len() as f64);
 }
 
 async fn publish_with_retry(pool: &PgPool, redis: &mut redis::aio::MultiplexedConnection, stream: &str) {
     let mut failures = 0;
-    while let Err(e) = outbox::publish(pool, redis, stream).await {
-        failures += 1;
-        warn!(error = %format!("{e:#}"), attempt = failures, "publishing the outbox failed; retrying");
-        tokio::time::sleep(backoff(failures)).await;
+    loop {
+        match outbox::publish(pool, redis, stream).await {
+            Ok(sent) => {
+                metrics::counter!(m::OUTBOX_PUBLISHED).increment(sent as u64);
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                warn!(error = %format!("{e:#}"), attempt = failures, "publishing the outbox failed; retrying");
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
     }
 }
 

@@ -11,6 +11,10 @@ struct Cli {
     #[command(flatten)]
     engine: EngineConfig,
 
+    /// Where to serve Prometheus `/metrics` and `/health` (e.g. 0.0.0.0:3030 in a container).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:3030")]
+    metrics_addr: std::net::SocketAddr,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -33,7 +37,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        None => sync(cli.engine).await,
+        None => {
+            let health = rps::metrics::dependency_health(cli.engine.database_url.clone(), cli.engine.redis_url.clone());
+            rps::metrics::serve(cli.metrics_addr, health).await?;
+            sync(cli.engine).await
+        }
         Some(Command::Verify { analytics }) => verify(&cli.engine.database_url, analytics).await,
     }
 }
