@@ -22,6 +22,7 @@ pub const MESSAGES_READ: &str = "redis_postgres_sync_messages_read_total";
 pub const DEAD_LETTERS: &str = "redis_postgres_sync_dead_letters_total";
 pub const BATCH_RETRIES: &str = "redis_postgres_sync_batch_retries_total";
 pub const LAST_COMMIT: &str = "redis_postgres_sync_last_commit_timestamp_seconds";
+pub const COMMIT_LATENCY: &str = "redis_postgres_sync_commit_latency_seconds";
 pub const OUTBOX_PUBLISHED: &str = "redis_postgres_sync_outbox_terms_published_total";
 
 // Analytics worker.
@@ -40,6 +41,7 @@ fn describe() {
     describe_counter!(DEAD_LETTERS, "Entries written to dead-letter streams");
     describe_counter!(BATCH_RETRIES, "Batches rolled back and retried (label reason)");
     describe_gauge!(LAST_COMMIT, Unit::Seconds, "Unix time of the last committed batch");
+    describe_histogram!(COMMIT_LATENCY, Unit::Seconds, "From XADD (entry id time) to the commit of the entry's batch");
     describe_counter!(OUTBOX_PUBLISHED, "Term ids published to term_updates");
     describe_counter!(WORKER_PROCESSED, "term_updates entries applied by the analytics worker");
     describe_histogram!(WORKER_BATCH_SIZE, "Distinct term ids per analytics batch");

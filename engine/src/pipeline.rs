@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
+use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -17,13 +18,29 @@ use crate::source::{StreamControl, StreamReader};
 use crate::{cascade, merge, outbox, sql, stage};
 
 /// What the engine did, reported at exit.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct RunSummary {
     pub batches: u64,
     pub messages: u64,
     pub events: u64,
     pub dead_letters: u64,
     pub elapsed: Duration,
+    /// Per message, from XADD (the entry id's millisecond timestamp, so up to 1 ms
+    /// pessimistic) to the commit of its batch, in microseconds.
+    pub commit_latency_us: Histogram<u64>,
+}
+
+impl Default for RunSummary {
+    fn default() -> Self {
+        RunSummary {
+            batches: 0,
+            messages: 0,
+            events: 0,
+            dead_letters: 0,
+            elapsed: Duration::ZERO,
+            commit_latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
+        }
+    }
 }
 
 impl RunSummary {
@@ -76,7 +93,7 @@ pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Re
         match work {
             Some(Work::Batch(batch)) => {
                 apply_with_retry(&pool, &batch, config.backfill).await;
-                record_batch(&batch);
+                record_batch(&batch, &mut summary.commit_latency_us);
                 outbox::crash_point("after_commit");
                 finish_with_retry(&mut control, &batch).await;
                 outbox::crash_point("after_ack");
@@ -217,8 +234,15 @@ async fn timed<T>(stage: &'static str, fut: impl Future<Output = Result<T>>) -> 
 /// Unix seconds of the last commit, for `/health` (0 before the first).
 pub static LAST_COMMIT_UNIX: AtomicI64 = AtomicI64::new(0);
 
-fn record_batch(batch: &Batch) {
+fn record_batch(batch: &Batch, latency_us: &mut Histogram<u64>) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    for (_, id) in &batch.acks {
+        if let Some(added_ms) = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()) {
+            let us = (now.as_micros() as u64).saturating_sub(added_ms * 1000);
+            latency_us.saturating_record(us.max(1));
+            metrics::histogram!(m::COMMIT_LATENCY).record(us as f64 / 1e6);
+        }
+    }
     LAST_COMMIT_UNIX.store(now.as_secs() as i64, Ordering::Relaxed);
     metrics::gauge!(m::LAST_COMMIT).set(now.as_secs_f64());
     metrics::counter!(m::EVENTS_PROCESSED).increment(batch.events.len() as u64);

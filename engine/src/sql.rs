@@ -34,3 +34,8 @@ pub const UNLOCK_MIGRATIONS: &str = "SELECT pg_advisory_unlock(4242424201)";
 pub fn copy_into_stage(table: &str) -> String {
     format!("COPY pg_temp.stage_{table} FROM STDIN (FORMAT binary)")
 }
+
+/// `COPY` straight into an event table (benchmarks' raw-ingest floor).
+pub fn copy_into_event_table(table: &str) -> String {
+    format!("COPY public.{table} FROM STDIN (FORMAT binary)")
+}

@@ -75,9 +75,23 @@ fn timestamp(secs: Option<i64>) -> Option<SystemTime> {
     secs.and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(s).ok()?)))
 }
 
+/// Where COPY writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The session's staging tables (the engine's path).
+    Staging,
+    /// The event tables themselves: no dedup; the caller disables the triggers. The benchmarks' raw-ingest floor.
+    EventTables,
+}
+
 /// COPY every event into its staging table; returns the tables that received rows, in
 /// merge order. `events` should already be in chain order.
 pub async fn stage_events(tx: &Transaction<'_>, events: &[Event]) -> Result<Vec<&'static str>> {
+    copy_events(tx, events, Target::Staging).await
+}
+
+/// COPY every event into its table under `target`; returns the tables that received rows.
+pub async fn copy_events(tx: &Transaction<'_>, events: &[Event], target: Target) -> Result<Vec<&'static str>> {
     let mut by_table: [Vec<&Event>; 6] = Default::default();
     for e in events {
         by_table[table_of(&e.kind)].push(e);
@@ -87,14 +101,18 @@ pub async fn stage_events(tx: &Transaction<'_>, events: &[Event]) -> Result<Vec<
         if rows.is_empty() {
             continue;
         }
-        copy_table(tx, i, rows).await?;
+        copy_table(tx, i, rows, target).await?;
         staged.push(EVENT_TABLES[i]);
     }
     Ok(staged)
 }
 
-async fn copy_table(tx: &Transaction<'_>, table: usize, rows: &[&Event]) -> Result<()> {
-    let sink = tx.copy_in(&sql::copy_into_stage(EVENT_TABLES[table])).await?;
+async fn copy_table(tx: &Transaction<'_>, table: usize, rows: &[&Event], target: Target) -> Result<()> {
+    let statement = match target {
+        Target::Staging => sql::copy_into_stage(EVENT_TABLES[table]),
+        Target::EventTables => sql::copy_into_event_table(EVENT_TABLES[table]),
+    };
+    let sink = tx.copy_in(&statement).await?;
     let writer = BinaryCopyInWriter::new(sink, &column_types(table));
     pin_mut!(writer);
     for event in rows {
