@@ -1,0 +1,191 @@
+//! `loadgen generate`: a seeded Intuition workload to Redis streams and/or a JSON-lines file.
+//! `loadgen feed`: XADD the messages of a JSON-lines file (like the samples).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use loadgen::jsonl::{read_jsonl, write_jsonl};
+use loadgen::redis_out::{self, Entry, WriteOptions, DEFAULT_PIPELINE};
+use loadgen::workload::{generate, WorkloadConfig};
+
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+#[derive(Parser)]
+#[command(name = "loadgen", version, about = "Intuition workloads in rindexer's Redis stream format")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a deterministic workload and write it to Redis and/or a file.
+    Generate(GenerateArgs),
+    /// XADD every line of a JSON-lines file ({"stream": …, "payload": {…}}) to <prefix><stream>.
+    Feed(FeedArgs),
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Good events to generate (exactly).
+    #[arg(long, env = "LOADGEN_EVENTS", default_value_t = WorkloadConfig::default().events)]
+    events: usize,
+    #[arg(long, env = "LOADGEN_SEED", default_value_t = WorkloadConfig::default().seed)]
+    seed: u64,
+    /// Atoms to create (at most a quarter of --events).
+    #[arg(long, env = "LOADGEN_ATOMS", default_value_t = WorkloadConfig::default().atoms)]
+    atoms: usize,
+    /// Triples to create (at most a quarter of --events).
+    #[arg(long, env = "LOADGEN_TRIPLES", default_value_t = WorkloadConfig::default().triples)]
+    triples: usize,
+    #[arg(long, env = "LOADGEN_ACCOUNTS", default_value_t = WorkloadConfig::default().accounts)]
+    accounts: usize,
+    #[arg(long, env = "LOADGEN_EVENTS_PER_MESSAGE", default_value_t = WorkloadConfig::default().events_per_message)]
+    events_per_message: usize,
+    /// Deliver messages out of order within sliding windows of this many messages.
+    #[arg(long, env = "LOADGEN_SHUFFLE_WINDOW", default_value_t = WorkloadConfig::default().shuffle_window)]
+    shuffle_window: usize,
+    /// Fraction of messages re-sent later with the same payload.
+    #[arg(long, env = "LOADGEN_DUPLICATE_RATE", default_value_t = WorkloadConfig::default().duplicate_rate)]
+    duplicate_rate: f64,
+    /// Extra malformed messages, as a fraction of the good messages.
+    #[arg(long, env = "LOADGEN_MALFORMED_RATE", default_value_t = WorkloadConfig::default().malformed_rate)]
+    malformed_rate: f64,
+    /// Share of vault operations that are redeems.
+    #[arg(long, env = "LOADGEN_REDEEM_RATIO", default_value_t = WorkloadConfig::default().redeem_ratio)]
+    redeem_ratio: f64,
+    #[arg(long, env = "LOADGEN_START_BLOCK", default_value_t = WorkloadConfig::default().start_block)]
+    start_block: u64,
+    /// Also (or, without an explicit --redis-url, only) write the workload to this
+    /// JSON-lines file, in the format of samples/rindexer-messages.jsonl.
+    #[arg(long, env = "LOADGEN_OUT")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+#[derive(Args)]
+struct FeedArgs {
+    /// JSON-lines file to send.
+    #[arg(long, env = "LOADGEN_FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+#[derive(Args)]
+struct RedisArgs {
+    /// Redis URL [env: REDIS_URL, default: redis://127.0.0.1:6379]. Read from the
+    /// environment only when no --out file is given, so `--out f` alone never touches Redis.
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Prepended to every stream name (generate writes to <prefix>intuition_<event stream>).
+    #[arg(long, env = "LOADGEN_STREAM_PREFIX", default_value = "")]
+    stream_prefix: String,
+    /// Events per second (live mode); unlimited when absent (backfill).
+    #[arg(long, env = "LOADGEN_RATE")]
+    rate: Option<f64>,
+    /// XADD commands per pipeline.
+    #[arg(long, env = "LOADGEN_PIPELINE", default_value_t = DEFAULT_PIPELINE)]
+    pipeline: usize,
+}
+
+impl RedisArgs {
+    fn url_or_env(&self) -> String {
+        self.redis_url
+            .clone()
+            .or_else(|| std::env::var("REDIS_URL").ok())
+            .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Generate(args) => run_generate(args).await,
+        Command::Feed(args) => run_feed(args).await,
+    }
+}
+
+async fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let workload = generate(&config(&args));
+    let generated = start.elapsed();
+    let mut targets = Vec::new();
+    if let Some(path) = &args.out {
+        write_jsonl(path, &workload.messages)?;
+        targets.push(path.display().to_string());
+    }
+    let url = match (&args.redis.redis_url, &args.out) {
+        (Some(url), _) => Some(url.clone()),
+        (None, None) => Some(args.redis.url_or_env()),
+        (None, Some(_)) => None,
+    };
+    if let Some(url) = url {
+        let mut con = redis_out::connect(&url).await?;
+        let options = WriteOptions {
+            stream_prefix: args.redis.stream_prefix.clone(),
+            rate: args.redis.rate,
+            pipeline: args.redis.pipeline,
+        };
+        redis_out::write_messages(&mut con, &workload.messages, &options).await?;
+        targets.push(url);
+    }
+    let s = &workload.stats;
+    println!(
+        "loadgen generate: events={} messages={} duplicates={} malformed={} {} generate_seconds={:.3} -> {}",
+        s.events,
+        s.messages,
+        s.duplicates,
+        s.malformed,
+        timing(s.events, start.elapsed()),
+        generated.as_secs_f64(),
+        targets.join(", ")
+    );
+    Ok(())
+}
+
+fn config(args: &GenerateArgs) -> WorkloadConfig {
+    WorkloadConfig {
+        events: args.events,
+        seed: args.seed,
+        atoms: args.atoms,
+        triples: args.triples,
+        accounts: args.accounts,
+        events_per_message: args.events_per_message,
+        shuffle_window: args.shuffle_window,
+        duplicate_rate: args.duplicate_rate,
+        malformed_rate: args.malformed_rate,
+        redeem_ratio: args.redeem_ratio,
+        start_block: args.start_block,
+        ..WorkloadConfig::default()
+    }
+}
+
+async fn run_feed(args: FeedArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let messages = read_jsonl(&args.file)?;
+    let keys: Vec<String> = messages.iter().map(|m| format!("{}{}", args.redis.stream_prefix, m.stream)).collect();
+    let entries: Vec<Entry> =
+        messages.iter().zip(&keys).map(|(m, key)| Entry { key, payload: &m.payload, events: m.events }).collect();
+    let url = args.redis.url_or_env();
+    let mut con = redis_out::connect(&url).await?;
+    let summary = redis_out::write_entries(&mut con, &entries, args.redis.rate, args.redis.pipeline)
+        .await
+        .with_context(|| format!("feeding {}", args.file.display()))?;
+    println!(
+        "loadgen feed: events={} messages={} {} -> {}",
+        summary.events,
+        summary.messages,
+        timing(summary.events, start.elapsed()),
+        url
+    );
+    Ok(())
+}
+
+fn timing(events: usize, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    format!("seconds={secs:.3} events_per_sec={:.0}", events as f64 / secs.max(1e-9))
+}

@@ -1,0 +1,320 @@
+//! Workload properties, checked through the engine's own decoder.
+
+use std::collections::{HashMap, HashSet};
+
+use rps::decode::decode_payload;
+use rps::event::{Event, EventKind};
+use ruint::aliases::U256;
+
+use super::*;
+
+fn config(events: usize) -> WorkloadConfig {
+    WorkloadConfig { events, atoms: 300, triples: 600, accounts: 200, events_per_message: 20, ..Default::default() }
+}
+
+fn noisy(events: usize) -> WorkloadConfig {
+    WorkloadConfig { shuffle_window: 16, duplicate_rate: 0.1, malformed_rate: 0.1, ..config(events) }
+}
+
+/// Every event of the workload's good messages (duplicates included), and the failures.
+fn decode_all(workload: &Workload, kind: MessageKind) -> Vec<Event> {
+    let mut events = Vec::new();
+    for m in workload.messages.iter().filter(|m| m.kind == kind) {
+        let decoded = decode_payload(m.payload.as_bytes()).unwrap_or_else(|e| panic!("{e}: {}", m.payload));
+        assert!(decoded.failures.is_empty(), "{:?} in {}", decoded.failures, m.payload);
+        assert_eq!(decoded.events.len(), m.events);
+        events.extend(decoded.events);
+    }
+    events
+}
+
+fn in_chain_order(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    events
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    let a = generate(&noisy(3_000));
+    let b = generate(&noisy(3_000));
+    assert_eq!(a.messages, b.messages);
+    assert_eq!(a.stats, b.stats);
+    let c = generate(&WorkloadConfig { seed: 43, ..noisy(3_000) });
+    assert_ne!(a.messages, c.messages);
+}
+
+#[test]
+fn good_messages_decode_to_exactly_the_planned_events() {
+    for events in [0, 1, 2, 3, 5, 17, 4_001] {
+        let workload = generate(&noisy(events));
+        let decoded = decode_all(&workload, MessageKind::Original);
+        let s = &workload.stats;
+        assert_eq!(decoded.len(), events);
+        assert_eq!(s.events, events);
+        assert_eq!(s.atoms + s.triples + s.deposits + s.redeems + s.share_price_changes, events);
+        let count = |f: fn(&EventKind) -> bool| decoded.iter().filter(|e| f(&e.kind)).count();
+        assert_eq!(count(|k| matches!(k, EventKind::AtomCreated(_))), s.atoms);
+        assert_eq!(count(|k| matches!(k, EventKind::TripleCreated(_))), s.triples);
+        assert_eq!(count(|k| matches!(k, EventKind::Deposited(_))), s.deposits);
+        assert_eq!(count(|k| matches!(k, EventKind::Redeemed(_))), s.redeems);
+        assert_eq!(count(|k| matches!(k, EventKind::SharePriceChanged(_))), s.share_price_changes);
+        assert_eq!(s.messages, s.original_messages + s.duplicates + s.malformed);
+        assert_eq!(s.messages, workload.messages.len());
+    }
+}
+
+#[test]
+fn messages_hold_one_event_type_and_match_their_stream() {
+    let workload = generate(&noisy(2_000));
+    for m in workload.messages.iter().filter(|m| m.kind != MessageKind::Malformed) {
+        let decoded = decode_payload(m.payload.as_bytes()).unwrap();
+        let ty = EventType::ALL.iter().find(|t| t.stream() == m.stream).unwrap();
+        assert!(m.payload.contains(&format!("\"event_name\":\"{}\"", ty.name())));
+        assert!(m.payload.contains(ty.signature_hash()));
+        assert!(decoded.events.len() <= 20);
+    }
+}
+
+#[test]
+fn chain_positions_and_event_ids_are_unique() {
+    let workload = generate(&noisy(6_000));
+    let events = decode_all(&workload, MessageKind::Original);
+    let positions: HashSet<(i64, i64)> = events.iter().map(|e| (e.tx.block_number, e.tx.log_index)).collect();
+    assert_eq!(positions.len(), events.len());
+    let ids: HashSet<(&str, i64)> = events.iter().map(|e| (e.tx.transaction_hash.as_str(), e.tx.log_index)).collect();
+    assert_eq!(ids.len(), events.len());
+    // Log indexes count up from 0 within each block, across event types.
+    let mut per_block: HashMap<i64, Vec<i64>> = HashMap::new();
+    for e in &events {
+        per_block.entry(e.tx.block_number).or_default().push(e.tx.log_index);
+    }
+    for (block, mut logs) in per_block {
+        logs.sort_unstable();
+        assert_eq!(logs, (0..logs.len() as i64).collect::<Vec<_>>(), "block {block}");
+    }
+    let s = &workload.stats;
+    assert_eq!(positions.iter().map(|p| p.0).min(), Some(s.first_block as i64));
+    assert_eq!(positions.iter().map(|p| p.0).max(), Some(s.last_block as i64));
+}
+
+#[test]
+fn malformed_messages_never_yield_an_event() {
+    let workload = generate(&WorkloadConfig { malformed_rate: 2.0, ..config(2_000) });
+    let malformed: Vec<&StreamMessage> =
+        workload.messages.iter().filter(|m| m.kind == MessageKind::Malformed).collect();
+    assert_eq!(malformed.len(), workload.stats.malformed);
+    assert_eq!(malformed.len(), workload.stats.original_messages * 2);
+    let mut whole_payload_errors = 0;
+    for m in malformed {
+        match decode_payload(m.payload.as_bytes()) {
+            Err(_) => whole_payload_errors += 1,
+            Ok(d) => {
+                assert!(d.events.is_empty(), "{}", m.payload);
+                assert_eq!(d.failures.len(), 1, "{}", m.payload);
+            }
+        }
+    }
+    assert!(whole_payload_errors > 0);
+}
+
+#[test]
+fn duplicates_repeat_an_earlier_original_byte_for_byte() {
+    let workload = generate(&noisy(4_000));
+    assert!(workload.stats.duplicates > 0);
+    let mut seen = HashSet::new();
+    for m in &workload.messages {
+        match m.kind {
+            MessageKind::Original => assert!(seen.insert(m.payload.as_str())),
+            MessageKind::Duplicate => assert!(seen.contains(m.payload.as_str())),
+            MessageKind::Malformed => {}
+        }
+    }
+}
+
+#[test]
+fn noise_does_not_change_the_events() {
+    let clean = in_chain_order(decode_all(&generate(&config(3_000)), MessageKind::Original));
+    let noisy = generate(&noisy(3_000));
+    assert_eq!(in_chain_order(decode_all(&noisy, MessageKind::Original)), clean);
+    let mut with_duplicates = decode_all(&noisy, MessageKind::Duplicate);
+    with_duplicates.extend(decode_all(&noisy, MessageKind::Original));
+    let mut distinct = in_chain_order(with_duplicates);
+    distinct.dedup();
+    assert_eq!(distinct, clean);
+}
+
+#[test]
+fn shuffle_delivers_out_of_order() {
+    let workload = generate(&noisy(3_000));
+    let ids: Vec<usize> = workload
+        .messages
+        .iter()
+        .filter(|m| m.kind == MessageKind::Original)
+        .map(|m| {
+            let at = m.payload.find("rindexer_stream__").unwrap() + "rindexer_stream__".len();
+            m.payload[at..].split('"').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(ids.windows(2).any(|w| w[0] > w[1]));
+    assert_eq!(ids.iter().copied().collect::<HashSet<_>>().len(), ids.len());
+}
+
+/// Replays the events in chain order, the way the engine's reference views read them.
+#[derive(Default)]
+struct Replay {
+    kinds: HashMap<String, i16>,
+    positions: HashMap<(String, String, U256), U256>,
+    closed_positions: usize,
+}
+
+impl Replay {
+    fn vault_shares(&self, term: &str, curve: U256) -> U256 {
+        self.positions.iter().filter(|((_, t, c), _)| t == term && *c == curve).map(|(_, s)| *s).sum()
+    }
+
+    fn apply(&mut self, event: &Event, previous: Option<&Event>) {
+        match &event.kind {
+            EventKind::AtomCreated(a) => {
+                self.kinds.insert(a.term_id.clone(), 0);
+            }
+            EventKind::TripleCreated(t) => {
+                for id in [&t.subject_id, &t.predicate_id, &t.object_id] {
+                    assert_eq!(self.kinds.get(id), Some(&0), "triples are made of existing atoms");
+                }
+                self.kinds.insert(t.term_id.clone(), 1);
+                self.kinds.insert(t.counter_term_id.clone(), 2);
+            }
+            EventKind::Deposited(d) => {
+                assert_eq!(self.kinds.get(&d.term_id), Some(&d.vault_type));
+                let held = self.positions.entry((d.receiver.clone(), d.term_id.clone(), d.curve_id.0)).or_default();
+                *held += d.shares.0;
+                assert_eq!(*held, d.total_shares.0, "Deposited carries the receiver's new balance");
+                assert!(d.assets_after_fees.0 <= d.assets.0);
+            }
+            EventKind::Redeemed(r) => {
+                assert_eq!(self.kinds.get(&r.term_id), Some(&r.vault_type));
+                let key = (r.sender.clone(), r.term_id.clone(), r.curve_id.0);
+                let held = self.positions.get_mut(&key).expect("redeem from an open position");
+                assert!(r.shares.0 > U256::ZERO && r.shares.0 <= *held);
+                *held -= r.shares.0;
+                assert_eq!(*held, r.total_shares.0, "Redeemed carries the sender's remaining balance");
+                if held.is_zero() {
+                    self.positions.remove(&key);
+                    self.closed_positions += 1;
+                }
+            }
+            EventKind::SharePriceChanged(p) => {
+                let previous = previous.expect("a price change follows a deposit or redeem");
+                assert_eq!(previous.tx.transaction_hash, event.tx.transaction_hash);
+                let (term, curve) = match &previous.kind {
+                    EventKind::Deposited(d) => (&d.term_id, d.curve_id),
+                    EventKind::Redeemed(r) => (&r.term_id, r.curve_id),
+                    other => panic!("SharePriceChanged after {other:?}"),
+                };
+                assert_eq!((term, curve), (&p.term_id, p.curve_id));
+                assert_eq!(self.kinds.get(&p.term_id), Some(&p.vault_type));
+                assert_eq!(p.total_shares.0, self.vault_shares(term, curve.0));
+                if p.total_shares.0.is_zero() {
+                    assert!(p.total_assets.0.is_zero());
+                }
+            }
+            EventKind::Generic(g) => panic!("unexpected generic event {}", g.event_name),
+        }
+    }
+}
+
+#[test]
+fn vault_state_is_consistent_across_events() {
+    let events = in_chain_order(decode_all(&generate(&config(8_000)), MessageKind::Original));
+    let mut replay = Replay::default();
+    for (i, event) in events.iter().enumerate() {
+        replay.apply(event, i.checked_sub(1).map(|p| &events[p]));
+    }
+    assert!(replay.closed_positions > 0, "some positions are redeemed down to zero");
+}
+
+#[test]
+fn covers_the_encodings_and_value_ranges_the_engine_must_handle() {
+    let workload = generate(&config(8_000));
+    let all: String = workload.messages.iter().map(|m| m.payload.as_str()).collect();
+    for needle in [
+        "\"block_timestamp\":null",
+        "\"log_index\":\"0x",
+        "\"block_number\":\"8",
+        "\"transaction_index\":1",
+        "\"atomData\":\"0x",
+        "\"atomData\":\"6",
+        "\"curveId\":2",
+        "\"vaultType\":\"2\"",
+        "\"block_number\":0,",
+    ] {
+        assert!(all.contains(needle), "no {needle}");
+    }
+    let singles = generate(&WorkloadConfig { events_per_message: 1, ..config(200) });
+    assert!(singles.messages.iter().any(|m| m.payload.contains("\"event_data\":{")));
+    assert!(singles.messages.iter().any(|m| m.payload.contains("\"event_data\":[{")));
+    let events = decode_all(&workload, MessageKind::Original);
+    let amounts: Vec<U256> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Deposited(d) => Some(d.assets.0),
+            _ => None,
+        })
+        .collect();
+    assert!(amounts.iter().any(|a| a.bit_len() > 128), "an amount past 128 bits");
+    assert!(amounts.iter().all(|a| a.bit_len() <= 200));
+    let binary_atoms =
+        events.iter().filter(|e| matches!(&e.kind, EventKind::AtomCreated(a) if a.atom_data_text.is_none()));
+    assert!(binary_atoms.count() > 0, "an atom whose data is not text");
+    let types: HashSet<i16> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Deposited(d) => Some(d.vault_type),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(types, HashSet::from([0, 1, 2]));
+}
+
+#[test]
+fn addresses_are_mostly_checksummed() {
+    let workload = generate(&config(2_000));
+    let payload = &workload.messages.iter().find(|m| m.stream == "deposited").unwrap().payload;
+    let value: serde_json::Value = serde_json::from_str(payload).unwrap();
+    let data = value["event_data"].as_array().cloned().unwrap_or_else(|| vec![value["event_data"].clone()]);
+    let senders: Vec<&str> = data.iter().map(|e| e["sender"].as_str().unwrap()).collect();
+    assert!(senders.iter().any(|s| s.chars().any(|c| c.is_ascii_uppercase())));
+    for s in senders {
+        let checksummed = crate::eip55::to_checksum(s).unwrap();
+        assert!(s == checksummed || s == s.to_ascii_lowercase(), "{s}");
+    }
+}
+
+#[test]
+fn signature_hash_is_the_topic0() {
+    assert_eq!(
+        EventType::Deposited.signature_hash(),
+        "0xf717428d3271f4ca44ee92a96ecda708463de1c200f30db4e295def5e8db6b4a"
+    );
+}
+
+#[test]
+fn odd_knobs_do_not_panic() {
+    let odd = WorkloadConfig {
+        events: 300,
+        atoms: 0,
+        triples: 0,
+        accounts: 0,
+        events_per_message: 0,
+        shuffle_window: 1_000_000,
+        duplicate_rate: f64::NAN,
+        malformed_rate: -1.0,
+        redeem_ratio: 7.0,
+        zipf_exponent: -3.0,
+        max_txs_per_block: 0,
+        ..Default::default()
+    };
+    let workload = generate(&odd);
+    assert_eq!(decode_all(&workload, MessageKind::Original).len(), 300);
+    assert_eq!((workload.stats.duplicates, workload.stats.malformed), (0, 0));
+}
