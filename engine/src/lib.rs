@@ -6,6 +6,7 @@
 //! dedup, term set) → [`stage`] (binary COPY) → [`merge`] (event log + statement-level
 //! triggers) → [`cascade`] (level 2) + [`outbox`] → commit → ack → publish to `term_updates`. [`pipeline`] drives them.
 
+pub mod analytics;
 pub mod batch;
 pub mod cascade;
 pub mod config;

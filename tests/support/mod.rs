@@ -2,6 +2,7 @@
 //! database and stream names on the local PostgreSQL and Redis) and a randomized workload
 //! generator built to provoke ordering, duplication and packing bugs.
 
+pub mod analytics;
 pub mod env;
 pub mod workload;
 

@@ -1,0 +1,56 @@
+//! The database side of the worker: `refresh_analytics` (migrations/V7) over one
+//! connection, one READ COMMITTED transaction per chunk of term ids.
+
+use anyhow::{Context, Result};
+use tokio_postgres::{Client, IsolationLevel};
+
+use crate::db;
+
+/// Distinct term ids per refresh transaction. An id names at most one triple (its own, or
+/// the one it is the counter term of), which locks the triple and its two pairs; advisory
+/// locks live in PostgreSQL's shared lock table (about
+/// max_locks_per_transaction × max_connections entries, 6400 by default, shared by every
+/// session): 500 ids keep one worker under 1500 locks, so several workers and the engines
+/// fit together. Chunks of one batch commit one after the other before the batch is acked.
+pub const IDS_PER_TRANSACTION: usize = 500;
+
+const REFRESH: &str = "SELECT refresh_analytics($1::text[])";
+
+pub struct Refresher {
+    database_url: String,
+    client: Option<Client>,
+}
+
+impl Refresher {
+    pub fn new(database_url: &str) -> Refresher {
+        Refresher { database_url: database_url.to_owned(), client: None }
+    }
+
+    /// Refresh one chunk in one transaction; returns the number of triples refreshed.
+    /// On error the transaction is rolled back (dropped) and a lost connection is
+    /// replaced on the next call.
+    pub async fn refresh(&mut self, term_ids: &[String]) -> Result<i32> {
+        let result = self.refresh_once(term_ids).await;
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        result
+    }
+
+    async fn refresh_once(&mut self, term_ids: &[String]) -> Result<i32> {
+        let client = self.client().await?;
+        // refresh_analytics must read what committed after its locks were granted, which
+        // only READ COMMITTED gives; requested explicitly whatever the server default.
+        let tx = client.build_transaction().isolation_level(IsolationLevel::ReadCommitted).start().await?;
+        let triples: i32 = tx.query_one(REFRESH, &[&term_ids]).await.context("refresh_analytics")?.get(0);
+        tx.commit().await.context("COMMIT")?;
+        Ok(triples)
+    }
+
+    async fn client(&mut self) -> Result<&mut Client> {
+        if self.client.is_none() {
+            self.client = Some(db::connect_one(&self.database_url).await?);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+}
