@@ -6,9 +6,9 @@
 -- Level 1 ------------------------------------------------------------------------------
 
 CREATE TABLE atom (
-    term_id              TEXT PRIMARY KEY,
-    wallet_id            TEXT   NOT NULL,
-    creator_id           TEXT   NOT NULL,
+    term_id              TEXT COLLATE "C" PRIMARY KEY,
+    wallet_id            TEXT COLLATE "C"   NOT NULL,
+    creator_id           TEXT COLLATE "C"   NOT NULL,
     data                 TEXT,
     raw_data             BYTEA,
     type                 TEXT,
@@ -22,12 +22,12 @@ CREATE TABLE atom (
 );
 
 CREATE TABLE triple (
-    term_id              TEXT PRIMARY KEY,
-    creator_id           TEXT   NOT NULL,
-    subject_id           TEXT   NOT NULL,
-    predicate_id         TEXT   NOT NULL,
-    object_id            TEXT   NOT NULL,
-    counter_term_id      TEXT   NOT NULL,
+    term_id              TEXT COLLATE "C" PRIMARY KEY,
+    creator_id           TEXT COLLATE "C"   NOT NULL,
+    subject_id           TEXT COLLATE "C"   NOT NULL,
+    predicate_id         TEXT COLLATE "C"   NOT NULL,
+    object_id            TEXT COLLATE "C"   NOT NULL,
+    counter_term_id      TEXT COLLATE "C"   NOT NULL,
     last_event_block     BIGINT NOT NULL,
     last_event_log_index BIGINT NOT NULL
 );
@@ -36,8 +36,8 @@ CREATE INDEX triple_predicate_object_idx ON triple (predicate_id, object_id);
 CREATE INDEX triple_subject_predicate_idx ON triple (subject_id, predicate_id);
 
 CREATE TABLE position (
-    account_id                            TEXT          NOT NULL,
-    term_id                               TEXT          NOT NULL,
+    account_id                            TEXT COLLATE "C"          NOT NULL,
+    term_id                               TEXT COLLATE "C"          NOT NULL,
     curve_id                              NUMERIC(78,0) NOT NULL,
     shares                                NUMERIC(78,0) NOT NULL,
     total_deposit_assets_after_total_fees NUMERIC       NOT NULL DEFAULT 0,
@@ -59,7 +59,7 @@ CREATE INDEX position_last_redeem_idx ON position (last_redeem_block, last_redee
     WHERE last_redeem_block IS NOT NULL;
 
 CREATE TABLE vault (
-    term_id              TEXT          NOT NULL,
+    term_id              TEXT COLLATE "C"          NOT NULL,
     curve_id             NUMERIC(78,0) NOT NULL,
     total_shares         NUMERIC(78,0) NOT NULL DEFAULT 0,
     current_share_price  NUMERIC(78,0) NOT NULL DEFAULT 0,
@@ -81,10 +81,10 @@ CREATE INDEX vault_last_price_idx ON vault (last_price_block, last_price_log_ind
 -- Level 2 ------------------------------------------------------------------------------
 
 CREATE TABLE term (
-    id               TEXT PRIMARY KEY,
+    id               TEXT COLLATE "C" PRIMARY KEY,
     type             TEXT    NOT NULL,
-    atom_id          TEXT,
-    triple_id        TEXT,
+    atom_id          TEXT COLLATE "C",
+    triple_id        TEXT COLLATE "C",
     total_assets     NUMERIC NOT NULL DEFAULT 0,
     total_market_cap NUMERIC NOT NULL DEFAULT 0
 );
@@ -92,8 +92,8 @@ CREATE TABLE term (
 -- Level 3 (maintained by analytics-worker) -----------------------------------------------
 
 CREATE TABLE triple_vault (
-    term_id         TEXT          NOT NULL,
-    counter_term_id TEXT          NOT NULL,
+    term_id         TEXT COLLATE "C"          NOT NULL,
+    counter_term_id TEXT COLLATE "C"          NOT NULL,
     curve_id        NUMERIC(78,0) NOT NULL,
     total_shares    NUMERIC       NOT NULL,
     total_assets    NUMERIC       NOT NULL,
@@ -103,16 +103,16 @@ CREATE TABLE triple_vault (
 );
 
 CREATE TABLE triple_term (
-    term_id              TEXT    PRIMARY KEY,
-    counter_term_id      TEXT    NOT NULL,
+    term_id              TEXT COLLATE "C"    PRIMARY KEY,
+    counter_term_id      TEXT COLLATE "C"    NOT NULL,
     total_assets         NUMERIC NOT NULL,
     total_market_cap     NUMERIC NOT NULL,
     total_position_count BIGINT  NOT NULL
 );
 
 CREATE TABLE predicate_object (
-    predicate_id         TEXT    NOT NULL,
-    object_id            TEXT    NOT NULL,
+    predicate_id         TEXT COLLATE "C"    NOT NULL,
+    object_id            TEXT COLLATE "C"    NOT NULL,
     triple_count         BIGINT  NOT NULL,
     total_position_count BIGINT  NOT NULL,
     total_market_cap     NUMERIC NOT NULL,
@@ -120,8 +120,8 @@ CREATE TABLE predicate_object (
 );
 
 CREATE TABLE subject_predicate (
-    subject_id           TEXT    NOT NULL,
-    predicate_id         TEXT    NOT NULL,
+    subject_id           TEXT COLLATE "C"    NOT NULL,
+    predicate_id         TEXT COLLATE "C"    NOT NULL,
     triple_count         BIGINT  NOT NULL,
     total_position_count BIGINT  NOT NULL,
     total_market_cap     NUMERIC NOT NULL,

@@ -11,13 +11,13 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 CREATE FUNCTION vault_type_name(t SMALLINT) RETURNS TEXT
-LANGUAGE sql IMMUTABLE STRICT AS $$
+LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE t WHEN 0 THEN 'Atom' WHEN 1 THEN 'Triple' WHEN 2 THEN 'CounterTriple' END
 $$;
 
 -- market_cap = total_shares * share_price / 10^18, integer division.
 CREATE FUNCTION compute_market_cap(total_shares NUMERIC, share_price NUMERIC) RETURNS NUMERIC
-LANGUAGE sql IMMUTABLE STRICT AS $$
+LANGUAGE sql IMMUTABLE AS $$
     SELECT div(total_shares * share_price, 1000000000000000000::numeric)
 $$;
 
@@ -111,39 +111,38 @@ CREATE FUNCTION touch_vaults(touches vault_touch[]) RETURNS void LANGUAGE sql AS
 $$;
 
 -- position: Deposited belongs to its receiver, Redeemed to its sender -----------------
--- Both triggers normalise their transition table into position_change rows and share one
--- merge. Within one call every row is of one kind, so the kind is a parameter.
-CREATE TYPE position_change AS (
-    account_id   TEXT,
-    term_id      TEXT,
-    curve_id     NUMERIC,
-    total_shares NUMERIC,
-    amount       NUMERIC,   -- assetsAfterFees of a deposit, assets of a redeem
-    vault_type   SMALLINT,
-    block_number BIGINT,
-    log_index    BIGINT
-);
-
+-- One merge serves both event tables: only the owner column and the amount column differ,
+-- and they are spliced in with format().
+--
+-- Why EXECUTE: a static statement in PL/pgSQL is planned once per session and the plan is
+-- reused. Planned for a first batch of ten events it nest-loops over CTEs, which turns a
+-- later 100,000-event batch quadratic. Dynamic SQL is planned for every batch with the
+-- transition table's real row count (a millisecond or two per batch).
+--
 -- position_count moves by the number of positions that crossed shares > 0 in either
 -- direction, read from the rows before and after the upsert: the cost is the batch's
 -- distinct positions, never the size of a vault.
-CREATE FUNCTION merge_position_changes(changes position_change[], is_deposit BOOLEAN)
-RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION merge_position_events() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
+    is_deposit BOOLEAN := TG_TABLE_NAME = 'deposited_events';
     touches vault_touch[];
 BEGIN
+    EXECUTE format($sql$
     WITH ev AS (
-        SELECT * FROM unnest(changes)
+        SELECT %1$I AS account_id, term_id, curve_id, total_shares, %2$I AS amount,
+               vault_type, block_number, log_index
+          FROM new_events
     ), latest AS (
+        -- Per position: the latest event's totalShares and ordering, and the batch's sum,
+        -- in one sort (a join of two CTEs is exactly what bad row estimates turn quadratic).
         SELECT DISTINCT ON (account_id, term_id, curve_id)
-               account_id, term_id, curve_id, total_shares, block_number, log_index
+               account_id, term_id, curve_id, total_shares, block_number, log_index,
+               sum(amount) OVER (PARTITION BY account_id, term_id, curve_id) AS amount
           FROM ev
          ORDER BY account_id, term_id, curve_id, block_number DESC, log_index DESC
-    ), sums AS (
-        SELECT account_id, term_id, curve_id, sum(amount) AS amount
-          FROM ev GROUP BY 1, 2, 3
-    ), before AS (
-        SELECT p.account_id, p.term_id, p.curve_id, p.shares
+    ), before AS MATERIALIZED (
+        -- Materialized: read once, before the upsert changes the rows.
+        SELECT p.term_id, p.curve_id, p.shares
           FROM position p JOIN latest USING (account_id, term_id, curve_id)
     ), merged AS (
         -- The columns of the other kind are 0 / NULL here, which leaves them unchanged below.
@@ -154,14 +153,14 @@ BEGIN
                                    last_deposit_block, last_deposit_log_index,
                                    last_redeem_block, last_redeem_log_index)
         SELECT l.account_id, l.term_id, l.curve_id, l.total_shares,
-               CASE WHEN is_deposit THEN s.amount ELSE 0 END,
-               CASE WHEN is_deposit THEN 0 ELSE s.amount END,
+               CASE WHEN $1 THEN l.amount ELSE 0 END,
+               CASE WHEN $1 THEN 0 ELSE l.amount END,
                l.block_number, l.log_index,
-               CASE WHEN is_deposit THEN l.block_number END,
-               CASE WHEN is_deposit THEN l.log_index END,
-               CASE WHEN is_deposit THEN NULL ELSE l.block_number END,
-               CASE WHEN is_deposit THEN NULL ELSE l.log_index END
-          FROM latest l JOIN sums s USING (account_id, term_id, curve_id)
+               CASE WHEN $1 THEN l.block_number END,
+               CASE WHEN $1 THEN l.log_index END,
+               CASE WHEN $1 THEN NULL ELSE l.block_number END,
+               CASE WHEN $1 THEN NULL ELSE l.log_index END
+          FROM latest l
         ON CONFLICT (account_id, term_id, curve_id) DO UPDATE SET
                total_deposit_assets_after_total_fees =
                    p.total_deposit_assets_after_total_fees + EXCLUDED.total_deposit_assets_after_total_fees,
@@ -181,45 +180,38 @@ BEGIN
                                         THEN EXCLUDED.last_redeem_block ELSE p.last_redeem_block END,
                last_redeem_log_index = CASE WHEN is_later(EXCLUDED.last_redeem_block, EXCLUDED.last_redeem_log_index, p.last_redeem_block, p.last_redeem_log_index)
                                             THEN EXCLUDED.last_redeem_log_index ELSE p.last_redeem_log_index END
-        RETURNING p.account_id, p.term_id, p.curve_id, p.shares
-    ), deltas AS (
-        SELECT m.term_id, m.curve_id,
-               sum((m.shares > 0)::int - coalesce((b.shares > 0)::int, 0)) AS delta
-          FROM merged m LEFT JOIN before b USING (account_id, term_id, curve_id)
-         GROUP BY 1, 2
+        RETURNING p.term_id, p.curve_id, p.shares
+    ), vault_changes AS (
+        -- Everything the vaults need, unioned and grouped once (no joins): the latest event
+        -- per vault, and how many of its positions became / stopped being active. Every row
+        -- of `before` is also in `merged`, so the two sums give the net change.
+        SELECT term_id, curve_id, vault_type, block_number, log_index, 0 AS delta FROM ev
+        UNION ALL
+        SELECT term_id, curve_id, NULL, NULL, NULL, (shares > 0)::int FROM merged
+        UNION ALL
+        SELECT term_id, curve_id, NULL, NULL, NULL, -(shares > 0)::int FROM before
     ), vaults AS (
-        SELECT DISTINCT ON (term_id, curve_id) term_id, curve_id, vault_type, block_number, log_index
-          FROM ev
-         ORDER BY term_id, curve_id, block_number DESC, log_index DESC
+        SELECT term_id, curve_id,
+               (array_agg(vault_type ORDER BY block_number DESC, log_index DESC)
+                    FILTER (WHERE block_number IS NOT NULL))[1] AS vault_type,
+               max(block_number) AS block_number,
+               (array_agg(log_index ORDER BY block_number DESC, log_index DESC)
+                    FILTER (WHERE block_number IS NOT NULL))[1] AS log_index,
+               sum(delta) AS delta
+          FROM vault_changes
+         GROUP BY term_id, curve_id
     )
-    SELECT array_agg(ROW(v.term_id, v.curve_id, v.vault_type, v.block_number, v.log_index,
-                         coalesce(d.delta, 0))::vault_touch)
-      INTO touches
-      FROM vaults v LEFT JOIN deltas d USING (term_id, curve_id);
+    SELECT array_agg(ROW(term_id, curve_id, vault_type, block_number, log_index, delta)::vault_touch)
+      FROM vaults
+    $sql$,
+    CASE WHEN is_deposit THEN 'receiver' ELSE 'sender' END,
+    CASE WHEN is_deposit THEN 'assets_after_fees' ELSE 'assets' END)
+    INTO touches USING is_deposit;
 
     PERFORM touch_vaults(touches);
-END
-$$;
-
-CREATE FUNCTION merge_position_events() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    changes position_change[];
-BEGIN
-    IF TG_TABLE_NAME = 'deposited_events' THEN
-        SELECT array_agg(ROW(receiver, term_id, curve_id, total_shares, assets_after_fees,
-                             vault_type, block_number, log_index)::position_change)
-          INTO changes FROM new_events;
-    ELSE
-        SELECT array_agg(ROW(sender, term_id, curve_id, total_shares, assets,
-                             vault_type, block_number, log_index)::position_change)
-          INTO changes FROM new_events;
-    END IF;
-    IF changes IS NOT NULL THEN
-        PERFORM merge_position_changes(changes, TG_TABLE_NAME = 'deposited_events');
-    END IF;
     RETURN NULL;
 END
-$$;
+$fn$;
 
 CREATE TRIGGER trigger_deposited
     AFTER INSERT ON deposited_events
@@ -243,6 +235,8 @@ BEGIN
              ORDER BY term_id, curve_id, block_number DESC, log_index DESC) l;
     PERFORM touch_vaults(touches);
 
+    -- Dynamic for the same reason as the position merge: planned with the real batch size.
+    EXECUTE $sql$
     UPDATE vault v
        SET total_shares = l.total_shares,
            current_share_price = l.share_price,
@@ -254,7 +248,8 @@ BEGIN
               FROM new_events
              ORDER BY term_id, curve_id, block_number DESC, log_index DESC) l
      WHERE v.term_id = l.term_id AND v.curve_id = l.curve_id
-       AND is_later(l.block_number, l.log_index, v.last_price_block, v.last_price_log_index);
+       AND is_later(l.block_number, l.log_index, v.last_price_block, v.last_price_log_index)
+    $sql$;
     RETURN NULL;
 END
 $$;

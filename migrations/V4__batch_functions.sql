@@ -1,11 +1,14 @@
 -- What the engine calls once per batch. Keeping these here keeps the engine's SQL in one
 -- place and makes each batch a handful of round trips.
 
--- Advisory-lock key of a term: the first 8 bytes of its id (ids are keccak hashes, so
--- evenly spread). A collision only makes two batches wait for each other.
+-- Advisory-lock key of a term: one of 512 stripes picked by the first bytes of its id (ids
+-- are keccak hashes, so evenly spread). Striping bounds the locks a batch holds: PostgreSQL's
+-- shared lock table has room for about 64 per connection, and a 100,000-event batch touches
+-- tens of thousands of terms. Two batches on different terms of one stripe just wait for
+-- each other.
 CREATE FUNCTION term_lock_key(term_id TEXT) RETURNS BIGINT
 LANGUAGE sql IMMUTABLE STRICT AS $$
-    SELECT ('x' || substr(term_id, 3, 16))::bit(64)::bigint
+    SELECT 7342000000 + (('x' || substr(term_id, 3, 8))::bit(32)::bigint & 511)
 $$;
 
 -- Every row a batch writes in levels 1-2 hangs off a term (atom, triple, its counter term,
@@ -51,9 +54,12 @@ $$;
 
 -- Level 2 cascade, once per batch over its distinct term ids: the term row (type, totals
 -- over the term's vaults). Cost is the number of ids times the (few) curves per term.
-CREATE FUNCTION cascade_terms(term_ids TEXT[]) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION cascade_terms(term_ids TEXT[]) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    -- EXECUTE ... USING plans with the array as a constant, so with its real length.
+    EXECUTE $sql$
     WITH ids AS (
-        SELECT DISTINCT id FROM unnest(term_ids) AS id
+        SELECT DISTINCT id FROM unnest($1) AS id
     ), kinds AS (
         SELECT i.id,
                CASE WHEN EXISTS (SELECT 1 FROM atom a WHERE a.term_id = i.id) THEN 'Atom'
@@ -63,17 +69,16 @@ CREATE FUNCTION cascade_terms(term_ids TEXT[]) RETURNS void LANGUAGE sql AS $$
                            ORDER BY v.last_event_block DESC, v.last_event_log_index DESC LIMIT 1)
                END AS type
           FROM ids i
-    ), totals AS (
-        SELECT v.term_id AS id, sum(v.total_assets) AS total_assets, sum(v.market_cap) AS total_market_cap
-          FROM vault v JOIN ids i ON v.term_id = i.id
-         GROUP BY v.term_id
     )
     INSERT INTO term AS t (id, type, atom_id, triple_id, total_assets, total_market_cap)
     SELECT k.id, k.type,
            CASE WHEN k.type = 'Atom' THEN k.id END,
            CASE WHEN k.type IN ('Triple', 'CounterTriple') THEN k.id END,
            coalesce(s.total_assets, 0), coalesce(s.total_market_cap, 0)
-      FROM kinds k LEFT JOIN totals s USING (id)
+      FROM kinds k
+      -- One index probe per term: linear whatever the planner guesses about the batch.
+      CROSS JOIN LATERAL (SELECT sum(v.total_assets) AS total_assets, sum(v.market_cap) AS total_market_cap
+                            FROM vault v WHERE v.term_id = k.id) s
      WHERE k.type IS NOT NULL
     ON CONFLICT (id) DO UPDATE SET
            type = EXCLUDED.type,
@@ -84,4 +89,6 @@ CREATE FUNCTION cascade_terms(term_ids TEXT[]) RETURNS void LANGUAGE sql AS $$
      WHERE (t.type, t.atom_id, t.triple_id, t.total_assets, t.total_market_cap)
            IS DISTINCT FROM
            (EXCLUDED.type, EXCLUDED.atom_id, EXCLUDED.triple_id, EXCLUDED.total_assets, EXCLUDED.total_market_cap)
-$$;
+    $sql$ USING term_ids;
+END
+$fn$;

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/services.sh
+# The crash tests run the real engine binary: build it first (test builds do not).
+cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"

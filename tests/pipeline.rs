@@ -235,8 +235,13 @@ async fn outbox_publishes_every_touched_term() {
     feed_samples(&mut env).await;
     env.run(env.config()).await;
     assert_eq!(env.count("SELECT count(*) FROM term_update_outbox").await, 0);
-    let reply: redis::streams::StreamRangeReply =
-        redis::cmd("XRANGE").arg(env.term_updates_stream()).arg("-").arg("+").query_async(&mut env.redis).await.unwrap();
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(env.term_updates_stream())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut env.redis)
+        .await
+        .unwrap();
     let mut published = std::collections::BTreeSet::new();
     for entry in &reply.ids {
         let ids: Vec<String> = serde_json::from_str(&entry.get::<String>("term_ids").unwrap()).unwrap();

@@ -14,6 +14,8 @@ pub struct Batch {
     pub acks: Vec<(String, String)>,
     /// Rejected messages and events, written to the dead-letter streams before the acks.
     pub dead_letters: Vec<DeadLetter>,
+    /// Time the reader spent reading and decoding it.
+    pub times: crate::pipeline::StageTimes,
 }
 
 impl Batch {

@@ -23,7 +23,7 @@ impl CustomizeConnection<Client, tokio_postgres::Error> for PrepareSession {
         &'a self,
         client: &'a mut Client,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>> {
-        Box::pin(async move { client.batch_execute(sql::CREATE_STAGING).await })
+        Box::pin(async move { client.batch_execute(sql::SESSION_SETUP).await })
     }
 }
 

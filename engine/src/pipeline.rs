@@ -1,6 +1,7 @@
 //! The engine loop: a reader task reads and decodes batch N+1 while the writer applies
 //! batch N in one transaction, then acks it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,26 @@ pub struct RunSummary {
     /// Per message, from XADD (the entry id's millisecond timestamp, so up to 1 ms
     /// pessimistic) to the commit of its batch, in microseconds.
     pub commit_latency_us: Histogram<u64>,
+    /// Wall time spent in each pipeline stage, summed over batches (read and decode
+    /// overlap the database stages).
+    pub stage_time: StageTimes,
+}
+
+/// Time per pipeline stage; every addition is also recorded in the stage histogram.
+#[derive(Debug, Default, Clone)]
+pub struct StageTimes(pub BTreeMap<&'static str, Duration>);
+
+impl StageTimes {
+    pub fn add(&mut self, stage: &'static str, took: Duration) {
+        *self.0.entry(stage).or_default() += took;
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => stage).record(took.as_secs_f64());
+    }
+
+    pub fn merge(&mut self, other: &StageTimes) {
+        for (stage, took) in &other.0 {
+            *self.0.entry(stage).or_default() += *took;
+        }
+    }
 }
 
 impl Default for RunSummary {
@@ -39,6 +60,7 @@ impl Default for RunSummary {
             dead_letters: 0,
             elapsed: Duration::ZERO,
             commit_latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
+            stage_time: StageTimes::default(),
         }
     }
 }
@@ -92,7 +114,8 @@ pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Re
         };
         match work {
             Some(Work::Batch(batch)) => {
-                apply_with_retry(&pool, &batch, config.backfill).await;
+                summary.stage_time.merge(&batch.times);
+                apply_with_retry(&pool, &batch, config.backfill, &mut summary.stage_time).await;
                 record_batch(&batch, &mut summary.commit_latency_us);
                 outbox::crash_point("after_commit");
                 finish_with_retry(&mut control, &batch).await;
@@ -142,7 +165,8 @@ async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle
     let mut last_claim = Instant::now();
     let mut failures = 0u32;
     loop {
-        let read = timed("read", async {
+        let mut times = StageTimes::default();
+        let read = timed(&mut times, "read", async {
             match phase {
                 Phase::OwnPending => reader.read_own_pending().await,
                 Phase::Claim => reader.claim_stale(claim_idle).await,
@@ -175,7 +199,9 @@ async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle
         };
         let work = if !messages.is_empty() {
             let decode = tokio::task::spawn_blocking(move || Batch::from_messages(messages));
-            Work::Batch(timed("decode", async { Ok(decode.await?) }).await?)
+            let mut batch = timed(&mut times, "decode", async { Ok(decode.await?) }).await?;
+            batch.times = times;
+            Work::Batch(batch)
         } else if was == Phase::New {
             Work::Idle
         } else {
@@ -192,9 +218,9 @@ fn backoff(failures: u32) -> Duration {
 }
 
 /// Apply a batch, retrying with backoff until it commits. Nothing is acked before that.
-async fn apply_with_retry(pool: &PgPool, batch: &Batch, backfill: bool) {
+async fn apply_with_retry(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) {
     let mut failures = 0;
-    while let Err(e) = apply(pool, batch, backfill).await {
+    while let Err(e) = apply(pool, batch, backfill, times).await {
         failures += 1;
         error!(error = %format!("{e:#}"), attempt = failures, events = batch.events.len(), "batch rolled back; retrying");
         metrics::counter!(m::BATCH_RETRIES).increment(1);
@@ -203,7 +229,7 @@ async fn apply_with_retry(pool: &PgPool, batch: &Batch, backfill: bool) {
 }
 
 /// One transaction: lock → COPY → merge (triggers) → cascade → COMMIT.
-pub async fn apply(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<()> {
+pub async fn apply(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) -> Result<()> {
     if batch.events.is_empty() {
         return Ok(());
     }
@@ -212,22 +238,22 @@ pub async fn apply(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<()> {
     if backfill {
         tx.batch_execute(sql::BACKFILL_TRANSACTION).await?;
     }
-    timed("lock", merge::lock_terms(&tx, &batch.term_ids)).await?;
-    let staged = timed("copy", stage::stage_events(&tx, &batch.events)).await?;
-    timed("merge", merge::merge_staged(&tx, &staged)).await?;
+    timed(times, "lock", merge::lock_terms(&tx, &batch.term_ids)).await?;
+    let staged = timed(times, "copy", stage::stage_events(&tx, &batch.events)).await?;
+    timed(times, "merge", merge::merge_staged(&tx, &staged)).await?;
     let cascade_started = Instant::now();
-    timed("cascade", cascade::cascade_terms(&tx, &batch.term_ids)).await?;
+    timed(times, "cascade", cascade::cascade_terms(&tx, &batch.term_ids)).await?;
     metrics::histogram!(m::CASCADE_SECONDS).record(cascade_started.elapsed().as_secs_f64());
-    timed("outbox", outbox::record(&tx, &batch.term_ids)).await?;
-    timed("commit", async { Ok(tx.commit().await?) }).await?;
+    timed(times, "outbox", outbox::record(&tx, &batch.term_ids)).await?;
+    timed(times, "commit", async { Ok(tx.commit().await?) }).await?;
     Ok(())
 }
 
 /// Await one pipeline stage and record how long it took.
-async fn timed<T>(stage: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+async fn timed<T>(times: &mut StageTimes, stage: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T> {
     let started = Instant::now();
     let out = fut.await;
-    metrics::histogram!(m::STAGE_SECONDS, "stage" => stage).record(started.elapsed().as_secs_f64());
+    times.add(stage, started.elapsed());
     out
 }
 

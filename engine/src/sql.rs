@@ -1,8 +1,11 @@
 //! Every statement the engine sends. The logic lives in `migrations/` as functions and
 //! triggers; the engine only calls it.
 
-/// Session setup for a pooled connection: its temporary staging tables.
-pub const CREATE_STAGING: &str = "SELECT create_staging_tables()";
+/// Session setup for a pooled connection: its temporary staging tables, and planner
+/// settings for batch work. JIT compiles expressions of every large statement anew (batch
+/// statements are planned per batch), costing far more than it saves here; sorts and
+/// hashes of a 100,000-event batch should stay in memory.
+pub const SESSION_SETUP: &str = "SET jit = off; SET work_mem = '64MB'; SELECT create_staging_tables()";
 
 /// Backfill mode trades durability of the last few commits for throughput; a crash then
 /// only causes redelivery, because acks follow commits.

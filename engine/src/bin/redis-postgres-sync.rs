@@ -57,6 +57,9 @@ async fn sync(config: EngineConfig) -> anyhow::Result<()> {
         rate = format!("{:.0} events/s", summary.events_per_second()),
         "done"
     );
+    let stages: Vec<String> =
+        summary.stage_time.0.iter().map(|(stage, took)| format!("{stage}={:.2}s", took.as_secs_f64())).collect();
+    tracing::info!("time per stage: {}", stages.join(" "));
     Ok(())
 }
 
