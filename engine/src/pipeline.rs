@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
@@ -260,6 +260,22 @@ async fn timed<T>(times: &mut StageTimes, stage: &'static str, fut: impl Future<
 /// Unix seconds of the last commit, for `/health` (0 before the first).
 pub static LAST_COMMIT_UNIX: AtomicI64 = AtomicI64::new(0);
 
+/// Running totals of the engines in this process, for progress displays and health.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub events: AtomicU64,
+    pub messages: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+pub static PROGRESS: Progress = Progress {
+    events: AtomicU64::new(0),
+    messages: AtomicU64::new(0),
+    dead_letters: AtomicU64::new(0),
+    batches: AtomicU64::new(0),
+};
+
 fn record_batch(batch: &Batch, latency_us: &mut Histogram<u64>) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     for (_, id) in &batch.acks {
@@ -270,6 +286,10 @@ fn record_batch(batch: &Batch, latency_us: &mut Histogram<u64>) {
         }
     }
     LAST_COMMIT_UNIX.store(now.as_secs() as i64, Ordering::Relaxed);
+    PROGRESS.events.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+    PROGRESS.messages.fetch_add(batch.acks.len() as u64, Ordering::Relaxed);
+    PROGRESS.dead_letters.fetch_add(batch.dead_letters.len() as u64, Ordering::Relaxed);
+    PROGRESS.batches.fetch_add(1, Ordering::Relaxed);
     metrics::gauge!(m::LAST_COMMIT).set(now.as_secs_f64());
     metrics::counter!(m::EVENTS_PROCESSED).increment(batch.events.len() as u64);
     metrics::counter!(m::MESSAGES_READ).increment(batch.acks.len() as u64);
