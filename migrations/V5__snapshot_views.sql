@@ -90,23 +90,27 @@ SELECT l.term_id, l.curve_id,
   LEFT JOIN counts c USING (term_id, curve_id);
 
 CREATE VIEW snapshot.term AS
-WITH ids AS (
+WITH v AS MATERIALIZED (
+    SELECT * FROM snapshot.vault
+), ids AS (
     SELECT term_id AS id FROM snapshot.atom
     UNION SELECT term_id FROM snapshot.triple
     UNION SELECT counter_term_id FROM snapshot.triple
-    UNION SELECT term_id FROM snapshot.vault
+    UNION SELECT term_id FROM v
+), latest_vault AS (
+    SELECT DISTINCT ON (term_id) term_id AS id, vault_type
+      FROM v ORDER BY term_id, last_event_block DESC, last_event_log_index DESC
 ), kinds AS (
     SELECT i.id,
            CASE WHEN i.id IN (SELECT term_id FROM snapshot.atom) THEN 'Atom'
                 WHEN i.id IN (SELECT term_id FROM snapshot.triple) THEN 'Triple'
                 WHEN i.id IN (SELECT counter_term_id FROM snapshot.triple) THEN 'CounterTriple'
-                ELSE (SELECT v.vault_type FROM snapshot.vault v WHERE v.term_id = i.id
-                       ORDER BY v.last_event_block DESC, v.last_event_log_index DESC LIMIT 1)
+                ELSE lv.vault_type
            END AS type
-      FROM ids i
+      FROM ids i LEFT JOIN latest_vault lv USING (id)
 ), totals AS (
     SELECT term_id AS id, sum(total_assets) AS total_assets, sum(market_cap) AS total_market_cap
-      FROM snapshot.vault GROUP BY term_id
+      FROM v GROUP BY term_id
 )
 SELECT k.id, k.type,
        CASE WHEN k.type = 'Atom' THEN k.id END AS atom_id,
@@ -118,16 +122,22 @@ SELECT k.id, k.type,
 -- Level 3 ------------------------------------------------------------------------------
 
 CREATE VIEW snapshot.triple_vault AS
-SELECT t.term_id, t.counter_term_id, c.curve_id,
+WITH v AS MATERIALIZED (
+    SELECT * FROM snapshot.vault
+), curves AS (
+    -- Every curve on which the triple's vault or its counter vault exists.
+    SELECT t.term_id, t.counter_term_id, v.curve_id FROM snapshot.triple t JOIN v ON v.term_id = t.term_id
+    UNION
+    SELECT t.term_id, t.counter_term_id, v.curve_id FROM snapshot.triple t JOIN v ON v.term_id = t.counter_term_id
+)
+SELECT c.term_id, c.counter_term_id, c.curve_id,
        (coalesce(pv.total_shares, 0) + coalesce(cv.total_shares, 0))::numeric AS total_shares,
        (coalesce(pv.total_assets, 0) + coalesce(cv.total_assets, 0))::numeric AS total_assets,
        (coalesce(pv.position_count, 0) + coalesce(cv.position_count, 0))::bigint AS position_count,
        (coalesce(pv.market_cap, 0) + coalesce(cv.market_cap, 0))::numeric AS market_cap
-  FROM snapshot.triple t
-  JOIN LATERAL (SELECT DISTINCT v.curve_id FROM snapshot.vault v
-                 WHERE v.term_id IN (t.term_id, t.counter_term_id)) c ON true
-  LEFT JOIN snapshot.vault pv ON pv.term_id = t.term_id AND pv.curve_id = c.curve_id
-  LEFT JOIN snapshot.vault cv ON cv.term_id = t.counter_term_id AND cv.curve_id = c.curve_id;
+  FROM curves c
+  LEFT JOIN v pv ON pv.term_id = c.term_id AND pv.curve_id = c.curve_id
+  LEFT JOIN v cv ON cv.term_id = c.counter_term_id AND cv.curve_id = c.curve_id;
 
 CREATE VIEW snapshot.triple_term AS
 SELECT t.term_id, t.counter_term_id,

@@ -6,7 +6,9 @@
 //! - [`redis_out`]: XADD messages to Redis, pipelined, optionally paced.
 //! - [`jsonl`]: the JSON-lines file format of `samples/rindexer-messages.jsonl`.
 //! - [`eip55`]: checksummed addresses.
+//! - [`bench`]: the end-to-end benchmark behind `loadgen bench`.
 
+pub mod bench;
 pub mod eip55;
 pub mod jsonl;
 pub mod redis_out;

@@ -1,5 +1,6 @@
 //! `loadgen generate`: a seeded Intuition workload to Redis streams and/or a JSON-lines file.
 //! `loadgen feed`: XADD the messages of a JSON-lines file (like the samples).
+//! `loadgen bench`: the end-to-end benchmark report.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,6 +26,9 @@ enum Command {
     Generate(GenerateArgs),
     /// XADD every line of a JSON-lines file ({"stream": …, "payload": {…}}) to <prefix><stream>.
     Feed(FeedArgs),
+    /// Measure the engine end to end (backfill, raw-ingest floor, batch size 1, live
+    /// latency, scaling) in scratch databases and write a report under bench-results/.
+    Bench(loadgen::bench::BenchConfig),
 }
 
 #[derive(Args)]
@@ -101,12 +105,22 @@ impl RedisArgs {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Generate(args) => run_generate(args).await,
         Command::Feed(args) => run_feed(args).await,
+        Command::Bench(config) => run_bench(config).await,
     }
+}
+
+async fn run_bench(config: loadgen::bench::BenchConfig) -> anyhow::Result<()> {
+    let report = loadgen::bench::run(&config).await?;
+    println!("{}", report.markdown());
+    for path in &report.written {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 async fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {

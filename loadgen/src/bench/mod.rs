@@ -1,0 +1,155 @@
+//! `loadgen bench`: one command that measures the engine on realistic workloads, with the
+//! baselines beside it in the same run, and writes a markdown + JSON report.
+//!
+//! Every figure comes from its own scratch database and streams (see [`scratch`]), so the
+//! numbers are comparable and a developer's data is never touched. Sizes are flags, so CI
+//! can run the whole thing small.
+
+mod measure;
+mod report;
+mod scratch;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+pub use measure::Services;
+pub use report::Report;
+
+use crate::workload::{generate, Workload, WorkloadConfig};
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchConfig {
+    /// PostgreSQL URL without a database name; scratch databases are created under it.
+    #[arg(long, env = "BENCH_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub pg_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Events in the backfill workload (also used for the raw-ingest floor).
+    #[arg(long, default_value_t = 300_000)]
+    pub events: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Engine batch size (messages per stream per read) for backfill and scaling runs.
+    #[arg(long, default_value_t = rps::config::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+    /// Events pushed through the per-event path (batch size 1, one event per message).
+    #[arg(long, default_value_t = 5_000)]
+    pub per_event_events: usize,
+    /// Offered rates for the live-latency runs, events/s.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    pub live_rates: Vec<f64>,
+    /// Seconds of traffic per live run.
+    #[arg(long, default_value_t = 10.0)]
+    pub live_seconds: f64,
+    /// Events already in the database for the scaling runs.
+    #[arg(long, value_delimiter = ',', default_value = "0,1000000,5000000")]
+    pub scale_sizes: Vec<usize>,
+    /// Events applied on top of each scaling size.
+    #[arg(long, default_value_t = 100_000)]
+    pub scale_events: usize,
+    /// Compare tables with the reference views after scaling runs up to this preload size
+    /// (a full recompute is slow on millions of events).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub verify_scale_up_to: usize,
+    /// Directory for the reports.
+    #[arg(long, default_value = "bench-results")]
+    pub out_dir: PathBuf,
+}
+
+/// Run every measurement and write the report; returns it.
+pub async fn run(config: &BenchConfig) -> Result<Report> {
+    let started = Instant::now();
+    let run_id = format!("{}_{}", chrono_stamp(), std::process::id());
+    let svc = Services { pg_base: config.pg_url.clone(), redis_url: config.redis_url.clone(), run_id };
+    let mut report = Report::new(config).await?;
+
+    let workload = make_workload(config.events, config.seed, 50);
+    eprintln!("bench: backfill of {} events (batch size {})", config.events, config.batch_size);
+    let backfill = measure::backfill(&svc, "backfill", &workload, config.batch_size, true).await?;
+    let per_batch = (backfill.engine.events / backfill.engine.batches.max(1)) as usize;
+    eprintln!("bench: raw-ingest floor ({per_batch} events per transaction)");
+    report.raw_floor = Some(measure::raw_floor(&svc, &workload, per_batch).await?);
+    report.backfill = Some(backfill);
+    drop(workload);
+
+    eprintln!("bench: per-event path ({} events, batch size 1)", config.per_event_events);
+    report.per_event =
+        Some(measure::per_event(&svc, &make_workload(config.per_event_events, config.seed + 1, 1)).await?);
+
+    for &rate in &config.live_rates {
+        let events = (rate * config.live_seconds).round() as usize;
+        eprintln!("bench: live at {rate} events/s for {} s", config.live_seconds);
+        report.live.push(measure::live(&svc, &make_workload(events, config.seed + 2, 1), rate).await?);
+    }
+
+    // Later blocks than any preload: on chain no two logs share (block, log_index).
+    let measured = make_workload_from(config.scale_events, config.seed + 3, 50, LATER_BLOCKS);
+    for &size in &config.scale_sizes {
+        eprintln!("bench: {} events on top of {size}", config.scale_events);
+        let preload = make_workload(size, config.seed + 4, 50);
+        let verify = size <= config.verify_scale_up_to;
+        report.scaling.push(measure::scaling(&svc, &preload, &measured, config.batch_size, verify).await?);
+    }
+    report.total_seconds = started.elapsed().as_secs_f64();
+    report.write(&config.out_dir)?;
+    Ok(report)
+}
+
+/// Start block of the scaling runs' measured workload, past any preload.
+const LATER_BLOCKS: u64 = 500_000_000;
+
+fn make_workload(events: usize, seed: u64, events_per_message: usize) -> Workload {
+    make_workload_from(events, seed, events_per_message, WorkloadConfig::default().start_block)
+}
+
+fn make_workload_from(events: usize, seed: u64, events_per_message: usize, start_block: u64) -> Workload {
+    if events == 0 {
+        return Workload { messages: Vec::new(), stats: Default::default() };
+    }
+    // Scale the universe with the workload so small runs stay dense and large ones sparse.
+    let defaults = WorkloadConfig::default();
+    generate(&WorkloadConfig {
+        events,
+        seed,
+        events_per_message,
+        atoms: defaults.atoms.max(events / 150),
+        triples: defaults.triples.max(events / 60),
+        accounts: defaults.accounts.max(events / 300),
+        start_block,
+        ..defaults
+    })
+}
+
+/// UTC timestamp for file and database names: 20261125T171400.
+fn chrono_stamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_417), (2025, 11, 25));
+        assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
+    }
+}

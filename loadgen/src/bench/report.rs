@@ -1,0 +1,256 @@
+//! The bench report: every figure of one run, the machine it ran on, as JSON and markdown.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::measure::{Backfill, Live, RawFloor, Scale, Throughput};
+use super::BenchConfig;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub postgres: String,
+    pub redis: String,
+    pub git_commit: String,
+    pub started_at: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub command: String,
+    pub backfill: Option<Backfill>,
+    pub raw_floor: Option<RawFloor>,
+    pub per_event: Option<Throughput>,
+    pub live: Vec<Live>,
+    pub scaling: Vec<Scale>,
+    pub total_seconds: f64,
+    #[serde(skip)]
+    pub written: Vec<PathBuf>,
+}
+
+impl Report {
+    pub async fn new(config: &BenchConfig) -> Result<Report> {
+        Ok(Report {
+            machine: machine(config).await?,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            backfill: None,
+            raw_floor: None,
+            per_event: None,
+            live: Vec::new(),
+            scaling: Vec::new(),
+            total_seconds: 0.0,
+            written: Vec::new(),
+        })
+    }
+
+    /// Engine backfill throughput as a share of the raw-ingest floor.
+    pub fn floor_ratio(&self) -> Option<f64> {
+        Some(self.backfill.as_ref()?.engine.events_per_sec / self.raw_floor.as_ref()?.events_per_sec)
+    }
+
+    /// How many times faster the default batch size is than batch size 1.
+    pub fn batching_factor(&self) -> Option<f64> {
+        Some(self.backfill.as_ref()?.engine.events_per_sec / self.per_event.as_ref()?.events_per_sec)
+    }
+
+    /// Write `bench-<time>.json`/`.md` and `latest.json`/`.md` under `dir`.
+    pub fn write(&mut self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let stamp = self.machine.started_at.replace([':', '-'], "");
+        let json = serde_json::to_string_pretty(self)?;
+        let md = self.markdown();
+        for name in [format!("bench-{stamp}"), "latest".to_owned()] {
+            for (ext, body) in [("json", &json), ("md", &md)] {
+                let path = dir.join(format!("{name}.{ext}"));
+                std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+                self.written.push(path);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(md, "# redis-postgres-sync benchmark\n");
+        let _ = writeln!(
+            md,
+            "{} · {} cores · {:.0} GiB · {} · Redis {} · commit {} · {}  \n`{}`\n",
+            m.cpu, m.cores, m.memory_gib, m.postgres, m.redis, m.git_commit, m.started_at, self.command
+        );
+        let _ = writeln!(md, "PostgreSQL, Redis, the engine and the load generator share the machine.\n");
+        self.throughput_table(&mut md);
+        self.live_table(&mut md);
+        self.scaling_table(&mut md);
+        self.stage_table(&mut md);
+        let _ = writeln!(md, "\nTotal bench time {:.0} s.", self.total_seconds);
+        md
+    }
+
+    fn throughput_table(&self, md: &mut String) {
+        let _ = writeln!(md, "## Backfill throughput\n");
+        let _ = writeln!(md, "| run | events | batches | seconds | events/s | tables = reference views |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
+        if let Some(b) = &self.backfill {
+            row(md, "engine, default batch size (levels 1-2 + outbox in the batch transaction)", &b.engine);
+        }
+        if let Some(p) = &self.per_event {
+            row(md, "engine, batch size 1 (one event per transaction: the per-event path)", p);
+        }
+        if let Some(f) = &self.raw_floor {
+            let _ = writeln!(
+                md,
+                "| raw-ingest floor: binary COPY into the event tables only ({} events/transaction) | {} | | {:.2} | **{:.0}** | n/a |",
+                f.events_per_transaction, f.events, f.seconds, f.events_per_sec
+            );
+        }
+        let _ = writeln!(md);
+        if let Some(r) = self.floor_ratio() {
+            let _ = writeln!(md, "- engine / raw-ingest floor: **{:.0} %**", r * 100.0);
+        }
+        if let Some(f) = self.batching_factor() {
+            let _ = writeln!(md, "- default batch size vs batch size 1: **{f:.0}×**");
+        }
+        if let Some(f) = &self.raw_floor {
+            let _ = writeln!(md, "- decode alone (simd-json, one thread): {:.0} events/s", f.decode_events_per_sec);
+        }
+        if let Some(a) = self.backfill.as_ref().and_then(|b| b.analytics.as_ref()) {
+            let _ = writeln!(
+                md,
+                "- analytics worker draining the backfill's term_updates: {} term ids ({} triples) in {:.2} s, {:.0} term ids/s, tables = reference views: {}",
+                a.term_ids, a.triples, a.seconds, a.term_ids_per_sec, yes(a.matches_reference)
+            );
+        }
+        if let Some(b) = &self.backfill {
+            let _ = writeln!(md, "- XADD of the workload by loadgen: {:.0} events/s", b.xadd_events_per_sec);
+        }
+        let _ = writeln!(md);
+    }
+
+    fn live_table(&self, md: &mut String) {
+        if self.live.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "## Live latency (XADD → commit, one event per message)\n");
+        let _ = writeln!(md, "| offered events/s | events | p50 ms | p90 ms | p99 ms | max ms | analytics lag p50 / p99 / max s | tables = reference views |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---|---|");
+        for l in &self.live {
+            let (t, a) = (&l.latency_ms, &l.analytics_lag_s);
+            let _ = writeln!(
+                md,
+                "| {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} / {:.2} / {:.2} | {} |",
+                l.offered_events_per_sec,
+                l.events,
+                t.p50,
+                t.p90,
+                t.p99,
+                t.max,
+                a.p50,
+                a.p99,
+                a.max,
+                yes(l.matches_reference)
+            );
+        }
+        let _ = writeln!(md, "\nLatency samples use the entry id's millisecond clock (up to 1 ms pessimistic); analytics lag is the age of the oldest unapplied term update, sampled every 50 ms.\n");
+    }
+
+    fn scaling_table(&self, md: &mut String) {
+        if self.scaling.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "## Scaling: the same batches on top of existing data\n");
+        let _ = writeln!(md, "| events already stored | engine events/s | vs empty | mean batch ms | full refresh of all reference views s | refresh / batch | tables = reference views |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---|");
+        let base = self.scaling.first().map(|s| s.engine.events_per_sec).unwrap_or(0.0);
+        for s in &self.scaling {
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:+.0} % | {:.0} | {:.2} | {:.0}× | {} |",
+                s.preloaded_events,
+                s.engine.events_per_sec,
+                (s.engine.events_per_sec / base.max(1e-9) - 1.0) * 100.0,
+                s.engine.mean_batch_ms,
+                s.snapshot_refresh_total_seconds,
+                s.snapshot_refresh_total_seconds * 1000.0 / s.engine.mean_batch_ms.max(1e-9),
+                if s.preloaded_events as usize > 0 && !s.engine.matches_reference {
+                    "NO"
+                } else {
+                    yes(s.engine.matches_reference)
+                }
+            );
+        }
+        let _ = writeln!(md, "\nThe refresh column is the seed's \"before\" design: one full recompute of every view, which it needed after any change.\n");
+    }
+
+    fn stage_table(&self, md: &mut String) {
+        let Some(b) = &self.backfill else { return };
+        let _ = writeln!(md, "## Where the backfill's time goes (seconds, summed over batches)\n");
+        let stages: Vec<String> = b.engine.stage_seconds.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+        let _ = writeln!(
+            md,
+            "{}  \n(read and decode run on the reader task, overlapping the database stages.)",
+            stages.join(" · ")
+        );
+    }
+}
+
+fn row(md: &mut String, name: &str, t: &Throughput) {
+    let _ = writeln!(
+        md,
+        "| {name} | {} | {} | {:.2} | **{:.0}** | {} |",
+        t.events,
+        t.batches,
+        t.seconds,
+        t.events_per_sec,
+        yes(t.matches_reference)
+    );
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "NO"
+    }
+}
+
+async fn machine(config: &BenchConfig) -> Result<Machine> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let pg = rps::db::connect_one(&format!("{}/postgres", config.pg_url.trim_end_matches('/'))).await?;
+    let postgres: String = pg.query_one("SHOW server_version", &[]).await?.get(0);
+    let mut redis = crate::redis_out::connect(&config.redis_url).await?;
+    let info: String = redis::cmd("INFO").arg("server").query_async(&mut redis).await?;
+    let redis_version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_owned();
+    let git_commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    Ok(Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        memory_gib: kib / 1024.0 / 1024.0,
+        postgres: format!("PostgreSQL {}", postgres.split_whitespace().next().unwrap_or(&postgres)),
+        redis: redis_version,
+        git_commit,
+        started_at: super::chrono_stamp(),
+    })
+}

@@ -1,0 +1,47 @@
+//! `loadgen bench` at a CI-sized scale: it must run every measurement end to end and write
+//! a well-formed report (the figures themselves are not asserted; they vary by machine).
+
+use loadgen::bench::{run, BenchConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_bench_writes_a_complete_report() {
+    let out_dir = std::env::temp_dir().join(format!("rps-bench-test-{}", std::process::id()));
+    let config = BenchConfig {
+        pg_url: "postgres://postgres@127.0.0.1:5432".into(),
+        redis_url: "redis://127.0.0.1:6379".into(),
+        events: 3_000,
+        seed: 5,
+        batch_size: rps::config::DEFAULT_BATCH_SIZE,
+        per_event_events: 100,
+        live_rates: vec![400.0],
+        live_seconds: 1.0,
+        scale_sizes: vec![0, 3_000],
+        scale_events: 1_000,
+        verify_scale_up_to: 1_000_000,
+        out_dir: out_dir.clone(),
+    };
+    let report = run(&config).await.expect("bench runs");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("latest.json")).unwrap()).unwrap();
+    for section in ["machine", "backfill", "raw_floor", "per_event", "live", "scaling"] {
+        assert!(!json[section].is_null(), "report lacks {section}");
+    }
+    assert_eq!(json["backfill"]["engine"]["events"], 3_000);
+    assert_eq!(json["backfill"]["engine"]["matches_reference"], true);
+    assert_eq!(json["backfill"]["analytics"]["matches_reference"], true);
+    assert_eq!(json["per_event"]["batches"], json["per_event"]["events"], "batch size 1 is one event per batch");
+    assert_eq!(json["live"][0]["events"], 400);
+    assert_eq!(json["live"][0]["matches_reference"], true);
+    assert!(json["live"][0]["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["scaling"].as_array().unwrap().len(), 2);
+    assert_eq!(json["scaling"][1]["preloaded_events"], 3_000);
+    assert_eq!(json["scaling"][1]["engine"]["matches_reference"], true);
+    assert!(report.floor_ratio().unwrap() > 0.0 && report.batching_factor().unwrap() > 0.0);
+
+    let md = std::fs::read_to_string(out_dir.join("latest.md")).unwrap();
+    for heading in ["## Backfill throughput", "## Live latency", "## Scaling", "raw-ingest floor"] {
+        assert!(md.contains(heading), "markdown lacks {heading}");
+    }
+    std::fs::remove_dir_all(out_dir).ok();
+}
