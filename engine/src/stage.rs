@@ -7,10 +7,10 @@ use std::error::Error;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::pin_mut;
+use futures_util::SinkExt;
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::Transaction;
 
 use crate::event::{Event, EventKind, TxInfo};
@@ -92,102 +92,150 @@ pub async fn stage_events(tx: &Transaction<'_>, events: &[Event]) -> Result<Vec<
 
 /// COPY every event into its table under `target`; returns the tables that received rows.
 pub async fn copy_events(tx: &Transaction<'_>, events: &[Event], target: Target) -> Result<Vec<&'static str>> {
-    let mut by_table: [Vec<&Event>; 6] = Default::default();
-    for e in events {
-        by_table[table_of(&e.kind)].push(e);
-    }
-    let mut staged = Vec::new();
-    for (i, rows) in by_table.iter().enumerate() {
-        if rows.is_empty() {
-            continue;
-        }
-        copy_table(tx, i, rows, target).await?;
-        staged.push(EVENT_TABLES[i]);
+    copy_encoded(tx, &encode_events(events)?, target).await
+}
+
+/// Events of one table in PostgreSQL's binary COPY format, ready to send.
+#[derive(Debug, Clone)]
+pub struct EncodedTable {
+    pub table: &'static str,
+    pub rows: usize,
+    pub data: Bytes,
+}
+
+/// Send pre-encoded tables with one `COPY … FROM STDIN (FORMAT binary)` each.
+pub async fn copy_encoded(tx: &Transaction<'_>, tables: &[EncodedTable], target: Target) -> Result<Vec<&'static str>> {
+    let mut staged = Vec::with_capacity(tables.len());
+    for t in tables {
+        let statement = match target {
+            Target::Staging => sql::copy_into_stage(t.table),
+            Target::EventTables => sql::copy_into_event_table(t.table),
+        };
+        let sink = tx.copy_in::<_, Bytes>(&statement).await?;
+        pin_mut!(sink);
+        sink.send(t.data.clone()).await?;
+        sink.finish().await?;
+        staged.push(t.table);
     }
     Ok(staged)
 }
 
-async fn copy_table(tx: &Transaction<'_>, table: usize, rows: &[&Event], target: Target) -> Result<()> {
-    let statement = match target {
-        Target::Staging => sql::copy_into_stage(EVENT_TABLES[table]),
-        Target::EventTables => sql::copy_into_event_table(EVENT_TABLES[table]),
-    };
-    let sink = tx.copy_in(&statement).await?;
-    let writer = BinaryCopyInWriter::new(sink, &column_types(table));
-    pin_mut!(writer);
-    for event in rows {
-        let TxInfo {
-            transaction_hash,
-            log_index,
-            block_number,
-            block_hash,
-            address,
-            network,
-            transaction_index,
-            block_timestamp,
-        } = &event.tx;
-        let ts = timestamp(*block_timestamp);
-        let jsonb;
-        let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(17);
-        values.extend_from_slice(&[
-            transaction_hash,
-            log_index,
-            block_number,
-            block_hash,
-            address,
-            network,
-            transaction_index,
-            &ts,
-        ]);
-        match &event.kind {
-            EventKind::AtomCreated(e) => {
-                values.extend_from_slice(&[&e.creator, &e.term_id, &e.atom_wallet, &e.atom_data, &e.atom_data_text])
-            }
-            EventKind::TripleCreated(e) => values.extend_from_slice(&[
-                &e.creator,
-                &e.term_id,
-                &e.subject_id,
-                &e.predicate_id,
-                &e.object_id,
-                &e.counter_term_id,
-            ]),
-            EventKind::Deposited(e) => values.extend_from_slice(&[
-                &e.sender,
-                &e.receiver,
-                &e.term_id,
-                &e.curve_id,
-                &e.assets,
-                &e.assets_after_fees,
-                &e.shares,
-                &e.total_shares,
-                &e.vault_type,
-            ]),
-            EventKind::Redeemed(e) => values.extend_from_slice(&[
-                &e.sender,
-                &e.receiver,
-                &e.term_id,
-                &e.curve_id,
-                &e.shares,
-                &e.total_shares,
-                &e.assets,
-                &e.fees,
-                &e.vault_type,
-            ]),
-            EventKind::SharePriceChanged(e) => values.extend_from_slice(&[
-                &e.term_id,
-                &e.curve_id,
-                &e.share_price,
-                &e.total_assets,
-                &e.total_shares,
-                &e.vault_type,
-            ]),
-            EventKind::Generic(e) => {
-                jsonb = Jsonb(&e.event_data);
-                values.extend_from_slice(&[&e.event_name, &jsonb]);
-            }
-        }
-        writer.as_mut().write(&values).await?;
+/// Encode events (in chain order) into one binary COPY stream per event table, in merge
+/// order, skipping empty tables. Pure CPU work: it can run off the database's critical path.
+pub fn encode_events(events: &[Event]) -> Result<Vec<EncodedTable>> {
+    let mut by_table: [Vec<&Event>; 6] = Default::default();
+    for e in events {
+        by_table[table_of(&e.kind)].push(e);
     }
-    writer.finish().await?;
-    Ok(())
+    let mut out = Vec::new();
+    for (i, rows) in by_table.iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        let types = column_types(i);
+        let mut buf = BytesMut::with_capacity(rows.len() * 400);
+        buf.put_slice(COPY_SIGNATURE);
+        buf.put_i32(0); // flags
+        buf.put_i32(0); // header extension length
+        for event in rows {
+            encode_row(event, &types, &mut buf)?;
+        }
+        buf.put_i16(-1); // trailer
+        out.push(EncodedTable { table: EVENT_TABLES[i], rows: rows.len(), data: buf.freeze() });
+    }
+    Ok(out)
+}
+
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// One tuple: field count, then each field as a length-prefixed value (-1 for NULL).
+fn encode_row(event: &Event, types: &[Type], buf: &mut BytesMut) -> Result<()> {
+    with_values(event, |values| {
+        buf.put_i16(values.len() as i16);
+        for (value, ty) in values.iter().zip(types) {
+            let at = buf.len();
+            buf.put_i32(0);
+            let len = match value.to_sql_checked(ty, buf).map_err(|e| anyhow::anyhow!("encoding {ty}: {e}"))? {
+                IsNull::Yes => -1,
+                IsNull::No => (buf.len() - at - 4) as i32,
+            };
+            buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        Ok(())
+    })
+}
+
+/// Call `f` with the event's column values, in the event table's column order.
+fn with_values<R>(event: &Event, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
+    let TxInfo {
+        transaction_hash,
+        log_index,
+        block_number,
+        block_hash,
+        address,
+        network,
+        transaction_index,
+        block_timestamp,
+    } = &event.tx;
+    let ts = timestamp(*block_timestamp);
+    let jsonb;
+    let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(17);
+    values.extend_from_slice(&[
+        transaction_hash,
+        log_index,
+        block_number,
+        block_hash,
+        address,
+        network,
+        transaction_index,
+        &ts,
+    ]);
+    match &event.kind {
+        EventKind::AtomCreated(e) => {
+            values.extend_from_slice(&[&e.creator, &e.term_id, &e.atom_wallet, &e.atom_data, &e.atom_data_text])
+        }
+        EventKind::TripleCreated(e) => values.extend_from_slice(&[
+            &e.creator,
+            &e.term_id,
+            &e.subject_id,
+            &e.predicate_id,
+            &e.object_id,
+            &e.counter_term_id,
+        ]),
+        EventKind::Deposited(e) => values.extend_from_slice(&[
+            &e.sender,
+            &e.receiver,
+            &e.term_id,
+            &e.curve_id,
+            &e.assets,
+            &e.assets_after_fees,
+            &e.shares,
+            &e.total_shares,
+            &e.vault_type,
+        ]),
+        EventKind::Redeemed(e) => values.extend_from_slice(&[
+            &e.sender,
+            &e.receiver,
+            &e.term_id,
+            &e.curve_id,
+            &e.shares,
+            &e.total_shares,
+            &e.assets,
+            &e.fees,
+            &e.vault_type,
+        ]),
+        EventKind::SharePriceChanged(e) => values.extend_from_slice(&[
+            &e.term_id,
+            &e.curve_id,
+            &e.share_price,
+            &e.total_assets,
+            &e.total_shares,
+            &e.vault_type,
+        ]),
+        EventKind::Generic(e) => {
+            jsonb = Jsonb(&e.event_data);
+            values.extend_from_slice(&[&e.event_name, &jsonb]);
+        }
+    }
+    f(&values)
 }
