@@ -224,32 +224,39 @@ CREATE TRIGGER trigger_redeemed
     FOR EACH STATEMENT EXECUTE FUNCTION merge_position_events();
 
 -- vault price: latest SharePriceChanged per vault wins -------------------------------
+-- One upsert does both jobs of a vault event: price columns follow the latest price event,
+-- vault_type the latest event of any kind. No join, so the cached plan fits any batch size.
 CREATE FUNCTION merge_share_price_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    touches vault_touch[];
 BEGIN
-    SELECT array_agg(ROW(term_id, curve_id, vault_type, block_number, log_index, 0)::vault_touch)
-      INTO touches
-      FROM (SELECT DISTINCT ON (term_id, curve_id) term_id, curve_id, vault_type, block_number, log_index
-              FROM new_events
-             ORDER BY term_id, curve_id, block_number DESC, log_index DESC) l;
-    PERFORM touch_vaults(touches);
-
-    -- Dynamic for the same reason as the position merge: planned with the real batch size.
-    EXECUTE $sql$
-    UPDATE vault v
-       SET total_shares = l.total_shares,
-           current_share_price = l.share_price,
-           total_assets = l.total_assets,
-           market_cap = compute_market_cap(l.total_shares, l.share_price),
-           last_price_block = l.block_number,
-           last_price_log_index = l.log_index
-      FROM (SELECT DISTINCT ON (term_id, curve_id) *
-              FROM new_events
-             ORDER BY term_id, curve_id, block_number DESC, log_index DESC) l
-     WHERE v.term_id = l.term_id AND v.curve_id = l.curve_id
-       AND is_later(l.block_number, l.log_index, v.last_price_block, v.last_price_log_index)
-    $sql$;
+    INSERT INTO vault AS v (term_id, curve_id, total_shares, current_share_price, total_assets,
+                            market_cap, position_count, vault_type,
+                            last_price_block, last_price_log_index,
+                            last_event_block, last_event_log_index)
+    SELECT DISTINCT ON (term_id, curve_id)
+           term_id, curve_id, total_shares, share_price, total_assets,
+           compute_market_cap(total_shares, share_price), 0, vault_type_name(vault_type),
+           block_number, log_index, block_number, log_index
+      FROM new_events
+     ORDER BY term_id, curve_id, block_number DESC, log_index DESC
+    ON CONFLICT (term_id, curve_id) DO UPDATE SET
+           total_shares = CASE WHEN is_later(EXCLUDED.last_price_block, EXCLUDED.last_price_log_index, v.last_price_block, v.last_price_log_index)
+                               THEN EXCLUDED.total_shares ELSE v.total_shares END,
+           current_share_price = CASE WHEN is_later(EXCLUDED.last_price_block, EXCLUDED.last_price_log_index, v.last_price_block, v.last_price_log_index)
+                                      THEN EXCLUDED.current_share_price ELSE v.current_share_price END,
+           total_assets = CASE WHEN is_later(EXCLUDED.last_price_block, EXCLUDED.last_price_log_index, v.last_price_block, v.last_price_log_index)
+                               THEN EXCLUDED.total_assets ELSE v.total_assets END,
+           market_cap = CASE WHEN is_later(EXCLUDED.last_price_block, EXCLUDED.last_price_log_index, v.last_price_block, v.last_price_log_index)
+                             THEN EXCLUDED.market_cap ELSE v.market_cap END,
+           last_price_block = CASE WHEN is_later(EXCLUDED.last_price_block, EXCLUDED.last_price_log_index, v.last_price_block, v.last_price_log_index)
+                                   THEN EXCLUDED.last_price_block ELSE v.last_price_block END,
+           last_price_log_index = CASE WHEN is_later(EXCLUDED.last_price_block, EXCLUDED.last_price_log_index, v.last_price_block, v.last_price_log_index)
+                                       THEN EXCLUDED.last_price_log_index ELSE v.last_price_log_index END,
+           vault_type = CASE WHEN is_later(EXCLUDED.last_event_block, EXCLUDED.last_event_log_index, v.last_event_block, v.last_event_log_index)
+                             THEN EXCLUDED.vault_type ELSE v.vault_type END,
+           last_event_block = CASE WHEN is_later(EXCLUDED.last_event_block, EXCLUDED.last_event_log_index, v.last_event_block, v.last_event_log_index)
+                                   THEN EXCLUDED.last_event_block ELSE v.last_event_block END,
+           last_event_log_index = CASE WHEN is_later(EXCLUDED.last_event_block, EXCLUDED.last_event_log_index, v.last_event_block, v.last_event_log_index)
+                                       THEN EXCLUDED.last_event_log_index ELSE v.last_event_log_index END;
     RETURN NULL;
 END
 $$;
