@@ -53,12 +53,10 @@ pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
     if raw.len() > MAX_PAYLOAD_BYTES {
         return err(format!("payload of {} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", raw.len()));
     }
-    if nesting_depth(raw) > MAX_DEPTH {
-        return err(format!("JSON nested deeper than {MAX_DEPTH} levels"));
-    }
+    prescan(raw)?;
     // simd-json parses in place; the caller keeps `raw` for the dead-letter entry.
     let mut buf = raw.to_vec();
-    let root = simd_json::to_borrowed_value(&mut buf).map_err(|e| DecodeError(format!("not valid JSON: {e}")))?;
+    let root = simd_json::to_borrowed_value(&mut buf).map_err(json_error)?;
     let Value::Object(envelope) = &root else {
         return err("payload is not a JSON object");
     };
@@ -90,30 +88,75 @@ pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
     Ok(out)
 }
 
-/// Maximum bracket depth, ignoring brackets inside strings.
-fn nesting_depth(raw: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
-    for &b in raw {
+fn json_error(e: simd_json::Error) -> DecodeError {
+    let hint = if matches!(e.error(), simd_json::ErrorType::InvalidNumber) {
+        // simd-json holds numbers in 64 bits: a larger integer literal fails the whole
+        // payload. Producers send uint256 values as strings for that reason.
+        " (a number beyond 64 bits or the float range; send big integers as decimal or 0x-hex strings)"
+    } else {
+        ""
+    };
+    DecodeError(format!("not valid JSON: {e}{hint}"))
+}
+
+/// Checks made on the raw bytes before parsing: nesting depth (a hostile input guard), and
+/// `\u` escapes of lone UTF-16 surrogates, which simd-json would silently turn into a NUL
+/// character instead of rejecting.
+fn prescan(raw: &[u8]) -> Result<(), DecodeError> {
+    let (mut depth, mut in_str, mut i) = (0usize, false, 0usize);
+    while i < raw.len() {
+        let b = raw[i];
         if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_str = false,
+            match b {
+                b'\\' if raw.get(i + 1) == Some(&b'u') => {
+                    if let Some(unit) = utf16_escape(raw, i) {
+                        if (0xDC00..0xE000).contains(&unit) {
+                            return err(lone_surrogate(unit, i));
+                        }
+                        if (0xD800..0xDC00).contains(&unit) {
+                            match utf16_escape(raw, i + 6) {
+                                Some(low) if (0xDC00..0xE000).contains(&low) => i += 6,
+                                _ => return err(lone_surrogate(unit, i)),
+                            }
+                        }
+                    }
+                    i += 6;
+                    continue;
+                }
+                b'\\' => i += 1,
+                b'"' => in_str = false,
                 _ => {}
             }
+            i += 1;
             continue;
         }
         match b {
             b'"' => in_str = true,
             b'[' | b'{' => {
                 depth += 1;
-                max = max.max(depth);
+                if depth > MAX_DEPTH {
+                    return err(format!("JSON nested deeper than {MAX_DEPTH} levels"));
+                }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
-    max
+    Ok(())
+}
+
+/// The code unit of a `\uXXXX` escape starting at `at`, if well formed.
+fn utf16_escape(raw: &[u8], at: usize) -> Option<u32> {
+    let esc = raw.get(at..at + 6)?;
+    if &esc[..2] != b"\\u" {
+        return None;
+    }
+    u32::from_str_radix(std::str::from_utf8(&esc[2..]).ok()?, 16).ok()
+}
+
+fn lone_surrogate(unit: u32, at: usize) -> String {
+    format!("not valid JSON: \\u{unit:04x} at byte {at} is a lone UTF-16 surrogate (not a Unicode character)")
 }
 
 fn single_event_payload(name: &str, network: Option<&str>, item: &Value) -> String {
@@ -315,6 +358,67 @@ pub fn utf8_text(bytes: &[u8]) -> Option<String> {
         Ok(s) if !s.contains('\0') => Some(s.to_owned()),
         _ => None,
     }
+}
+
+/// One event back in the producer's format, alone in its message: what a dead letter
+/// holds for an event refused after decoding, ready to be fixed and replayed.
+pub fn encode_payload(event: &Event) -> String {
+    use serde_json::{json, Value as J};
+    let t = &event.tx;
+    let tx = json!({
+        "transaction_hash": t.transaction_hash, "log_index": t.log_index, "block_number": t.block_number,
+        "block_hash": t.block_hash, "address": t.address, "network": t.network,
+        "transaction_index": t.transaction_index, "block_timestamp": t.block_timestamp,
+    });
+    let n = |v: &Numeric| J::String(v.to_string());
+    let (name, mut body): (&str, J) = match &event.kind {
+        EventKind::AtomCreated(e) => (
+            "AtomCreated",
+            json!({
+                "creator": e.creator, "termId": e.term_id, "atomWallet": e.atom_wallet,
+                "atomData": format!("0x{}", hex::encode(&e.atom_data)),
+            }),
+        ),
+        EventKind::TripleCreated(e) => (
+            "TripleCreated",
+            json!({
+                "creator": e.creator, "termId": e.term_id, "subjectId": e.subject_id,
+                "predicateId": e.predicate_id, "objectId": e.object_id,
+            }),
+        ),
+        EventKind::Deposited(e) => (
+            "Deposited",
+            json!({
+                "sender": e.sender, "receiver": e.receiver, "termId": e.term_id, "curveId": n(&e.curve_id),
+                "assets": n(&e.assets), "assetsAfterFees": n(&e.assets_after_fees), "shares": n(&e.shares),
+                "totalShares": n(&e.total_shares), "vaultType": e.vault_type,
+            }),
+        ),
+        EventKind::Redeemed(e) => (
+            "Redeemed",
+            json!({
+                "sender": e.sender, "receiver": e.receiver, "termId": e.term_id, "curveId": n(&e.curve_id),
+                "shares": n(&e.shares), "totalShares": n(&e.total_shares), "assets": n(&e.assets),
+                "fees": n(&e.fees), "vaultType": e.vault_type,
+            }),
+        ),
+        EventKind::SharePriceChanged(e) => (
+            "SharePriceChanged",
+            json!({
+                "termId": e.term_id, "curveId": n(&e.curve_id), "sharePrice": n(&e.share_price),
+                "totalAssets": n(&e.total_assets), "totalShares": n(&e.total_shares), "vaultType": e.vault_type,
+            }),
+        ),
+        EventKind::Generic(e) => {
+            (e.event_name.as_str(), serde_json::from_str(&e.event_data).unwrap_or(J::String(e.event_data.clone())))
+        }
+    };
+    // A generic event's JSON already holds its original transaction_information.
+    if let J::Object(fields) = &mut body {
+        fields.entry("transaction_information").or_insert(tx);
+    }
+    json!({ "event_name": name, "network": t.network, "block_number": t.block_number, "event_data": [body] })
+        .to_string()
 }
 
 /// `keccak256(keccak256("COUNTER_SALT") || term_id)`, as lowercase `0x` hex.

@@ -260,3 +260,53 @@ fn rejects_what_postgres_text_cannot_store() {
     let d = decode_payload(&envelope("Custom", &far)).unwrap();
     assert!(d.failures[0].error.0.contains("year 9999"));
 }
+
+/// simd-json decodes a lone surrogate escape to a NUL character; it must be named for what
+/// it is, and a valid surrogate pair must still pass.
+#[test]
+fn lone_surrogate_escapes_are_rejected_by_name() {
+    let with = |s: &str| {
+        let ev = format!(r#"{{"note":"{s}","transaction_information":{}}}"#, tx_info("5", "1", "0", "null"));
+        decode_payload(&envelope("Custom", &ev))
+    };
+    let e = with(r"a\ud800b").unwrap_err().0;
+    assert!(e.contains(r"\ud800 at byte") && e.contains("lone UTF-16 surrogate"), "{e}");
+    assert!(with(r"\udc00").unwrap_err().0.contains(r"\udc00"));
+    let d = with(r"\ud83d\ude00 and \\ud800 (an escaped backslash)").unwrap();
+    let EventKind::Generic(g) = &d.events[0].kind else { panic!("generic") };
+    assert!(g.event_data.contains('😀'), "{}", g.event_data);
+}
+
+#[test]
+fn integer_literals_beyond_64_bits_are_explained() {
+    let raw = format!(r#"{{"event_name":"X","event_data":{{"n":{}}}}}"#, "9".repeat(30));
+    let e = decode_payload(raw.as_bytes()).unwrap_err().0;
+    assert!(e.contains("beyond 64 bits") && e.contains("strings"), "{e}");
+}
+
+/// The payload a dead letter gets for an event PostgreSQL refused decodes back to the
+/// same event, so replaying it is faithful.
+#[test]
+fn encoded_events_decode_back_to_themselves() {
+    let mut events = Vec::new();
+    for line in include_str!("../../samples/rindexer-messages.jsonl").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        events.extend(decode_payload(v["payload"].to_string().as_bytes()).unwrap().events);
+    }
+    let ev = format!(r#"{{"note":"x","transaction_information":{}}}"#, tx_info("5", "1", "0", "1750000000"));
+    events.extend(decode_payload(&envelope("Custom", &ev)).unwrap().events);
+    let bytes = r#""creator":"0xB35331ceaf2ED9Dd87E355B26210B784BAa1c6f1","atomData":"ff0041","atomWallet":"0x7d411fab9fb932d4f039772216ff82e389e3995a""#;
+    events.push(one("AtomCreated", &format!(r#""termId":"{TERM}",{bytes}"#)));
+    assert!(events.len() >= 12);
+    // Key order inside a generic event's JSON may change; jsonb does not keep it anyway.
+    let normalized = |mut e: Event| {
+        if let EventKind::Generic(g) = &mut e.kind {
+            g.event_data = serde_json::from_str::<serde_json::Value>(&g.event_data).unwrap().to_string();
+        }
+        e
+    };
+    for e in events {
+        let back = decode_payload(encode_payload(&e).as_bytes()).unwrap();
+        assert_eq!(back.events.into_iter().map(normalized).collect::<Vec<_>>(), vec![normalized(e)]);
+    }
+}
