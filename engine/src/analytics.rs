@@ -119,24 +119,28 @@ pub struct WorkerSummary {
 /// leaves a half-read reply or an ack without a commit.
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<WorkerSummary> {
     let started = Instant::now();
-    // Same migrations as the engine, so either may start first.
-    db::ensure_database(&config.database_url).await?;
-    db::migrate(&config.database_url).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut worker = Worker::start(config, stop_rx).await?;
+    let mut summary = WorkerSummary::default();
     {
-        let work = worker.run();
+        let work = async {
+            // Start-up waits out an outage of PostgreSQL or Redis like any later step.
+            if let Some(mut worker) = Worker::start(config, stop_rx).await {
+                worker.run().await;
+                summary = worker.summary.clone();
+            }
+        };
         tokio::pin!(work);
         tokio::select! {
             () = &mut work => {}
             _ = shutdown => {
-                info!("shutdown requested");
+                info!("shutdown requested: finishing the batch in flight");
                 let _ = stop_tx.send(true);
-                work.await;
+                if tokio::time::timeout(crate::pipeline::SHUTDOWN_GRACE, &mut work).await.is_err() {
+                    warn!("the batch in flight did not finish in time: abandoned unacked");
+                }
             }
         }
     }
-    let mut summary = worker.summary.clone();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
@@ -158,13 +162,38 @@ enum Step {
 }
 
 impl Worker {
-    async fn start(config: WorkerConfig, stop: watch::Receiver<bool>) -> Result<Worker> {
+    /// Connect and migrate, retrying with backoff; `None` if asked to stop first.
+    async fn start(config: WorkerConfig, mut stop: watch::Receiver<bool>) -> Option<Worker> {
         let consumer = config.consumer_name();
+        let mut failures = 0;
+        loop {
+            match Self::connect(&config, &consumer).await {
+                Ok((reader, control)) => {
+                    let refresher = Refresher::new(&config.database_url);
+                    info!(consumer = %consumer, group = %config.group, stream = %config.stream, "analytics worker started");
+                    let summary = WorkerSummary::default();
+                    return Some(Worker { config, reader, control, refresher, stop, summary });
+                }
+                Err(e) => {
+                    failures += 1;
+                    warn!(error = %format!("{e:#}"), attempt = failures, "starting the analytics worker failed; retrying");
+                    if !sleep_unless_stopped(&mut stop, failures).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(config: &WorkerConfig, consumer: &str) -> Result<(UpdateReader, StreamControl)> {
+        // Same migrations as the engine, so either may start first.
+        db::ensure_database(&config.database_url).await?;
+        db::migrate(&config.database_url).await?;
         let mut reader = UpdateReader::new(
             &config.redis_url,
             &config.stream,
             &config.group,
-            &consumer,
+            consumer,
             config.batch_size,
             Duration::from_millis(config.block_ms),
             Duration::from_millis(config.claim_idle_ms),
@@ -172,9 +201,7 @@ impl Worker {
         .await?;
         reader.ensure_group().await?;
         let control = StreamControl::new(&config.redis_url, &config.group).await?;
-        let refresher = Refresher::new(&config.database_url);
-        info!(consumer = %consumer, group = %config.group, stream = %config.stream, "analytics worker started");
-        Ok(Worker { config, reader, control, refresher, stop, summary: WorkerSummary::default() })
+        Ok((reader, control))
     }
 
     /// Never fails: every error is retried, and input errors are dead letters.
@@ -221,6 +248,10 @@ impl Worker {
                 Err(e) => {
                     failures += 1;
                     warn!(error = %format!("{e:#}"), attempt = failures, "reading term_updates failed; retrying");
+                    if crate::source::is_missing_group(&e) {
+                        // Redis lost the group (restarted without persistence): recreate it.
+                        let _ = self.reader.ensure_group().await;
+                    }
                     if !self.backoff(failures).await {
                         return None;
                     }
@@ -293,12 +324,20 @@ impl Worker {
     /// Sleep before retry number `failures`; `false` if asked to stop meanwhile.
     async fn backoff(&mut self, failures: u32) -> bool {
         self.summary.retries += 1;
-        let delay = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
-        tokio::select! {
-            biased;
-            _ = self.stop.wait_for(|stop| *stop) => false,
-            _ = tokio::time::sleep(delay) => true,
-        }
+        sleep_unless_stopped(&mut self.stop, failures).await
+    }
+}
+
+/// Sleep before retry number `failures`; `false` if asked to stop before or meanwhile.
+async fn sleep_unless_stopped(stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    let delay = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|stop| *stop) => false,
+        _ = tokio::time::sleep(delay) => true,
     }
 }
 

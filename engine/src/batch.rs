@@ -1,6 +1,6 @@
 //! A batch: what one read of the streams decodes into, ready for one transaction.
 
-use crate::decode::decode_payload;
+use crate::decode::{decode_payload, encode_payload};
 use crate::event::Event;
 use crate::source::{DeadLetter, Message};
 
@@ -10,6 +10,9 @@ pub struct Batch {
     pub events: Vec<Event>,
     /// Distinct term ids the events touch, sorted: the lock set and the cascade set.
     pub term_ids: Vec<String>,
+    /// For each event, the index in `acks` of the entry it came from (to dead-letter an
+    /// event that PostgreSQL refuses, see [`crate::pipeline`]).
+    pub origins: Vec<u32>,
     /// Every entry read, to be acked once the batch commits.
     pub acks: Vec<(String, String)>,
     /// Rejected messages and events, written to the dead-letter streams before the acks.
@@ -21,21 +24,21 @@ pub struct Batch {
 impl Batch {
     pub fn from_messages(messages: Vec<Message>) -> Batch {
         let mut batch = Batch::default();
+        let mut events = Vec::new();
         for m in messages {
-            batch.add(m);
+            batch.add(m, &mut events);
         }
-        batch.events.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-        batch
-            .events
-            .dedup_by(|a, b| a.tx.transaction_hash == b.tx.transaction_hash && a.tx.log_index == b.tx.log_index);
-        let mut ids: Vec<String> = batch.events.iter().flat_map(|e| e.term_ids()).map(str::to_owned).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        batch.term_ids = ids;
+        events.sort_by(|(a, _), (b, _)| a.order_key().cmp(&b.order_key()));
+        events.dedup_by(|(a, _), (b, _)| {
+            a.tx.transaction_hash == b.tx.transaction_hash && a.tx.log_index == b.tx.log_index
+        });
+        (batch.events, batch.origins) = events.into_iter().unzip();
+        batch.term_ids = term_ids_of(&batch.events);
         batch
     }
 
-    fn add(&mut self, m: Message) {
+    fn add(&mut self, m: Message, events: &mut Vec<(Event, u32)>) {
+        let origin = self.acks.len() as u32;
         self.acks.push((m.stream.clone(), m.id.clone()));
         let raw = match m.payload {
             Ok(raw) => raw,
@@ -47,7 +50,7 @@ impl Batch {
         };
         match decode_payload(&raw) {
             Ok(decoded) => {
-                self.events.extend(decoded.events);
+                events.extend(decoded.events.into_iter().map(|e| (e, origin)));
                 for f in decoded.failures {
                     tracing::warn!(stream = %m.stream, id = %m.id, error = %f.error, "dead-lettering event");
                     self.dead_letters.push(DeadLetter {
@@ -68,4 +71,19 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.acks.is_empty()
     }
+
+    /// A dead letter for event `i`, which passed decoding but PostgreSQL refused: its
+    /// origin entry, and the event re-encoded alone in the producer's format.
+    pub fn event_dead_letter(&self, i: usize, error: String) -> DeadLetter {
+        let (stream, id) = self.acks[self.origins[i] as usize].clone();
+        DeadLetter { stream, id, payload: encode_payload(&self.events[i]).into_bytes(), error }
+    }
+}
+
+/// Distinct term ids of `events`, sorted: the lock set and the cascade set.
+pub fn term_ids_of(events: &[Event]) -> Vec<String> {
+    let mut ids: Vec<String> = events.iter().flat_map(|e| e.term_ids()).map(str::to_owned).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::Result;
-use redis::aio::MultiplexedConnection;
+use anyhow::{Context, Result};
+use redis::aio::ConnectionLike;
 use tokio_postgres::Transaction;
 
 use crate::db::PgPool;
@@ -27,7 +27,7 @@ pub async fn record(tx: &Transaction<'_>, term_ids: &[String]) -> Result<()> {
 }
 
 /// Publish everything in the outbox; returns the number of distinct term ids sent.
-pub async fn publish(pool: &PgPool, redis: &mut MultiplexedConnection, stream: &str) -> Result<usize> {
+pub async fn publish(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), stream: &str) -> Result<usize> {
     let mut sent = 0;
     loop {
         let n = publish_some(pool, redis, stream).await?;
@@ -38,8 +38,8 @@ pub async fn publish(pool: &PgPool, redis: &mut MultiplexedConnection, stream: &
     }
 }
 
-async fn publish_some(pool: &PgPool, redis: &mut MultiplexedConnection, stream: &str) -> Result<usize> {
-    let mut conn = pool.get().await?;
+async fn publish_some(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), stream: &str) -> Result<usize> {
+    let mut conn = pool.get().await.context("no PostgreSQL connection available")?;
     let tx = conn.transaction().await?;
     // SKIP LOCKED: engines publishing at once each take different rows.
     let rows = tx.query(sql::OUTBOX_CLAIM, &[&ROWS_PER_PUBLISH]).await?;

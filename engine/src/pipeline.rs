@@ -6,16 +6,19 @@ use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::batch::Batch;
+use tokio::sync::watch;
+
+use crate::batch::{term_ids_of, Batch};
 use crate::config::EngineConfig;
-use crate::db::{self, PgPool};
+use crate::db::{self, Failure, PgPool};
+use crate::event::Event;
 use crate::metrics as m;
-use crate::source::{StreamControl, StreamReader};
+use crate::source::{self, DeadLetter, StreamControl, StreamReader};
 use crate::{cascade, merge, outbox, sql, stage};
 
 /// What the engine did, reported at exit.
@@ -25,6 +28,11 @@ pub struct RunSummary {
     pub messages: u64,
     pub events: u64,
     pub dead_letters: u64,
+    /// Failed attempts that were retried (or split, for data errors), by reason: the
+    /// labels of `redis_postgres_sync_batch_retries_total`.
+    pub retry_reasons: BTreeMap<&'static str, u64>,
+    /// Sum of `retry_reasons`.
+    pub retries: u64,
     pub elapsed: Duration,
     /// Per message, from XADD (the entry id's millisecond timestamp, so up to 1 ms
     /// pessimistic) to the commit of its batch, in microseconds.
@@ -58,6 +66,8 @@ impl Default for RunSummary {
             messages: 0,
             events: 0,
             dead_letters: 0,
+            retry_reasons: BTreeMap::new(),
+            retries: 0,
             elapsed: Duration::ZERO,
             commit_latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
             stage_time: StageTimes::default(),
@@ -69,6 +79,13 @@ impl RunSummary {
     pub fn events_per_second(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Count a failed attempt of a batch under `reason`, here and in the retry metric.
+    pub fn count_retry(&mut self, reason: &'static str) {
+        *self.retry_reasons.entry(reason).or_default() += 1;
+        self.retries += 1;
+        metrics::counter!(m::BATCH_RETRIES, "reason" => reason).increment(1);
+    }
 }
 
 enum Work {
@@ -77,76 +94,310 @@ enum Work {
     Idle,
 }
 
+/// Once shutdown is requested, how long the batch in flight may take to commit and ack
+/// before it is abandoned: dropped uncommitted (PostgreSQL rolls it back) with its entries
+/// left pending for the next run. Keeps a stop bounded even when a query hangs.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
 /// Run until `shutdown` resolves, or until idle with `exit_when_idle`.
+///
+/// On shutdown the batch in flight finishes (commit, ack, publish) if it can; one that is
+/// retrying gives up at its next backoff, and anything still running after
+/// [`SHUTDOWN_GRACE`] is abandoned. Nothing is acked before it committed, so whatever was
+/// left behind is redelivered and applied once by the next run.
 pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
     let started = Instant::now();
-    let pool = db::connect(&config.database_url, config.pool_size).await?;
-    let consumer = config.consumer_name();
-    let mut reader = StreamReader::new(
-        &config.redis_url,
-        &config.streams,
-        &config.group,
-        &consumer,
-        config.batch_size,
-        config.block(),
-    )
-    .await?;
-    reader.ensure_groups().await?;
-    let mut control = StreamControl::new(&config.redis_url, &config.group).await?;
-    // Whatever a previous run committed but did not publish goes out first.
-    let mut publisher = crate::source::connect(&config.redis_url).await?;
-    publish_with_retry(&pool, &mut publisher, &config.term_updates_stream).await;
-    info!(consumer = %consumer, group = %config.group, streams = ?config.streams, "engine started");
-
-    // Capacity 1: one batch decoded ahead while the writer works, never more.
-    let (tx, mut rx) = mpsc::channel(1);
-    let claim_idle = Duration::from_millis(config.claim_idle_ms);
-    let mut read_task = tokio::spawn(async move { read_loop(&mut reader, tx, claim_idle).await });
-
+    let (stop_tx, stop) = watch::channel(false);
     let mut summary = RunSummary::default();
-    let mut last_report = Instant::now();
-    tokio::pin!(shutdown);
-    loop {
-        let work = tokio::select! {
-            biased;
-            _ = &mut shutdown => { info!("shutdown requested"); break; }
-            work = rx.recv() => work,
-        };
-        match work {
-            Some(Work::Batch(batch)) => {
-                summary.stage_time.merge(&batch.times);
-                apply_with_retry(&pool, &batch, config.backfill, &mut summary.stage_time).await;
-                record_batch(&batch, &mut summary.commit_latency_us);
-                outbox::crash_point("after_commit");
-                finish_with_retry(&mut control, &batch).await;
-                outbox::crash_point("after_ack");
-                publish_with_retry(&pool, &mut publisher, &config.term_updates_stream).await;
-                summary.batches += 1;
-                summary.messages += batch.acks.len() as u64;
-                summary.events += batch.events.len() as u64;
-                summary.dead_letters += batch.dead_letters.len() as u64;
-                if last_report.elapsed() >= Duration::from_secs(10) {
-                    summary.elapsed = started.elapsed();
-                    info!(events = summary.events, rate = format!("{:.0}/s", summary.events_per_second()), "progress");
-                    last_report = Instant::now();
+    let result = {
+        let work = Engine::run(&config, stop, &mut summary);
+        tokio::pin!(work);
+        tokio::select! {
+            result = &mut work => result,
+            _ = shutdown => {
+                info!("shutdown requested: finishing the batch in flight");
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut work).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        warn!(grace = ?SHUTDOWN_GRACE, "the batch in flight did not finish in time: abandoned uncommitted, its entries stay pending");
+                        Ok(())
+                    }
                 }
             }
-            Some(Work::Idle) => {
-                if config.exit_when_idle && control.pending(&config.streams).await.unwrap_or(usize::MAX) == 0 {
-                    info!("streams drained and nothing pending: exiting");
+        }
+    };
+    summary.elapsed = started.elapsed();
+    result.map(|()| summary)
+}
+
+/// Aborts the reader task however the engine loop ends (an abandoned shutdown included).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Engine<'a> {
+    config: &'a EngineConfig,
+    stop: watch::Receiver<bool>,
+    summary: &'a mut RunSummary,
+    pool: PgPool,
+    control: StreamControl,
+}
+
+impl<'a> Engine<'a> {
+    async fn run(config: &'a EngineConfig, mut stop: watch::Receiver<bool>, summary: &'a mut RunSummary) -> Result<()> {
+        // Start-up waits for its dependencies like any later step, so an engine started
+        // during an outage comes up by itself once it ends.
+        let Some(pool) = retry_until_stopped(&mut stop, "connecting to PostgreSQL", || {
+            db::connect(&config.database_url, config.pool_size)
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        let consumer = config.consumer_name();
+        let Some(reader) = retry_until_stopped(&mut stop, "connecting to Redis", || async {
+            let mut reader = StreamReader::new(
+                &config.redis_url,
+                &config.streams,
+                &config.group,
+                &consumer,
+                config.batch_size,
+                config.block(),
+            )
+            .await?;
+            reader.ensure_groups().await?;
+            Ok(reader)
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        let Some(control) = retry_until_stopped(&mut stop, "connecting to Redis", || {
+            StreamControl::new(&config.redis_url, &config.group)
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        let mut engine = Engine { config, stop, summary, pool, control };
+        // Whatever a previous run committed but did not publish goes out first.
+        engine.publish().await;
+        info!(consumer = %consumer, group = %config.group, streams = ?config.streams, "engine started");
+
+        // Capacity 1: one batch decoded ahead while the writer works, never more.
+        let (tx, mut rx) = mpsc::channel(1);
+        let claim_idle = Duration::from_millis(config.claim_idle_ms);
+        let mut read_task = AbortOnDrop(tokio::spawn(read_loop(reader, tx, claim_idle)));
+        let (started, mut last_report) = (Instant::now(), Instant::now());
+        loop {
+            let work = tokio::select! {
+                biased;
+                _ = engine.stop.wait_for(|s| *s) => break,
+                work = rx.recv() => work,
+            };
+            match work {
+                Some(Work::Batch(batch)) => {
+                    if !engine.process(batch).await {
+                        break;
+                    }
+                    if last_report.elapsed() >= Duration::from_secs(10) {
+                        let s = &engine.summary;
+                        let rate = s.events as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                        info!(
+                            events = s.events,
+                            batches = s.batches,
+                            retries = s.retries,
+                            rate = format!("{rate:.0}/s"),
+                            "progress"
+                        );
+                        last_report = Instant::now();
+                    }
+                }
+                Some(Work::Idle) => {
+                    if config.exit_when_idle && engine.control.pending(&config.streams).await.unwrap_or(usize::MAX) == 0
+                    {
+                        info!("streams drained and nothing pending: exiting");
+                        break;
+                    }
+                }
+                None => {
+                    // The reader stopped: surface its error.
+                    (&mut read_task.0).await??;
                     break;
                 }
             }
-            None => {
-                // The reader stopped: surface its error.
-                (&mut read_task).await??;
-                break;
+        }
+        Ok(())
+    }
+
+    /// Apply, ack and publish one batch; `false` if shutdown cut it short.
+    async fn process(&mut self, batch: Batch) -> bool {
+        self.summary.stage_time.merge(&batch.times);
+        let Some(refused) = self.apply_with_retry(&batch).await else {
+            info!(messages = batch.acks.len(), "shutdown while the batch was retrying: left uncommitted and pending");
+            return false;
+        };
+        let mut dead_letters = batch.dead_letters.clone();
+        dead_letters.extend(refused.iter().map(|(i, error)| batch.event_dead_letter(*i, error.clone())));
+        let applied = batch.events.len() - refused.len();
+        record_batch(&batch, applied, dead_letters.len(), &mut self.summary.commit_latency_us);
+        outbox::crash_point("after_commit");
+        if !self.finish_with_retry(&batch.acks, &dead_letters).await {
+            info!(
+                messages = batch.acks.len(),
+                "shutdown while acking a committed batch: it will be redelivered (a no-op)"
+            );
+            return false;
+        }
+        outbox::crash_point("after_ack");
+        self.publish().await;
+        outbox::crash_point("after_publish");
+        let s = &mut self.summary;
+        s.batches += 1;
+        s.messages += batch.acks.len() as u64;
+        s.events += applied as u64;
+        s.dead_letters += dead_letters.len() as u64;
+        true
+    }
+
+    /// Apply a batch, retrying with backoff until it commits; nothing is acked before that.
+    ///
+    /// A transient failure (lost connection, server restart, deadlock, serialization
+    /// failure) retries the same events. A failure caused by the data (SQLSTATE 22xxx or
+    /// 23xxx) would fail forever, so the events are split in halves, each applied on its
+    /// own (every merge is idempotent and order independent), down to the single events
+    /// PostgreSQL refuses; those are returned, with the error, to be dead-lettered.
+    /// `None` once shutdown is requested while retrying.
+    async fn apply_with_retry(&mut self, batch: &Batch) -> Option<Vec<(usize, String)>> {
+        let mut todo = vec![0..batch.events.len()];
+        let mut refused = Vec::new();
+        let mut failures = 0;
+        while let Some(range) = todo.pop() {
+            let events = &batch.events[range.clone()];
+            let owned;
+            let term_ids = if range.len() == batch.events.len() {
+                &batch.term_ids
+            } else {
+                owned = term_ids_of(events);
+                &owned
+            };
+            let result =
+                apply_events(&self.pool, events, term_ids, self.config.backfill, &mut self.summary.stage_time).await;
+            let Err(e) = result else {
+                failures = 0;
+                continue;
+            };
+            let failure = db::classify(&e);
+            self.summary.count_retry(failure.reason());
+            match failure {
+                Failure::Data(_) if range.len() > 1 => {
+                    warn!(error = %format!("{e:#}"), events = range.len(), "PostgreSQL refused the batch's data; splitting it to find the event at fault");
+                    let mid = range.start + range.len() / 2;
+                    todo.push(mid..range.end);
+                    todo.push(range.start..mid);
+                }
+                Failure::Data(_) => {
+                    let error = format!("PostgreSQL refused the event: {}", db_error_text(&e));
+                    error!(%error, "dead-lettering the event");
+                    refused.push((range.start, error));
+                }
+                Failure::Transient(reason) => {
+                    failures += 1;
+                    error!(error = %format!("{e:#}"), reason, attempt = failures, events = range.len(), "batch rolled back; retrying");
+                    todo.push(range);
+                    if !backoff(&mut self.stop, failures).await {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(refused)
+    }
+
+    /// Dead letters, then acks, retried; `false` if shutdown came first.
+    async fn finish_with_retry(&mut self, acks: &[(String, String)], dead_letters: &[DeadLetter]) -> bool {
+        let mut failures = 0;
+        while let Err(e) = self.control.finish(acks, dead_letters).await {
+            failures += 1;
+            warn!(error = %format!("{e:#}"), attempt = failures, "acking the committed batch failed; retrying");
+            if !backoff(&mut self.stop, failures).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Publish the outbox, retried. On shutdown the rows stay in the outbox and the next
+    /// run publishes them at start-up.
+    async fn publish(&mut self) {
+        let mut redis = self.control.connection();
+        let mut failures = 0;
+        loop {
+            match outbox::publish(&self.pool, &mut redis, &self.config.term_updates_stream).await {
+                Ok(sent) => {
+                    metrics::counter!(m::OUTBOX_PUBLISHED).increment(sent as u64);
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    warn!(error = %format!("{e:#}"), attempt = failures, "publishing the outbox failed; retrying");
+                    if !backoff(&mut self.stop, failures).await {
+                        return;
+                    }
+                }
             }
         }
     }
-    read_task.abort();
-    summary.elapsed = started.elapsed();
-    Ok(summary)
+}
+
+/// The database's own message (and SQLSTATE) when there is one.
+fn db_error_text(e: &anyhow::Error) -> String {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .and_then(|pg| pg.as_db_error())
+        .map(|db| format!("{} (SQLSTATE {})", db.message(), db.code().code()))
+        .unwrap_or_else(|| format!("{e:#}"))
+}
+
+/// Call `attempt` until it succeeds, with backoff; `None` once shutdown is requested.
+async fn retry_until_stopped<T, F, Fut>(stop: &mut watch::Receiver<bool>, what: &str, mut attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut failures = 0;
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        match attempt().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                failures += 1;
+                warn!(error = %format!("{e:#}"), attempt = failures, "{what} failed; retrying");
+                if !backoff(stop, failures).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Sleep before retry number `failures`; `false` if shutdown is requested before or during it.
+async fn backoff(stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|s| *s) => false,
+        _ = tokio::time::sleep(backoff_delay(failures)) => true,
+    }
 }
 
 /// Where the reader is in its cycle.
@@ -159,7 +410,7 @@ enum Phase {
     New,
 }
 
-async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle: Duration) -> Result<()> {
+async fn read_loop(mut reader: StreamReader, tx: mpsc::Sender<Work>, claim_idle: Duration) -> Result<()> {
     let claim_every = claim_idle.max(Duration::from_secs(1));
     let mut phase = Phase::OwnPending;
     let mut last_claim = Instant::now();
@@ -182,7 +433,14 @@ async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle
             Err(e) => {
                 failures += 1;
                 warn!(error = %format!("{e:#}"), attempt = failures, "reading streams failed; retrying");
-                tokio::time::sleep(backoff(failures)).await;
+                if source::is_missing_group(&e) {
+                    // Redis lost its data (restarted without persistence): recreate the
+                    // groups from the start of the streams; redelivery is harmless.
+                    if let Err(e) = reader.ensure_groups().await {
+                        warn!(error = %format!("{e:#}"), "recreating the consumer groups failed");
+                    }
+                }
+                tokio::time::sleep(backoff_delay(failures)).await;
                 continue;
             }
         };
@@ -213,38 +471,39 @@ async fn read_loop(reader: &mut StreamReader, tx: mpsc::Sender<Work>, claim_idle
     }
 }
 
-fn backoff(failures: u32) -> Duration {
+fn backoff_delay(failures: u32) -> Duration {
     Duration::from_millis((100u64 << failures.min(6)).min(5_000))
-}
-
-/// Apply a batch, retrying with backoff until it commits. Nothing is acked before that.
-async fn apply_with_retry(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) {
-    let mut failures = 0;
-    while let Err(e) = apply(pool, batch, backfill, times).await {
-        failures += 1;
-        error!(error = %format!("{e:#}"), attempt = failures, events = batch.events.len(), "batch rolled back; retrying");
-        metrics::counter!(m::BATCH_RETRIES).increment(1);
-        tokio::time::sleep(backoff(failures)).await;
-    }
 }
 
 /// One transaction: lock → COPY → merge (triggers) → cascade → COMMIT.
 pub async fn apply(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) -> Result<()> {
-    if batch.events.is_empty() {
+    apply_events(pool, &batch.events, &batch.term_ids, backfill, times).await
+}
+
+async fn apply_events(
+    pool: &PgPool,
+    events: &[Event],
+    term_ids: &[String],
+    backfill: bool,
+    times: &mut StageTimes,
+) -> Result<()> {
+    if events.is_empty() {
         return Ok(());
     }
-    let mut conn = pool.get().await?;
+    let mut conn = pool.get().await.context("no PostgreSQL connection available")?;
     let tx = conn.transaction().await?;
     if backfill {
         tx.batch_execute(sql::BACKFILL_TRANSACTION).await?;
     }
-    timed(times, "lock", merge::lock_terms(&tx, &batch.term_ids)).await?;
-    let staged = timed(times, "copy", stage::stage_events(&tx, &batch.events)).await?;
+    timed(times, "lock", merge::lock_terms(&tx, term_ids)).await?;
+    let staged = timed(times, "copy", stage::stage_events(&tx, events)).await?;
+    outbox::crash_point("after_copy");
     timed(times, "merge", merge::merge_staged(&tx, &staged)).await?;
+    outbox::crash_point("after_merge");
     let cascade_started = Instant::now();
-    timed(times, "cascade", cascade::cascade_terms(&tx, &batch.term_ids)).await?;
+    timed(times, "cascade", cascade::cascade_terms(&tx, term_ids)).await?;
     metrics::histogram!(m::CASCADE_SECONDS).record(cascade_started.elapsed().as_secs_f64());
-    timed(times, "outbox", outbox::record(&tx, &batch.term_ids)).await?;
+    timed(times, "outbox", outbox::record(&tx, term_ids)).await?;
     timed(times, "commit", async { Ok(tx.commit().await?) }).await?;
     Ok(())
 }
@@ -276,7 +535,7 @@ pub static PROGRESS: Progress = Progress {
     batches: AtomicU64::new(0),
 };
 
-fn record_batch(batch: &Batch, latency_us: &mut Histogram<u64>) {
+fn record_batch(batch: &Batch, applied: usize, dead_letters: usize, latency_us: &mut Histogram<u64>) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     for (_, id) in &batch.acks {
         if let Some(added_ms) = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()) {
@@ -286,40 +545,14 @@ fn record_batch(batch: &Batch, latency_us: &mut Histogram<u64>) {
         }
     }
     LAST_COMMIT_UNIX.store(now.as_secs() as i64, Ordering::Relaxed);
-    PROGRESS.events.fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+    PROGRESS.events.fetch_add(applied as u64, Ordering::Relaxed);
     PROGRESS.messages.fetch_add(batch.acks.len() as u64, Ordering::Relaxed);
-    PROGRESS.dead_letters.fetch_add(batch.dead_letters.len() as u64, Ordering::Relaxed);
+    PROGRESS.dead_letters.fetch_add(dead_letters as u64, Ordering::Relaxed);
     PROGRESS.batches.fetch_add(1, Ordering::Relaxed);
     metrics::gauge!(m::LAST_COMMIT).set(now.as_secs_f64());
-    metrics::counter!(m::EVENTS_PROCESSED).increment(batch.events.len() as u64);
+    metrics::counter!(m::EVENTS_PROCESSED).increment(applied as u64);
     metrics::counter!(m::MESSAGES_READ).increment(batch.acks.len() as u64);
-    metrics::counter!(m::EVENTS_FAILED).increment(batch.dead_letters.len() as u64);
-    metrics::counter!(m::DEAD_LETTERS).increment(batch.dead_letters.len() as u64);
-    metrics::histogram!(m::BATCH_EVENTS).record(batch.events.len() as f64);
-}
-
-async fn publish_with_retry(pool: &PgPool, redis: &mut redis::aio::MultiplexedConnection, stream: &str) {
-    let mut failures = 0;
-    loop {
-        match outbox::publish(pool, redis, stream).await {
-            Ok(sent) => {
-                metrics::counter!(m::OUTBOX_PUBLISHED).increment(sent as u64);
-                return;
-            }
-            Err(e) => {
-                failures += 1;
-                warn!(error = %format!("{e:#}"), attempt = failures, "publishing the outbox failed; retrying");
-                tokio::time::sleep(backoff(failures)).await;
-            }
-        }
-    }
-}
-
-async fn finish_with_retry(control: &mut StreamControl, batch: &Batch) {
-    let mut failures = 0;
-    while let Err(e) = control.finish(&batch.acks, &batch.dead_letters).await {
-        failures += 1;
-        warn!(error = %format!("{e:#}"), attempt = failures, "acking the committed batch failed; retrying");
-        tokio::time::sleep(backoff(failures)).await;
-    }
+    metrics::counter!(m::EVENTS_FAILED).increment(dead_letters as u64);
+    metrics::counter!(m::DEAD_LETTERS).increment(dead_letters as u64);
+    metrics::histogram!(m::BATCH_EVENTS).record(applied as f64);
 }

@@ -2,12 +2,14 @@
 //!
 //! Reads block on their own connection (a blocking XREADGROUP would stall every other
 //! command on a shared multiplexed connection); acks, dead letters and bookkeeping use a
-//! second one.
+//! second one. Both are [`ConnectionManager`]s: a plain multiplexed connection stays dead
+//! after Redis restarts, while a manager reconnects in the background after an I/O error,
+//! so the caller's retry loop picks up a fresh connection on its next attempt.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamPendingReply, StreamReadOptions, StreamReadReply,
 };
@@ -49,9 +51,30 @@ pub async fn connect(redis_url: &str) -> Result<MultiplexedConnection> {
         .with_context(|| format!("cannot connect to Redis at {redis_url}"))
 }
 
+/// A connection that reconnects by itself after Redis restarts or the link drops. No
+/// response timeout (reads block for `BLOCK ms`). The manager's own reconnection retries
+/// are few and short: callers retry with their own backoff, which also watches shutdown.
+pub async fn connect_managed(redis_url: &str) -> Result<ConnectionManager> {
+    let client = Client::open(redis_url).with_context(|| format!("invalid REDIS_URL {redis_url}"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(None)
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {redis_url}"))
+}
+
+/// Whether a Redis error says the consumer group (or its stream) is gone, as after a
+/// restart of a Redis without persistence: the groups must be created again.
+pub fn is_missing_group(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<redis::RedisError>().is_some_and(|r| r.code() == Some("NOGROUP")))
+}
+
 /// Reads one consumer's share of the configured streams.
 pub struct StreamReader {
-    con: MultiplexedConnection,
+    con: ConnectionManager,
     streams: Vec<String>,
     group: String,
     consumer: String,
@@ -68,7 +91,7 @@ impl StreamReader {
         count: usize,
         block: Duration,
     ) -> Result<Self> {
-        let con = connect(redis_url).await?;
+        let con = connect_managed(redis_url).await?;
         let reader = StreamReader {
             con,
             streams: streams.to_vec(),
@@ -167,19 +190,27 @@ fn message(stream: &str, entry: StreamId) -> Message {
 /// Acks, dead letters and group bookkeeping.
 #[derive(Clone)]
 pub struct StreamControl {
-    con: MultiplexedConnection,
+    con: ConnectionManager,
     group: String,
 }
 
 impl StreamControl {
     pub async fn new(redis_url: &str, group: &str) -> Result<Self> {
-        Ok(StreamControl { con: connect(redis_url).await?, group: group.to_owned() })
+        Ok(StreamControl { con: connect_managed(redis_url).await?, group: group.to_owned() })
+    }
+
+    /// The connection, for other bookkeeping commands (e.g. publishing the outbox).
+    pub fn connection(&self) -> ConnectionManager {
+        self.con.clone()
     }
 
     /// Write dead letters, then ack every entry of the batch, in one round trip.
-    /// Dead letters go first: an entry is acked only once its rejection is recorded.
+    /// Dead letters go first: an entry is acked only once its rejection is recorded. MULTI
+    /// makes it all or nothing, so a connection lost halfway cannot ack without the dead
+    /// letters; a retry after a lost reply may write a dead letter twice, never zero times.
     pub async fn finish(&mut self, acks: &[(String, String)], dead: &[DeadLetter]) -> Result<()> {
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for d in dead {
             pipe.xadd(
                 dead_letter_stream(&d.stream),

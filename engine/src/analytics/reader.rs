@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, RedisResult};
 
@@ -19,8 +19,9 @@ enum Phase {
 }
 
 pub struct UpdateReader {
-    /// Blocking reads get a connection of their own so they never delay acks.
-    con: MultiplexedConnection,
+    /// Blocking reads get a connection of their own so they never delay acks; it
+    /// reconnects by itself after Redis restarts.
+    con: ConnectionManager,
     stream: String,
     group: String,
     consumer: String,
@@ -49,7 +50,7 @@ impl UpdateReader {
         claim_idle: Duration,
     ) -> Result<Self> {
         Ok(UpdateReader {
-            con: crate::source::connect(redis_url).await?,
+            con: crate::source::connect_managed(redis_url).await?,
             stream: stream.to_owned(),
             group: group.to_owned(),
             consumer: consumer.to_owned(),
