@@ -1,0 +1,295 @@
+//! Fault injection for the reliability tests: the real binaries as child processes (killed
+//! with SIGKILL or stopped with SIGTERM), a private Redis server that can be restarted, and
+//! PostgreSQL outages confined to one test database (the shared server is never stopped).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use loadgen::redis_out::{write_messages, WriteOptions};
+use loadgen::workload::{generate, Workload, WorkloadConfig};
+
+use crate::env::PG;
+use crate::TestEnv;
+
+/// A binary of the workspace, built next to the test binaries (`scripts/test.sh` and
+/// `cargo test --workspace` build them; with `-p integration-tests`, run
+/// `cargo build --bins` first).
+pub fn binary(name: &str) -> PathBuf {
+    let beside_tests = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.join(name)));
+    let in_workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug").join(name);
+    [beside_tests, Some(in_workspace)]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} binary not found: run `cargo build --bins` first"))
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
+}
+
+/// One engine or worker process.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    /// `redis-postgres-sync` for `env` under `consumer`, with extra environment `vars`.
+    /// Logs go to stderr only at warn level, so a failing test shows why.
+    pub fn engine(env: &TestEnv, redis_url: &str, consumer: &str, vars: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(binary("redis-postgres-sync"));
+        cmd.env("DATABASE_URL", &env.database_url)
+            .env("REDIS_URL", redis_url)
+            .env("STREAMS", env.streams.join(","))
+            .env("TERM_UPDATES_STREAM", env.term_updates_stream())
+            .env("CONSUMER_NAME", consumer)
+            .env("BLOCK_MS", "100")
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn");
+        Proc::spawn(cmd, consumer, vars)
+    }
+
+    /// `analytics-worker` for `env` under `consumer`.
+    pub fn worker(env: &TestEnv, redis_url: &str, consumer: &str, vars: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(binary("analytics-worker"));
+        cmd.env("DATABASE_URL", &env.database_url)
+            .env("REDIS_URL", redis_url)
+            .env("TERM_UPDATES_STREAM", env.term_updates_stream())
+            .env("ANALYTICS_CONSUMER", consumer)
+            .env("ANALYTICS_BLOCK_MS", "100")
+            .env("ANALYTICS_METRICS_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn");
+        Proc::spawn(cmd, consumer, vars)
+    }
+
+    fn spawn(mut cmd: Command, name: &str, vars: &[(&str, &str)]) -> Proc {
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdin(Stdio::null()).spawn().expect("spawn a binary");
+        Proc { child, name: name.to_owned() }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Send SIGTERM (or another signal by name) without waiting.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{sig} {}", self.child.id());
+    }
+
+    /// Wait up to `limit` for the process to exit; `None` if it is still running.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<(ExitStatus, Duration)> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some((status, started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A Redis server of the test's own, on a free port, persisting to an append-only file
+/// with fsync at every write, so a SIGKILL loses nothing and a restart brings back every
+/// stream, consumer group and pending entry.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start(tag: &str) -> PrivateRedis {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("rps-redis-{tag}-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut r = PrivateRedis { port, dir, child: None };
+        r.launch().await;
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .args(["--logfile", "redis.log"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/services.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut con) = client.get_multiplexed_async_connection().await {
+                    let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
+                    if pong.is_ok() {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("private redis-server on port {} did not start; see {}", self.port, self.dir.display());
+    }
+
+    /// SIGKILL the server (connections drop at once).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start it again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        rps::source::connect(&self.url()).await.expect("connect to the private redis")
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Close every connection to the test database except the caller's; returns how many.
+pub async fn terminate_backends(env: &TestEnv) -> i64 {
+    let admin = rps::db::connect_one(&format!("{PG}/postgres")).await.expect("connect");
+    admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&env.name],
+        )
+        .await
+        .expect("pg_terminate_backend")
+        .get(0)
+}
+
+/// Refuse (or allow again) new connections to the test database; existing ones live on.
+pub async fn allow_connections(env: &TestEnv, allow: bool) {
+    let admin = rps::db::connect_one(&format!("{PG}/postgres")).await.expect("connect");
+    admin.batch_execute(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allow}", env.name)).await.expect("ALTER");
+}
+
+/// A realistic loadgen workload: `events` good events, shuffled delivery, re-sent
+/// messages and malformed ones.
+pub fn noisy_workload(events: usize, seed: u64) -> Workload {
+    generate(&WorkloadConfig {
+        events,
+        seed,
+        atoms: events / 40,
+        triples: events / 25,
+        accounts: 200,
+        events_per_message: 10,
+        shuffle_window: 50,
+        duplicate_rate: 0.1,
+        malformed_rate: 0.01,
+        ..WorkloadConfig::default()
+    })
+}
+
+/// XADD a loadgen workload to `env`'s streams on `redis_url`.
+pub async fn feed_workload(env: &TestEnv, redis_url: &str, workload: &Workload) {
+    let mut con = rps::source::connect(redis_url).await.expect("redis");
+    let options = WriteOptions { stream_prefix: format!("{}:", env.name), ..WriteOptions::default() };
+    write_messages(&mut con, &workload.messages, &options).await.expect("XADD the workload");
+}
+
+/// Good events stored in the six event tables.
+pub async fn logged_events(env: &TestEnv) -> i64 {
+    env.count(
+        "SELECT (SELECT count(*) FROM atom_created_events) + (SELECT count(*) FROM triple_created_events) \
+         + (SELECT count(*) FROM deposited_events) + (SELECT count(*) FROM redeemed_events) \
+         + (SELECT count(*) FROM share_price_changed_events) + (SELECT count(*) FROM generic_events)",
+    )
+    .await
+}
+
+/// Entries not yet acked by `group` over `streams` on `redis_url`.
+pub async fn pending_on(redis_url: &str, streams: &[String], group: &str) -> usize {
+    let mut con = rps::source::connect(redis_url).await.expect("redis");
+    let mut total = 0;
+    for s in streams {
+        let reply: redis::RedisResult<redis::streams::StreamPendingReply> =
+            redis::cmd("XPENDING").arg(s).arg(group).query_async(&mut con).await;
+        total += reply.map(|r| r.count()).unwrap_or(0);
+    }
+    total
+}
+
+/// GET `path` from `127.0.0.1:port` over plain HTTP/1.0 and return the body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or(out))
+}
+
+/// Whether `group` has been handed every entry of every stream and acked them all.
+pub async fn drained(redis_url: &str, streams: &[String], group: &str) -> bool {
+    let Ok(mut con) = rps::source::connect(redis_url).await else {
+        return false;
+    };
+    for stream in streams {
+        let info: redis::RedisResult<redis::streams::StreamInfoStreamReply> =
+            redis::cmd("XINFO").arg("STREAM").arg(stream).query_async(&mut con).await;
+        let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
+            redis::cmd("XINFO").arg("GROUPS").arg(stream).query_async(&mut con).await;
+        let (Ok(info), Ok(groups)) = (info, groups) else {
+            return false;
+        };
+        let done = groups
+            .groups
+            .iter()
+            .any(|g| g.name == group && g.pending == 0 && g.last_delivered_id == info.last_generated_id);
+        if !done {
+            return false;
+        }
+    }
+    true
+}
+
+/// Wait until [`drained`], up to `limit`.
+pub async fn wait_drained(redis_url: &str, streams: &[String], group: &str, limit: Duration) {
+    let started = Instant::now();
+    while !drained(redis_url, streams, group).await {
+        assert!(started.elapsed() < limit, "{streams:?} not drained by {group} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
