@@ -80,8 +80,9 @@ pub enum Failure {
     /// Worth retrying as is: the connection or server went away, a lock conflict
     /// (deadlock, serialization failure), a resource limit. Label for metrics.
     Transient(&'static str),
-    /// The data itself was refused (SQLSTATE class 22 data exception or 23 integrity
-    /// constraint violation): the same rows fail again however often they are retried.
+    /// The data itself was refused (SQLSTATE class 22 data exception, 23 integrity
+    /// constraint violation, 54 program limit): the same rows fail again however often
+    /// they are retried.
     Data(&'static str),
 }
 
@@ -132,7 +133,9 @@ pub fn classify_sqlstate(code: &str) -> Failure {
             // admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped
             Some("57") => Failure::Transient("server_shutdown"),
             Some("53") => Failure::Transient("resources"),
-            Some("22") | Some("23") => Failure::Data("data"),
+            // 54: a program limit (a value or a statement too large), which splitting the
+            // batch either isolates or resolves.
+            Some("22") | Some("23") | Some("54") => Failure::Data("data"),
             _ => Failure::Transient("other"),
         },
     }
