@@ -1,6 +1,9 @@
 //! `loadgen generate`: a seeded Intuition workload to Redis streams and/or a JSON-lines file.
 //! `loadgen feed`: XADD the messages of a JSON-lines file (like the samples).
 //! `loadgen bench`: the end-to-end benchmark report.
+//! `loadgen chaos`: the long fault-injection run (kills, outages, bad input) with a verdict.
+
+mod chaos;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,6 +32,10 @@ enum Command {
     /// Measure the engine end to end (backfill, raw-ingest floor, batch size 1, live
     /// latency, scaling) in scratch databases and write a report under bench-results/.
     Bench(loadgen::bench::BenchConfig),
+    /// Fault injection at scale: a large noisy workload through several engines and
+    /// workers killed at random and PostgreSQL outages, then a check of all nine tables
+    /// against the reference views. Writes bench-results/chaos-<timestamp>.md.
+    Chaos(chaos::ChaosArgs),
 }
 
 #[derive(Args)]
@@ -111,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Generate(args) => run_generate(args).await,
         Command::Feed(args) => run_feed(args).await,
         Command::Bench(config) => run_bench(config).await,
+        Command::Chaos(args) => chaos::run(args).await,
     }
 }
 
