@@ -214,6 +214,7 @@ mod tests {
         assert_eq!(classify_sqlstate("08006"), Failure::Transient("connection"));
         assert_eq!(classify_sqlstate("22P02"), Failure::Data("data"));
         assert_eq!(classify_sqlstate("23505"), Failure::Data("data"));
+        assert_eq!(classify_sqlstate("54000"), Failure::Data("data"));
         assert_eq!(classify_sqlstate("42P01"), Failure::Transient("other"));
         let io = anyhow::Error::from(std::io::Error::other("reset")).context("COPY");
         assert_eq!(classify(&io), Failure::Transient("connection"));

@@ -1,6 +1,7 @@
 //! The engine loop: a reader task reads and decodes batch N+1 while the writer applies
 //! batch N in one transaction, then acks it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -242,8 +243,14 @@ impl<'a> Engine<'a> {
             info!(messages = batch.acks.len(), "shutdown while the batch was retrying: left uncommitted and pending");
             return false;
         };
-        let mut dead_letters = batch.dead_letters.clone();
-        dead_letters.extend(refused.iter().map(|(i, error)| batch.event_dead_letter(*i, error.clone())));
+        // Decode's dead letters may hold large payloads: copied only when events refused by
+        // PostgreSQL join them.
+        let dead_letters: Cow<[DeadLetter]> = if refused.is_empty() {
+            Cow::Borrowed(&batch.dead_letters)
+        } else {
+            let refused = refused.iter().map(|(i, error)| batch.event_dead_letter(*i, error.clone()));
+            Cow::Owned(batch.dead_letters.iter().cloned().chain(refused).collect())
+        };
         let applied = batch.events.len() - refused.len();
         record_batch(&batch, applied, dead_letters.len(), &mut self.summary.commit_latency_us);
         outbox::crash_point("after_commit");
@@ -274,7 +281,9 @@ impl<'a> Engine<'a> {
     /// PostgreSQL refuses; those are returned, with the error, to be dead-lettered.
     /// `None` once shutdown is requested while retrying.
     async fn apply_with_retry(&mut self, batch: &Batch) -> Option<Vec<(usize, String)>> {
-        let mut todo = vec![0..batch.events.len()];
+        // Ranges of events still to apply, last pushed first; the whole batch to begin with.
+        let mut todo: Vec<std::ops::Range<usize>> = Vec::new();
+        todo.push(0..batch.events.len());
         let mut refused = Vec::new();
         let mut failures = 0;
         while let Some(range) = todo.pop() {
