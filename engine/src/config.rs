@@ -19,15 +19,15 @@ pub struct EngineConfig {
     pub database_url: String,
 
     /// Redis connection URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "REDIS_URL", global = true, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
 
     /// Streams to consume, comma separated. Events are routed by `event_name`, not stream.
-    #[arg(long, env = "STREAMS", value_delimiter = ',', default_value = DEFAULT_STREAMS)]
+    #[arg(long, env = "STREAMS", global = true, value_delimiter = ',', default_value = DEFAULT_STREAMS)]
     pub streams: Vec<String>,
 
     /// Consumer group shared by every engine process.
-    #[arg(long, env = "CONSUMER_GROUP", default_value = "redis-postgres-sync")]
+    #[arg(long, env = "CONSUMER_GROUP", global = true, default_value = "redis-postgres-sync")]
     pub group: String,
 
     /// Consumer name, unique per process (default: <hostname>-<pid>).
@@ -55,7 +55,7 @@ pub struct EngineConfig {
     pub claim_idle_ms: u64,
 
     /// Stream the outbox publishes affected term ids to (read by analytics-worker).
-    #[arg(long, env = "TERM_UPDATES_STREAM", default_value = "term_updates")]
+    #[arg(long, env = "TERM_UPDATES_STREAM", global = true, default_value = "term_updates")]
     pub term_updates_stream: String,
 
     /// PostgreSQL connections in the pool.

@@ -24,11 +24,20 @@ pub const BATCH_RETRIES: &str = "redis_postgres_sync_batch_retries_total";
 pub const LAST_COMMIT: &str = "redis_postgres_sync_last_commit_timestamp_seconds";
 pub const COMMIT_LATENCY: &str = "redis_postgres_sync_commit_latency_seconds";
 pub const OUTBOX_PUBLISHED: &str = "redis_postgres_sync_outbox_terms_published_total";
+// Observed by the stream monitor (crate::progress), per stream of the engine's group.
+pub const STREAM_LAG: &str = "redis_postgres_sync_stream_lag";
+pub const STREAM_PENDING: &str = "redis_postgres_sync_stream_pending";
+pub const STREAM_LENGTH: &str = "redis_postgres_sync_stream_length";
+pub const OUTBOX_BACKLOG: &str = "redis_postgres_sync_outbox_backlog_rows";
+pub const OUTBOX_OLDEST_AGE: &str = "redis_postgres_sync_outbox_oldest_age_seconds";
 
 // Analytics worker.
 pub const WORKER_PROCESSED: &str = "analytics_worker_term_updates_processed_total";
 pub const WORKER_BATCH_SIZE: &str = "analytics_worker_batch_size";
 pub const WORKER_LAG: &str = "analytics_worker_lag_seconds";
+pub const WORKER_STREAM_LAG: &str = "analytics_worker_stream_lag";
+pub const WORKER_STREAM_PENDING: &str = "analytics_worker_stream_pending";
+pub const WORKER_STREAM_LENGTH: &str = "analytics_worker_stream_length";
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -43,6 +52,14 @@ fn describe() {
     describe_gauge!(LAST_COMMIT, Unit::Seconds, "Unix time of the last committed batch");
     describe_histogram!(COMMIT_LATENCY, Unit::Seconds, "From XADD (entry id time) to the commit of the entry's batch");
     describe_counter!(OUTBOX_PUBLISHED, "Term ids published to term_updates");
+    describe_gauge!(STREAM_LAG, "Stream entries not yet delivered to the engine's group (XINFO GROUPS lag)");
+    describe_gauge!(STREAM_PENDING, "Stream entries delivered to the engine's group and not acked (XPENDING)");
+    describe_gauge!(STREAM_LENGTH, "Entries in the stream (XLEN)");
+    describe_gauge!(OUTBOX_BACKLOG, "term_update_outbox rows committed and not yet published");
+    describe_gauge!(OUTBOX_OLDEST_AGE, Unit::Seconds, "Age of the oldest unpublished outbox row (0 when empty)");
+    describe_gauge!(WORKER_STREAM_LAG, "term_updates entries not yet delivered to the worker's group");
+    describe_gauge!(WORKER_STREAM_PENDING, "term_updates entries delivered to the worker's group and not acked");
+    describe_gauge!(WORKER_STREAM_LENGTH, "Entries in the term_updates stream (XLEN)");
     describe_counter!(WORKER_PROCESSED, "term_updates entries applied by the analytics worker");
     describe_histogram!(WORKER_BATCH_SIZE, "Distinct term ids per analytics batch");
     describe_gauge!(WORKER_LAG, Unit::Seconds, "Age of the oldest update in the last analytics batch");

@@ -16,11 +16,14 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let config = Cli::parse().worker;
-    // Healthy when PostgreSQL and Redis answer.
-    let health = rps::metrics::dependency_health(config.database_url.clone(), config.redis_url.clone());
+    // Healthy when PostgreSQL and Redis answer; the body adds the group's lag on term_updates.
+    let monitor = rps::progress::Monitor::new();
+    let health = rps::progress::health(config.database_url.clone(), config.redis_url.clone(), monitor.clone());
     rps::metrics::serve(config.metrics_addr, health).await?;
+    monitor.start_worker(&config, rps::progress::DEFAULT_MONITOR_INTERVAL);
     let summary = analytics::run(config, shutdown_signal()).await?;
     tracing::info!(
         batches = summary.batches,

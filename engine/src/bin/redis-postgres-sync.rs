@@ -15,6 +15,9 @@ struct Cli {
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:3030")]
     metrics_addr: std::net::SocketAddr,
 
+    #[command(flatten)]
+    progress: rps::progress::ProgressArgs,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -28,26 +31,71 @@ enum Command {
         #[arg(long)]
         analytics: bool,
     },
+    /// Check and print what the runbook asks for: migrations, triggers, readers, table sizes,
+    /// blocking locks, consumer-group lag and pending, dead letters, outbox backlog. Read
+    /// only. Exits 1 when something is wrong (missing or disabled trigger, pending migration,
+    /// unreachable dependency).
+    Doctor(rps::doctor::DoctorArgs),
+    /// Switch the views in the `readers` schema between the maintained tables and the
+    /// `snapshot` reference views (the rollback path; the event log is never touched).
+    /// Without --to, print where each view reads from.
+    Rollback {
+        #[arg(long, value_enum)]
+        to: Option<rps::readers::ReaderSource>,
+        /// Only these tables, comma separated (default: all nine).
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        /// Switch back to the maintained tables without first checking that they equal
+        /// the reference views.
+        #[arg(long)]
+        no_verify: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(rps::progress::log_writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let cli = Cli::parse();
     match cli.command {
         None => {
-            let health = rps::metrics::dependency_health(cli.engine.database_url.clone(), cli.engine.redis_url.clone());
+            let monitor = rps::progress::Monitor::new();
+            let health =
+                rps::progress::health(cli.engine.database_url.clone(), cli.engine.redis_url.clone(), monitor.clone());
             rps::metrics::serve(cli.metrics_addr, health).await?;
-            sync(cli.engine).await
+            monitor.start_engine(&cli.engine, cli.progress.monitor_interval());
+            let display = rps::progress::Display::start(
+                cli.progress.progress,
+                cli.engine.backfill,
+                monitor,
+                cli.progress.log_interval(),
+            );
+            sync(cli.engine, display).await
         }
         Some(Command::Verify { analytics }) => verify(&cli.engine.database_url, analytics).await,
+        Some(Command::Doctor(args)) => {
+            let report = rps::doctor::run(&cli.engine, &args).await;
+            println!("{report}");
+            if !report.healthy() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Some(Command::Rollback { to, tables, no_verify }) => {
+            rollback(&cli.engine.database_url, to, &tables, no_verify).await
+        }
     }
 }
 
-async fn sync(config: EngineConfig) -> anyhow::Result<()> {
-    let summary = rps::run(config, shutdown_signal()).await?;
+async fn sync(config: EngineConfig, display: Option<rps::progress::Display>) -> anyhow::Result<()> {
+    let summary = rps::run(config, shutdown_signal()).await;
+    if let Some(display) = display {
+        display.finish().await;
+    }
+    let summary = summary?;
     tracing::info!(
         batches = summary.batches,
         messages = summary.messages,
@@ -77,6 +125,43 @@ async fn verify(database_url: &str, analytics: bool) -> anyhow::Result<()> {
     }
     if !strong_ok {
         std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn rollback(
+    database_url: &str,
+    to: Option<rps::readers::ReaderSource>,
+    tables: &[String],
+    no_verify: bool,
+) -> anyhow::Result<()> {
+    use rps::readers::{self, ReaderSource};
+    let client = rps::db::connect_one(database_url).await?;
+    if to == Some(ReaderSource::Maintained) && !no_verify {
+        let diffs = readers::check_maintained(&client, tables).await?;
+        let bad: Vec<String> = diffs.iter().filter(|d| !d.matches()).map(|d| d.to_string()).collect();
+        if !bad.is_empty() {
+            eprintln!("the maintained tables differ from the reference views; readers stay where they are:");
+            for line in bad {
+                eprintln!("  {line}");
+            }
+            eprintln!("(level 3 tables lag while analytics-worker catches up; --no-verify switches anyway)");
+            std::process::exit(1);
+        }
+    }
+    if let Some(to) = to {
+        let mode = readers::switch(&client, to, tables).await?;
+        println!("readers mode: {mode}");
+    } else {
+        println!("readers mode: {}", readers::mode(&client).await?);
+    }
+    for (table, source) in readers::sources(&client).await? {
+        let meaning = match source.as_str() {
+            "public" => "maintained table",
+            "snapshot" => "reference view",
+            _ => "missing",
+        };
+        println!("  readers.{table:<18} <- {source}.{table} ({meaning})");
     }
     Ok(())
 }

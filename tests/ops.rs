@@ -1,0 +1,708 @@
+//! Operations: `doctor`, the readers rollback, the metrics and health the running binaries
+//! export (every name the dashboard and alerts use), and the deploy files' consistency.
+//!
+//! The binaries are run as operators run them (`cargo build --workspace --bins` first;
+//! scripts/test.sh does).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use integration_tests::analytics::{counter_vault_messages, run_workers, shared_pair_messages, worker_config};
+use integration_tests::env::{LOGICAL_STREAMS, REDIS};
+use integration_tests::TestEnv;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+const READER_TABLES: [&str; 9] = [
+    "atom",
+    "triple",
+    "position",
+    "vault",
+    "term",
+    "triple_vault",
+    "triple_term",
+    "predicate_object",
+    "subject_predicate",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A binary of the workspace, built next to this test binary or in target/debug.
+fn binary(name: &str) -> PathBuf {
+    let beside_tests = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.join(name)));
+    let in_workspace = repo().join("target/debug").join(name);
+    [beside_tests, Some(in_workspace)]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} binary not found: run `cargo build --workspace --bins` first"))
+}
+
+async fn feed_samples(env: &mut TestEnv) {
+    let samples = include_str!("../samples/rindexer-messages.jsonl");
+    for line in samples.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let stream = LOGICAL_STREAMS.iter().position(|s| v["stream"].as_str().unwrap().ends_with(s)).expect("stream");
+        env.xadd(stream, v["payload"].to_string().as_bytes()).await;
+    }
+}
+
+/// Events in the samples (a message carries one event or an array of them).
+fn sample_events() -> usize {
+    include_str!("../samples/rindexer-messages.jsonl")
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["payload"]["event_data"].as_array().map_or(1, Vec::len)
+        })
+        .sum()
+}
+
+/// The engine binary configured for `env` (streams, database, term_updates).
+fn engine_command(env: &TestEnv) -> Command {
+    let mut cmd = Command::new(binary("redis-postgres-sync"));
+    cmd.env("DATABASE_URL", &env.database_url)
+        .env("REDIS_URL", REDIS)
+        .env("STREAMS", env.streams.join(","))
+        .env("TERM_UPDATES_STREAM", env.term_updates_stream())
+        .env("CONSUMER_GROUP", "redis-postgres-sync")
+        .env("ANALYTICS_GROUP", "analytics-worker")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Run a subcommand of the engine binary: (exit ok, stdout + stderr).
+async fn engine_subcommand(env: &TestEnv, args: &[&str]) -> (bool, String) {
+    let out = engine_command(env).args(args).output().await.expect("run redis-postgres-sync");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+async fn doctor(env: &TestEnv) -> (bool, String) {
+    engine_subcommand(env, &["doctor"]).await
+}
+
+fn line_with<'a>(output: &'a str, needle: &str) -> &'a str {
+    output.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no line with {needle:?} in:\n{output}"))
+}
+
+/// Sync the samples (and one message that is not JSON), then let one worker drain
+/// term_updates, so both consumer groups exist and every table has rows.
+async fn synced_env(tag: &str) -> TestEnv {
+    let mut env = TestEnv::new(tag).await;
+    feed_samples(&mut env).await;
+    let (pairs, _) = shared_pair_messages();
+    env.xadd_all(&pairs).await;
+    env.xadd(1, b"not json at all").await;
+    env.run(env.config()).await;
+    run_workers(&worker_config(&env), 1, None).await;
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_a_healthy_sync_and_fails_on_trigger_or_migration_trouble() {
+    let env = synced_env("doctor").await;
+
+    let (ok, out) = doctor(&env).await;
+    assert!(ok, "doctor fails on a healthy database:\n{out}");
+    assert!(line_with(&out, "none pending").contains("ok"), "{out}");
+    for (trigger, table) in rps::doctor::TRIGGERS {
+        let line = line_with(&out, trigger);
+        assert!(line.contains(&format!("on {table}: enabled")) && line.trim_start().starts_with("ok"), "{line}");
+    }
+    assert!(out.contains("readers.* read the maintained tables"), "{out}");
+    for table in rps::doctor::TABLES {
+        assert!(out.lines().any(|l| l.trim_start().starts_with(table)), "no size line for {table}:\n{out}");
+    }
+    assert!(out.contains("no blocked sessions"), "{out}");
+    // Both consumer groups, drained.
+    for stream in &env.streams {
+        let line = line_with(&out, &format!("{stream} "));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[0], "ok", "{line}");
+        assert_eq!(cols[2], "redis-postgres-sync", "{line}");
+        assert_eq!((cols[4], cols[5]), ("0", "0"), "lag and pending of a drained stream: {line}");
+    }
+    let updates = line_with(&out, &format!("{} ", env.term_updates_stream()));
+    assert!(updates.contains("analytics-worker") && !updates.contains("missing"), "{updates}");
+    // The bad message is a dead letter: a warning, not a failure.
+    let dlq = line_with(&out, &rps::source::dead_letter_stream(&env.streams[1]));
+    assert!(dlq.contains("WARN") && dlq.contains("1 rejected"), "{dlq}");
+    assert!(line_with(&out, &rps::source::dead_letter_stream(&env.streams[0])).contains("empty"), "{out}");
+    assert!(out.contains("term_update_outbox: empty"), "{out}");
+    assert!(out.trim_end().ends_with("doctor: 0 problems, 1 warning"), "{out}");
+
+    // A session blocked behind another's lock shows up, with who blocks it.
+    let holder = env.client().await;
+    holder.batch_execute("BEGIN; LOCK TABLE atom IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let holder_pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let waiter = env.client().await;
+    let waiting = tokio::spawn(async move { waiter.query_one("SELECT count(*) FROM atom", &[]).await.map(|_| ()) });
+    let watcher = env.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let blocked: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                   AND cardinality(pg_blocking_pids(pid)) > 0",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if blocked > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the waiting session never blocked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, out) = doctor(&env).await;
+    assert!(ok, "a blocked session is a warning, not a failure:\n{out}");
+    let blocked = line_with(&out, "blocked by");
+    assert!(blocked.contains("WARN") && blocked.contains(&holder_pid.to_string()), "{blocked}");
+    // Doctor itself does not queue behind the lock.
+    assert!(line_with(&out, "locked by another session").trim_start().starts_with("WARN  atom "), "{out}");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    waiting.await.unwrap().unwrap();
+
+    // Tables not updating: a disabled trigger fails the check, with the fix.
+    let client = env.client().await;
+    client.batch_execute("ALTER TABLE deposited_events DISABLE TRIGGER trigger_deposited").await.unwrap();
+    let (ok, out) = doctor(&env).await;
+    assert!(!ok, "doctor must fail when a trigger is disabled:\n{out}");
+    let line = line_with(&out, "trigger_deposited");
+    assert!(line.contains("FAIL") && line.contains("DISABLED"), "{line}");
+    assert!(line.contains("ALTER TABLE deposited_events ENABLE TRIGGER trigger_deposited"), "{line}");
+    assert!(out.contains("doctor: 1 problem,"), "{out}");
+    client.batch_execute("ALTER TABLE deposited_events ENABLE TRIGGER trigger_deposited").await.unwrap();
+    assert!(doctor(&env).await.0, "re-enabled: healthy again");
+
+    client.batch_execute("DROP TRIGGER trigger_redeemed ON redeemed_events").await.unwrap();
+    let (ok, out) = doctor(&env).await;
+    assert!(!ok);
+    assert!(line_with(&out, "trigger_redeemed").contains("MISSING"), "{out}");
+
+    // A database behind the binary's migrations.
+    client
+        .batch_execute(
+            "DELETE FROM refinery_schema_history WHERE version = (SELECT max(version) FROM refinery_schema_history)",
+        )
+        .await
+        .unwrap();
+    let (ok, out) = doctor(&env).await;
+    assert!(!ok);
+    let line = line_with(&out, "pending:");
+    assert!(line.contains("FAIL") && line.contains("1 pending"), "{line}");
+    env.cleanup().await;
+}
+
+/// Rows of `relation` as one digest, order independent.
+async fn digest(client: &tokio_postgres::Client, relation: &str) -> (i64, String) {
+    let row = client
+        .query_one(
+            &format!("SELECT count(*), md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), '')) FROM {relation} r"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{relation}: {e}"));
+    (row.get(0), row.get(1))
+}
+
+async fn assert_readers_equal(client: &tokio_postgres::Client, schema: &str) {
+    for table in READER_TABLES {
+        let readers = digest(client, &format!("readers.{table}")).await;
+        let other = digest(client, &format!("{schema}.{table}")).await;
+        assert_eq!(readers, other, "readers.{table} differs from {schema}.{table}");
+    }
+}
+
+const EVENT_LOG: &str =
+    "SELECT (SELECT count(*) FROM atom_created_events) + (SELECT count(*) FROM triple_created_events) \
+     + (SELECT count(*) FROM deposited_events) + (SELECT count(*) FROM redeemed_events) \
+     + (SELECT count(*) FROM share_price_changed_events) + (SELECT count(*) FROM generic_events)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_switches_readers_to_the_reference_views_and_back() {
+    let mut env = synced_env("rollback").await;
+    let client = env.client().await;
+    let readers_mode = || async { client.query_one("SELECT readers_mode()", &[]).await.unwrap().get::<_, String>(0) };
+    assert_eq!(readers_mode().await, "maintained");
+    assert!(env.count("SELECT count(*) FROM triple_term").await > 0, "the workload reaches level 3");
+    assert_readers_equal(&client, "public").await;
+    assert_readers_equal(&client, "snapshot").await;
+    let logged = env.count(EVENT_LOG).await;
+    // An application's own view on a reader view must survive every switch.
+    client.batch_execute("CREATE VIEW app_atoms AS SELECT term_id, data FROM readers.atom").await.unwrap();
+    let app_atoms = digest(&client, "app_atoms").await;
+
+    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "reference"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("readers mode: reference"), "{out}");
+    assert!(out.contains("readers.atom") && out.contains("<- snapshot.atom (reference view)"), "{out}");
+    assert_eq!(readers_mode().await, "reference");
+    assert_readers_equal(&client, "snapshot").await;
+    assert_readers_equal(&client, "public").await;
+    assert_eq!(digest(&client, "app_atoms").await, app_atoms);
+    assert_eq!(env.count(EVENT_LOG).await, logged, "switching readers leaves the event log alone");
+
+    // The engine and the worker keep going while readers are on the reference views.
+    let (_, triples) = shared_pair_messages();
+    env.xadd_all(&counter_vault_messages(&triples[0], 7, 500)).await;
+    env.run(env.config()).await;
+    run_workers(&worker_config(&env), 1, None).await;
+    assert_eq!(env.count(EVENT_LOG).await, logged + 2, "new events are logged");
+    env.assert_matches_reference().await;
+    assert_readers_equal(&client, "public").await;
+
+    // Back to the maintained tables: checked against the reference views first.
+    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("readers mode: maintained"), "{out}");
+    assert_eq!(readers_mode().await, "maintained");
+    assert_readers_equal(&client, "public").await;
+    assert_readers_equal(&client, "snapshot").await;
+
+    // Only some tables, e.g. while the analytics tier is in doubt.
+    let (ok, out) =
+        engine_subcommand(&env, &["rollback", "--to", "reference", "--tables", "triple_term,triple_vault"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("readers mode: mixed") && out.contains("<- snapshot.triple_term"), "{out}");
+    assert!(out.contains("<- public.atom"), "{out}");
+    let (ok, out) = doctor(&env).await;
+    assert!(ok && line_with(&out, "readers are mixed").contains("WARN"), "{out}");
+
+    // Maintained tables that went wrong: going back is refused until they are right.
+    client.batch_execute("UPDATE triple_term SET total_assets = total_assets + 1").await.unwrap();
+    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained"]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("differ from the reference views") && out.contains("triple_term"), "{out}");
+    assert_eq!(readers_mode().await, "mixed", "readers stay where they were");
+    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained", "--no-verify"]).await;
+    assert!(ok, "{out}");
+    assert_eq!(readers_mode().await, "maintained");
+
+    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "reference", "--tables", "nope"]).await;
+    assert!(!ok && out.contains("unknown reader table"), "{out}");
+    let (ok, out) = engine_subcommand(&env, &["rollback"]).await;
+    assert!(ok && out.contains("readers mode: maintained"), "{out}");
+    assert_eq!(env.count(EVENT_LOG).await, logged + 2);
+    env.cleanup().await;
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+/// GET over HTTP/1.0 (no chunked bodies): (status, body).
+async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.split_whitespace().nth(1)?.parse().ok()?, body.to_owned()))
+}
+
+/// Metric names in a Prometheus exposition (samples and `# TYPE` lines).
+fn exported_names(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter_map(|l| match l.strip_prefix("# TYPE ") {
+            Some(rest) => rest.split_whitespace().next(),
+            None if l.starts_with('#') || l.trim().is_empty() => None,
+            None => l.split(['{', ' ']).next(),
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Σ of the samples of `name` (any labels).
+fn sample_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Every metric name of ours (`redis_postgres_sync_…`, `analytics_worker_…`) in a file.
+fn referenced_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| t.starts_with("redis_postgres_sync_") || t.starts_with("analytics_worker_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn dashboard_and_alert_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("deploy/grafana"))
+        .expect("deploy/grafana")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.push(repo().join("deploy/prometheus/alerts.yml"));
+    files
+}
+
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command, tag: &str) -> Running {
+        let log = std::env::temp_dir().join(format!("rps-ops-{tag}-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        Running { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as a container runtime stops it; the process must exit 0 on its own.
+    async fn stop(mut self) {
+        let pid = self.child.id().expect("still running").to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits within 30 s of SIGTERM")
+            .unwrap();
+        assert!(status.success(), "exit after SIGTERM: {status}\n{}", self.log());
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
+    let mut env = TestEnv::new("metrics").await;
+    let (engine_addr, worker_addr) = (free_addr(), free_addr());
+
+    let mut engine = engine_command(&env);
+    engine
+        .args(["--metrics-addr", &engine_addr, "--monitor-interval-secs", "1"])
+        .env("BLOCK_MS", "100")
+        .env("CONSUMER_NAME", "ops-metrics")
+        .env("RUST_LOG", "info");
+    let engine = Running::spawn(engine, "engine");
+    let mut worker = Command::new(binary("analytics-worker"));
+    worker
+        .args(["--database-url", &env.database_url, "--stream", &env.term_updates_stream()])
+        .args(["--metrics-addr", &worker_addr, "--block-ms", "100"])
+        .env("REDIS_URL", REDIS)
+        .env("RUST_LOG", "info");
+    let worker = Running::spawn(worker, "worker");
+
+    feed_samples(&mut env).await;
+    let (pairs, _) = shared_pair_messages();
+    env.xadd_all(&pairs).await;
+    env.xadd(1, b"not json at all").await;
+    let expected_events = sample_events() + pairs.len();
+
+    // Until the traffic went all the way through: engine, outbox, worker, lag observed.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (engine_metrics, worker_metrics) = loop {
+        let e = http_get(&engine_addr, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
+        let w = http_get(&worker_addr, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
+        let done = sample_sum(&e, rps::metrics::EVENTS_PROCESSED) >= expected_events as f64
+            && sample_sum(&e, rps::metrics::EVENTS_FAILED) >= 1.0
+            && sample_sum(&w, rps::metrics::WORKER_PROCESSED) >= 1.0
+            && e.contains(&format!("{}{{stream=\"{}\"}} 0", rps::metrics::STREAM_LAG, env.streams[2]))
+            && w.contains(rps::metrics::WORKER_STREAM_LAG);
+        if done {
+            break (e, w);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "traffic did not show in the metrics\nengine log:\n{}\nworker log:\n{}\nengine metrics:\n{e}\nworker metrics:\n{w}",
+            engine.log(),
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+
+    let exported: BTreeSet<String> =
+        exported_names(&engine_metrics).union(&exported_names(&worker_metrics)).cloned().collect();
+    let mut checked = 0;
+    for file in dashboard_and_alert_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let names = referenced_names(&text);
+        assert!(!names.is_empty(), "{} references no metric", file.display());
+        let missing: Vec<&String> = names.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(
+            missing.is_empty(),
+            "{} references metrics nobody exports: {missing:?}\nexported: {exported:?}",
+            file.display()
+        );
+        checked += names.len();
+    }
+    assert!(checked > 20);
+    // The seed's names, under exactly those names.
+    for name in [
+        "redis_postgres_sync_events_processed_total",
+        "redis_postgres_sync_events_failed_total",
+        "redis_postgres_sync_cascade_duration_seconds_bucket",
+        "analytics_worker_term_updates_processed_total",
+        "analytics_worker_batch_size_bucket",
+        "analytics_worker_lag_seconds",
+    ] {
+        assert!(exported.contains(name), "{name} is not exported");
+    }
+    for stream in &env.streams {
+        for gauge in [rps::metrics::STREAM_LAG, rps::metrics::STREAM_PENDING, rps::metrics::STREAM_LENGTH] {
+            assert!(engine_metrics.contains(&format!("{gauge}{{stream=\"{stream}\"}}")), "{gauge} for {stream}");
+        }
+    }
+    assert!(exported.contains(rps::metrics::OUTBOX_BACKLOG));
+
+    // /health: 200 with the lag total and the last commit. The last acks may postdate the
+    // last observation by one monitor interval.
+    let health = loop {
+        let (status, body) = http_get(&engine_addr, "/health").await.expect("engine /health");
+        assert_eq!(status, 200, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).expect("JSON health");
+        if health["lag"] == 0 && health["pending"] == 0 {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "lag and pending never reached 0: {health}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(health["last_commit_unix"].as_i64().is_some_and(|t| t > 1_600_000_000), "{health}");
+    assert!(health["last_commit_age_seconds"].as_i64().is_some_and(|a| (0..120).contains(&a)), "{health}");
+    let (status, body) = http_get(&worker_addr, "/health").await.expect("worker /health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(health["lag"].is_u64() && health["pending"].is_u64(), "{health}");
+
+    engine.stop().await;
+    worker.stop().await;
+    env.cleanup().await;
+}
+
+/// promtool's own checks, when it is installed (Debian package `prometheus`): the config
+/// and rules load, and the alerts fire exactly in the situations alerts.test.yml describes.
+#[tokio::test]
+async fn alert_rules_pass_promtool_when_installed() {
+    let promtool = std::env::var_os("PROMTOOL").map(PathBuf::from).or_else(|| {
+        std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join("promtool")).find(|p| p.is_file())
+    });
+    let Some(promtool) = promtool else {
+        eprintln!("promtool not found (set PROMTOOL or install the prometheus package): skipped");
+        return;
+    };
+    let dir = repo().join("deploy/prometheus");
+    for args in [["check", "config", "prometheus.yml"], ["test", "rules", "alerts.test.yml"]] {
+        let out = Command::new(&promtool).args(args).current_dir(&dir).output().await.expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn yaml(path: &Path) -> serde_norway::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+}
+
+fn str_of<'a>(v: &'a serde_norway::Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} missing or not a string in {v:?}"))
+}
+
+/// What the builder stage sees (only the COPY'd paths) is a workspace cargo can load
+/// with `--locked`, as the image's `cargo build --locked` needs.
+fn builder_context_resolves(context: &Path, copied: &BTreeSet<String>) {
+    let scratch = std::env::temp_dir().join(format!("rps-ops-docker-context-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    for src in copied {
+        copy_tree(&context.join(src), &scratch.join(src));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .current_dir(&scratch)
+        .output()
+        .expect("run cargo metadata");
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(
+        out.status.success(),
+        "the Docker build context does not resolve:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+/// `members = [...]` of the workspace manifest.
+fn workspace_members() -> Vec<String> {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let list = manifest.split("members").nth(1).and_then(|rest| rest.split(']').next()).expect("workspace members");
+    list.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// `[env: NAME=` entries of a binary's --help: every variable it reads.
+fn env_vars_in_help(binary_name: &str) -> BTreeSet<String> {
+    let out = std::process::Command::new(binary(binary_name)).arg("--help").output().expect("--help");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    help.split("[env: ").skip(1).filter_map(|rest| rest.split('=').next()).map(str::to_owned).collect()
+}
+
+/// Without a Docker engine, check what can be checked: the compose file parses, every path
+/// it and the Dockerfiles name exists, the binaries and environment variables they use are
+/// the real ones, and Prometheus scrapes the ports the services listen on.
+#[test]
+fn deploy_files_reference_what_exists() {
+    let deploy = repo().join("deploy");
+    let compose = yaml(&deploy.join("docker-compose.yml"));
+    let services = compose["services"].as_mapping().expect("services");
+    for name in ["postgres", "redis", "engine", "worker", "prometheus", "grafana"] {
+        assert!(services.contains_key(name), "service {name} missing");
+    }
+    let engine_manifest = std::fs::read_to_string(repo().join("engine/Cargo.toml")).unwrap();
+
+    for (service, bin, metrics_env) in
+        [("engine", "redis-postgres-sync", "METRICS_ADDR"), ("worker", "analytics-worker", "ANALYTICS_METRICS_ADDR")]
+    {
+        let s = &compose["services"][service];
+        let context = deploy.join(str_of(&s["build"], "context"));
+        assert!(context.join("Cargo.toml").is_file(), "{service}: build context is not the workspace root");
+        let dockerfile_path = context.join(str_of(&s["build"], "dockerfile"));
+        let dockerfile = std::fs::read_to_string(&dockerfile_path).expect("Dockerfile");
+        assert!(engine_manifest.contains(&format!("name = \"{bin}\"")), "{bin} is not a binary of the engine crate");
+
+        let froms: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
+        assert_eq!(froms.len(), 2, "{service}: multi-stage build with two stages");
+        assert!(froms[0].starts_with("FROM rust:1.9") && froms[0].ends_with(" AS builder"), "{}", froms[0]);
+        assert_eq!(froms[1], "FROM debian:bookworm-slim");
+        let runtime = dockerfile.split("FROM debian:bookworm-slim").nth(1).unwrap();
+        let user = runtime.lines().find_map(|l| l.strip_prefix("USER ")).expect("USER in the runtime stage");
+        assert!(!user.starts_with("root") && !user.starts_with("0"), "{service} runs as root");
+        assert!(dockerfile.contains(&format!("--bin {bin}")), "{service} builds {bin}");
+        assert!(runtime.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{bin}\"]")), "{service} runs {bin}");
+        // Every COPY from the build context exists (paths relative to the context), and
+        // every workspace member is copied (cargo cannot load a workspace missing one).
+        let mut copied = BTreeSet::new();
+        for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from=")) {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            for src in &parts[1..parts.len() - 1] {
+                assert!(context.join(src).exists(), "{service}: COPY source {src} does not exist");
+                copied.insert(src.to_string());
+            }
+        }
+        for member in workspace_members() {
+            assert!(copied.contains(&member), "{service}: workspace member {member} is not copied into the build");
+        }
+        builder_context_resolves(&context, &copied);
+        let accepted = env_vars_in_help(bin);
+        for line in runtime.lines().filter_map(|l| l.strip_prefix("ENV ")) {
+            let key = line.split('=').next().unwrap();
+            assert!(accepted.contains(key), "{service}: Dockerfile sets {key}, which {bin} does not read");
+        }
+        for (key, _) in s["environment"].as_mapping().expect("environment map") {
+            let key = key.as_str().unwrap();
+            assert!(key == "RUST_LOG" || accepted.contains(key), "{service}: {key} is not read by {bin}");
+        }
+        let port = str_of(&s["environment"], metrics_env).rsplit(':').next().unwrap().to_owned();
+        assert!(
+            str_of(&s["environment"], metrics_env).starts_with("0.0.0.0:"),
+            "{service} must listen beyond localhost"
+        );
+
+        // Prometheus scrapes that service on that port.
+        let prometheus = yaml(&deploy.join("prometheus/prometheus.yml"));
+        let target = format!("{service}:{port}");
+        let scraped = prometheus["scrape_configs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["static_configs"].as_sequence().unwrap().iter())
+            .flat_map(|c| c["targets"].as_sequence().unwrap().iter())
+            .any(|t| t.as_str() == Some(target.as_str()));
+        assert!(scraped, "prometheus.yml does not scrape {target}");
+    }
+
+    // Bind mounts: the host side exists, and the files land where their configs expect.
+    let mut mounts = std::collections::BTreeMap::new();
+    for (name, service) in services {
+        for volume in service["volumes"].as_sequence().into_iter().flatten() {
+            let spec = volume.as_str().unwrap();
+            if let Some(host) = spec.strip_prefix("./") {
+                let host = host.split(':').next().unwrap();
+                assert!(deploy.join(host).exists(), "{name:?} mounts ./{host}, which does not exist");
+                let inside = spec.split(':').nth(1).unwrap().to_owned();
+                mounts.insert(inside, deploy.join(host));
+            }
+        }
+    }
+    let prometheus_config = mounts.get("/etc/prometheus/prometheus.yml").expect("prometheus.yml mounted");
+    for rule_file in yaml(prometheus_config)["rule_files"].as_sequence().unwrap() {
+        let rule_file = rule_file.as_str().unwrap();
+        assert!(mounts.contains_key(&format!("/etc/prometheus/{rule_file}")), "{rule_file} is not mounted");
+    }
+    let alerts = yaml(&deploy.join("prometheus/alerts.yml"));
+    let mut alert_names = BTreeSet::new();
+    for group in alerts["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            alert_names.insert(str_of(rule, "alert").to_owned());
+            assert!(!str_of(rule, "expr").is_empty());
+            assert!(rule["labels"]["severity"].as_str().is_some(), "{rule:?} has no severity");
+        }
+    }
+    for wanted in [
+        "RedisPostgresSyncNoEvents",
+        "RedisPostgresSyncHighFailureRate",
+        "RedisPostgresSyncLagGrowing",
+        "RedisPostgresSyncSlowCascade",
+    ] {
+        assert!(alert_names.contains(wanted), "alert {wanted} missing");
+    }
+
+    // Grafana: the provisioned dashboards directory holds the dashboard, which uses the
+    // provisioned data source.
+    let providers = yaml(&deploy.join("grafana/provisioning/dashboards/dashboards.yml"));
+    let dashboards_dir = str_of(&providers["providers"][0]["options"], "path").to_owned();
+    let dashboard_path = mounts
+        .iter()
+        .find(|(inside, _)| inside.starts_with(&format!("{dashboards_dir}/")) && inside.ends_with(".json"))
+        .map(|(_, host)| host.clone())
+        .expect("a dashboard mounted into the provisioned directory");
+    let datasources = yaml(&deploy.join("grafana/provisioning/datasources/prometheus.yml"));
+    let uid = str_of(&datasources["datasources"][0], "uid");
+    assert!(str_of(&datasources["datasources"][0], "url").starts_with("http://prometheus:9090"));
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dashboard_path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let queries: Vec<&serde_json::Value> = panels.iter().filter(|p| p["type"] != "row").collect();
+    assert!(queries.len() >= 10);
+    for panel in queries {
+        assert_eq!(panel["datasource"]["uid"], uid, "panel {} uses another data source", panel["title"]);
+        assert!(panel["targets"].as_array().is_some_and(|t| !t.is_empty()), "panel {} has no query", panel["title"]);
+    }
+}
