@@ -8,6 +8,7 @@
 --   SELECT use_reference_views(ARRAY['triple_term']);
 --   SELECT use_maintained_tables();
 --   SELECT * FROM readers_sources();              -- where each view reads from now
+--   SELECT * FROM rebuild_from_reference();       -- repair the maintained tables
 --
 -- Give application roles USAGE on schema readers and SELECT on its views only: a view runs
 -- with its owner's rights, so they need no access to public or snapshot.
@@ -102,6 +103,38 @@ $$;
 
 CREATE FUNCTION use_maintained_tables(tables TEXT[] DEFAULT NULL) RETURNS TEXT LANGUAGE sql AS $$
     SELECT readers_switch(tables, 'public')
+$$;
+
+-- Repair: recompute maintained tables from the event log through their reference views,
+-- e.g. after events were logged while a merge trigger was disabled (redelivery cannot fix
+-- that: those events are already in the log, so their inserts are no-ops). SHARE locks on
+-- the event log hold engine batches back until the copy commits, so the rebuilt tables
+-- match the log exactly; readers keep reading throughout. Returns the rows written.
+CREATE FUNCTION rebuild_from_reference(tables TEXT[] DEFAULT NULL)
+RETURNS TABLE (table_name TEXT, row_count BIGINT) LANGUAGE plpgsql AS $$
+DECLARE
+    t TEXT;
+    unknown TEXT[];
+BEGIN
+    unknown := ARRAY(SELECT x FROM unnest(tables) x WHERE NOT x = ANY (reader_tables()));
+    IF cardinality(unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown table(s) %; expected some of %', unknown, reader_tables();
+    END IF;
+    -- The event log first, as every batch takes its locks: a batch in flight finishes
+    -- and the next one waits, instead of the two deadlocking.
+    LOCK TABLE atom_created_events, triple_created_events, deposited_events, redeemed_events,
+               share_price_changed_events IN SHARE MODE;
+    FOREACH t IN ARRAY reader_tables() LOOP
+        IF tables IS NULL OR t = ANY (tables) THEN
+            EXECUTE format('LOCK TABLE public.%I IN EXCLUSIVE MODE', t);
+            EXECUTE format('DELETE FROM public.%I', t);
+            EXECUTE format('INSERT INTO public.%1$I SELECT * FROM snapshot.%1$I', t);
+            table_name := t;
+            GET DIAGNOSTICS row_count = ROW_COUNT;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
 $$;
 
 SELECT use_maintained_tables();

@@ -276,15 +276,28 @@ async fn rollback_switches_readers_to_the_reference_views_and_back() {
     let (ok, out) = doctor(&env).await;
     assert!(ok && line_with(&out, "readers are mixed").contains("WARN"), "{out}");
 
-    // Maintained tables that went wrong: going back is refused until they are right.
+    // Maintained tables that went wrong: going back is refused until they are repaired.
     client.batch_execute("UPDATE triple_term SET total_assets = total_assets + 1").await.unwrap();
     let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained"]).await;
     assert!(!ok, "{out}");
     assert!(out.contains("differ from the reference views") && out.contains("triple_term"), "{out}");
     assert_eq!(readers_mode().await, "mixed", "readers stay where they were");
+    let rebuilt = client.query("SELECT * FROM rebuild_from_reference(ARRAY['triple_term'])", &[]).await.unwrap();
+    assert_eq!(rebuilt.len(), 1);
+    assert_eq!(rebuilt[0].get::<_, i64>(1), env.count("SELECT count(*) FROM snapshot.triple_term").await);
+    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained"]).await;
+    assert!(ok, "repaired tables pass the check: {out}");
+    assert_eq!(readers_mode().await, "maintained");
+    assert_readers_equal(&client, "snapshot").await;
+    client.batch_execute("UPDATE atom SET label = 'wrong'").await.unwrap();
+    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained", "--tables", "atom"]).await;
+    assert!(!ok, "{out}");
     let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained", "--no-verify"]).await;
     assert!(ok, "{out}");
-    assert_eq!(readers_mode().await, "maintained");
+    // A full rebuild: every table equals the log's recompute again.
+    client.query("SELECT * FROM rebuild_from_reference()", &[]).await.unwrap();
+    env.assert_matches_reference().await;
+    assert_readers_equal(&client, "snapshot").await;
 
     let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "reference", "--tables", "nope"]).await;
     assert!(!ok && out.contains("unknown reader table"), "{out}");
