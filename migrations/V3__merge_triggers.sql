@@ -141,9 +141,15 @@ BEGIN
           FROM ev
          ORDER BY account_id, term_id, curve_id, block_number DESC, log_index DESC
     ), before AS MATERIALIZED (
-        -- Materialized: read once, before the upsert changes the rows.
-        SELECT p.term_id, p.curve_id, p.shares
-          FROM position p JOIN latest USING (account_id, term_id, curve_id)
+        -- Materialized: read once, before the upsert changes the rows. One primary-key
+        -- probe per batch position (LIMIT 1 keeps the planner from turning this into a
+        -- hash join over the whole position table, whose cost would grow with the table).
+        SELECT l.term_id, l.curve_id, p.shares
+          FROM latest l
+         CROSS JOIN LATERAL (SELECT q.shares FROM position q
+                              WHERE q.account_id = l.account_id AND q.term_id = l.term_id
+                                AND q.curve_id = l.curve_id
+                              LIMIT 1) p
     ), merged AS (
         -- The columns of the other kind are 0 / NULL here, which leaves them unchanged below.
         INSERT INTO position AS p (account_id, term_id, curve_id, shares,

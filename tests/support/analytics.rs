@@ -105,17 +105,9 @@ pub async fn assert_analytics_match(env: &TestEnv) {
     assert_eq!(rows, triples, "one triple_term row per triple");
 }
 
-/// The engine binary, built next to this test binary (`cargo test --workspace` builds it;
-/// with `-p integration-tests` run `cargo build --bin redis-postgres-sync` first).
+/// The engine binary (see [`crate::faults::binary`]).
 pub fn engine_binary() -> PathBuf {
-    let name = "redis-postgres-sync";
-    let beside_tests = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.join(name)));
-    let in_workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug").join(name);
-    [beside_tests, Some(in_workspace)]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} binary not found: run `cargo build --bin {name}` first"))
+    crate::faults::binary("redis-postgres-sync")
 }
 
 /// `0x` + 64 hex digits made of `byte`.
