@@ -15,6 +15,8 @@ pub struct Machine {
     pub cores: usize,
     pub memory_gib: f64,
     pub postgres: String,
+    /// Server settings that move the figures most, as the server reports them.
+    pub postgres_settings: String,
     pub redis: String,
     pub git_commit: String,
     pub started_at: String,
@@ -84,6 +86,7 @@ impl Report {
             "{} · {} cores · {:.0} GiB · {} · Redis {} · commit {} · {}  \n`{}`\n",
             m.cpu, m.cores, m.memory_gib, m.postgres, m.redis, m.git_commit, m.started_at, self.command
         );
+        let _ = writeln!(md, "PostgreSQL settings: `{}`  ", m.postgres_settings);
         let _ = writeln!(md, "PostgreSQL, Redis, the engine and the load generator share the machine.\n");
         self.throughput_table(&mut md);
         self.live_table(&mut md);
@@ -234,6 +237,15 @@ async fn machine(config: &BenchConfig) -> Result<Machine> {
         .unwrap_or(0.0);
     let pg = rps::db::connect_one(&format!("{}/postgres", config.pg_url.trim_end_matches('/'))).await?;
     let postgres: String = pg.query_one("SHOW server_version", &[]).await?.get(0);
+    let postgres_settings: String = pg
+        .query_one(
+            "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings \
+             WHERE name IN ('shared_buffers', 'max_wal_size', 'synchronous_commit', 'fsync', 'wal_compression', \
+                            'checkpoint_timeout', 'effective_cache_size')",
+            &[],
+        )
+        .await?
+        .get(0);
     let mut redis = crate::redis_out::connect(&config.redis_url).await?;
     let info: String = redis::cmd("INFO").arg("server").query_async(&mut redis).await?;
     let redis_version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_owned();
@@ -249,6 +261,7 @@ async fn machine(config: &BenchConfig) -> Result<Machine> {
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         memory_gib: kib / 1024.0 / 1024.0,
         postgres: format!("PostgreSQL {}", postgres.split_whitespace().next().unwrap_or(&postgres)),
+        postgres_settings,
         redis: redis_version,
         git_commit,
         started_at: super::chrono_stamp(),
