@@ -239,7 +239,7 @@ async fn machine(config: &BenchConfig) -> Result<Machine> {
     let postgres: String = pg.query_one("SHOW server_version", &[]).await?.get(0);
     let postgres_settings: String = pg
         .query_one(
-            "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings \
+            "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings \
              WHERE name IN ('shared_buffers', 'max_wal_size', 'synchronous_commit', 'fsync', 'wal_compression', \
                             'checkpoint_timeout', 'effective_cache_size')",
             &[],
