@@ -17,6 +17,9 @@ pub struct Batch {
     pub acks: Vec<(String, String)>,
     /// Rejected messages and events, written to the dead-letter streams before the acks.
     pub dead_letters: Vec<DeadLetter>,
+    /// `events` already in binary COPY format, encoded by the reader so the writer only
+    /// streams bytes (None if encoding failed: the writer then encodes itself and reports).
+    pub encoded: Option<Vec<crate::stage::EncodedTable>>,
     /// Time the reader spent reading and decoding it.
     pub times: crate::pipeline::StageTimes,
 }
@@ -34,6 +37,7 @@ impl Batch {
         });
         (batch.events, batch.origins) = events.into_iter().unzip();
         batch.term_ids = term_ids_of(&batch.events);
+        batch.encoded = crate::stage::encode_events(&batch.events).ok();
         batch
     }
 

@@ -289,14 +289,19 @@ impl<'a> Engine<'a> {
         while let Some(range) = todo.pop() {
             let events = &batch.events[range.clone()];
             let owned;
-            let term_ids = if range.len() == batch.events.len() {
+            let whole = range.len() == batch.events.len();
+            let term_ids = if whole {
                 &batch.term_ids
             } else {
                 owned = term_ids_of(events);
                 &owned
             };
+            // The reader's encoding covers the whole batch only; parts of a split batch are
+            // encoded here.
+            let encoded = if whole { batch.encoded.as_deref() } else { None };
             let result =
-                apply_events(&self.pool, events, term_ids, self.config.backfill, &mut self.summary.stage_time).await;
+                apply_events(&self.pool, events, encoded, term_ids, self.config.backfill, &mut self.summary.stage_time)
+                    .await;
             let Err(e) = result else {
                 failures = 0;
                 continue;
@@ -486,12 +491,13 @@ fn backoff_delay(failures: u32) -> Duration {
 
 /// One transaction: lock → COPY → merge (triggers) → cascade → COMMIT.
 pub async fn apply(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) -> Result<()> {
-    apply_events(pool, &batch.events, &batch.term_ids, backfill, times).await
+    apply_events(pool, &batch.events, batch.encoded.as_deref(), &batch.term_ids, backfill, times).await
 }
 
 async fn apply_events(
     pool: &PgPool,
     events: &[Event],
+    encoded: Option<&[stage::EncodedTable]>,
     term_ids: &[String],
     backfill: bool,
     times: &mut StageTimes,
@@ -505,7 +511,10 @@ async fn apply_events(
         tx.batch_execute(sql::BACKFILL_TRANSACTION).await?;
     }
     timed(times, "lock", merge::lock_terms(&tx, term_ids)).await?;
-    let staged = timed(times, "copy", stage::stage_events(&tx, events)).await?;
+    let staged = match encoded {
+        Some(tables) => timed(times, "copy", stage::copy_encoded(&tx, tables, stage::Target::Staging)).await?,
+        None => timed(times, "copy", stage::stage_events(&tx, events)).await?,
+    };
     outbox::crash_point("after_copy");
     timed(times, "merge", merge::merge_staged(&tx, &staged)).await?;
     outbox::crash_point("after_merge");

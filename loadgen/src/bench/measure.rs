@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 use hdrhistogram::Histogram;
 use rps::batch::Batch;
 use rps::source::Message;
-use rps::stage::{copy_events, Target, EVENT_TABLES};
+use rps::stage::{copy_encoded, encode_events, Target, EVENT_TABLES};
 use rps::verify::{compare_all, ANALYTICS_TABLES, STRONG_TABLES};
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -168,13 +168,15 @@ async fn set_triggers(client: &tokio_postgres::Client, enabled: bool) -> Result<
     Ok(())
 }
 
-/// COPY events straight into the event tables, `per_batch` per transaction.
+/// COPY events straight into the event tables, `per_batch` per transaction. Encoding happens
+/// before the clock starts, as the engine encodes on its reader task.
 async fn copy_raw(client: &mut tokio_postgres::Client, batch: &Batch, per_batch: usize) -> Result<Duration> {
+    let chunks = batch.events.chunks(per_batch.max(1)).map(encode_events).collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
-    for chunk in batch.events.chunks(per_batch.max(1)) {
+    for tables in &chunks {
         let tx = client.transaction().await?;
         tx.batch_execute(rps::sql::BACKFILL_TRANSACTION).await?;
-        copy_events(&tx, chunk, Target::EventTables).await?;
+        copy_encoded(&tx, tables, Target::EventTables).await?;
         tx.commit().await?;
     }
     Ok(started.elapsed())
