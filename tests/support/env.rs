@@ -128,12 +128,16 @@ impl TestEnv {
     }
 
     /// Drop the database and delete the streams.
-    pub async fn cleanup(mut self) {
-        let mut keys = self.streams.clone();
-        keys.extend(self.streams.iter().map(|s| rps::source::dead_letter_stream(s)));
-        keys.push(self.term_updates_stream());
-        keys.push(rps::source::dead_letter_stream(&self.term_updates_stream()));
-        let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut self.redis).await;
+    pub async fn cleanup(self) {
+        // Every key this test made is under its name; a fresh connection, because a test may
+        // leave its own one busy or broken.
+        let mut redis =
+            redis::Client::open(REDIS).expect("redis url").get_multiplexed_async_connection().await.expect("redis");
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}:*", self.name)).query_async(&mut redis).await.expect("KEYS");
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut redis).await.expect("UNLINK");
+        }
         let admin = rps::db::connect_one(&format!("{PG}/postgres")).await.expect("connect");
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
