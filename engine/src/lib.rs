@@ -28,3 +28,12 @@ pub mod verify;
 
 pub use config::EngineConfig;
 pub use pipeline::{run, RunSummary};
+
+/// Resolves on SIGTERM or SIGINT: the shutdown future both binaries hand to their run loop.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

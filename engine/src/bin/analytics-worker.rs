@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let health = rps::progress::health(config.database_url.clone(), config.redis_url.clone(), monitor.clone());
     rps::metrics::serve(config.metrics_addr, health).await?;
     monitor.start_worker(&config, rps::progress::DEFAULT_MONITOR_INTERVAL);
-    let summary = analytics::run(config, shutdown_signal()).await?;
+    let summary = analytics::run(config, rps::shutdown_signal()).await?;
     tracing::info!(
         batches = summary.batches,
         entries = summary.entries,
@@ -35,12 +35,4 @@ async fn main() -> anyhow::Result<()> {
         "done"
     );
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -91,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn sync(config: EngineConfig, display: Option<rps::progress::Display>) -> anyhow::Result<()> {
-    let summary = rps::run(config, shutdown_signal()).await;
+    let summary = rps::run(config, rps::shutdown_signal()).await;
     if let Some(display) = display {
         display.finish().await;
     }
@@ -164,12 +164,4 @@ async fn rollback(
         println!("  readers.{table:<18} <- {source}.{table} ({meaning})");
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
