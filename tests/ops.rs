@@ -15,18 +15,6 @@ use integration_tests::TestEnv;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-const READER_TABLES: [&str; 9] = [
-    "atom",
-    "triple",
-    "position",
-    "vault",
-    "term",
-    "triple_vault",
-    "triple_term",
-    "predicate_object",
-    "subject_predicate",
-];
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -214,7 +202,7 @@ async fn digest(client: &tokio_postgres::Client, relation: &str) -> (i64, String
 }
 
 async fn assert_readers_equal(client: &tokio_postgres::Client, schema: &str) {
-    for table in READER_TABLES {
+    for table in rps::verify::DERIVED_TABLES {
         let readers = digest(client, &format!("readers.{table}")).await;
         let other = digest(client, &format!("{schema}.{table}")).await;
         assert_eq!(readers, other, "readers.{table} differs from {schema}.{table}");

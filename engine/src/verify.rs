@@ -8,6 +8,18 @@ use tokio_postgres::Client;
 pub const STRONG_TABLES: [&str; 5] = ["atom", "triple", "position", "vault", "term"];
 /// Level 3 tables, kept by the analytics worker (eventually consistent).
 pub const ANALYTICS_TABLES: [&str; 4] = ["triple_vault", "triple_term", "predicate_object", "subject_predicate"];
+/// Every table with a reference view: levels 1-2, then level 3.
+pub const DERIVED_TABLES: [&str; 9] = [
+    "atom",
+    "triple",
+    "position",
+    "vault",
+    "term",
+    "triple_vault",
+    "triple_term",
+    "predicate_object",
+    "subject_predicate",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableDiff {

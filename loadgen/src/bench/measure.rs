@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use rps::batch::Batch;
 use rps::source::Message;
 use rps::stage::{copy_encoded, encode_events, Target, EVENT_TABLES};
-use rps::verify::{compare_all, ANALYTICS_TABLES, STRONG_TABLES};
+use rps::verify::{compare_all, ANALYTICS_TABLES, DERIVED_TABLES, STRONG_TABLES};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -422,7 +422,7 @@ async fn preload_database(s: &Scratch, workload: &Workload) -> Result<()> {
     set_triggers(&client, false).await?;
     copy_raw(&mut client, &decode_all(workload), 100_000).await?;
     set_triggers(&client, true).await?;
-    for t in STRONG_TABLES.iter().chain(ANALYTICS_TABLES.iter()) {
+    for t in DERIVED_TABLES {
         client.batch_execute(&format!("INSERT INTO public.{t} SELECT * FROM snapshot.{t}")).await?;
     }
     client.batch_execute("VACUUM ANALYZE").await?;
@@ -433,7 +433,7 @@ async fn refresh_snapshots(s: &Scratch) -> Result<BTreeMap<String, f64>> {
     let client = s.client().await?;
     client.batch_execute("SET work_mem = '64MB'; SET jit = off").await?;
     let mut out = BTreeMap::new();
-    for t in STRONG_TABLES.iter().chain(ANALYTICS_TABLES.iter()) {
+    for t in DERIVED_TABLES {
         let started = Instant::now();
         client.batch_execute(&format!("CREATE TEMP TABLE refresh_{t} AS SELECT * FROM snapshot.{t}")).await?;
         out.insert(t.to_string(), started.elapsed().as_secs_f64());
