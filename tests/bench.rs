@@ -11,6 +11,7 @@ async fn small_bench_writes_a_complete_report() {
         redis_url: "redis://127.0.0.1:6379".into(),
         events: 3_000,
         seed: 5,
+        repeat: 2,
         batch_size: rps::config::DEFAULT_BATCH_SIZE,
         per_event_events: 100,
         live_rates: vec![400.0],
@@ -30,6 +31,8 @@ async fn small_bench_writes_a_complete_report() {
     assert_eq!(json["backfill"]["engine"]["events"], 3_000);
     assert_eq!(json["backfill"]["engine"]["matches_reference"], true);
     assert_eq!(json["backfill"]["analytics"]["matches_reference"], true);
+    assert_eq!(json["backfill"]["runs_events_per_sec"].as_array().unwrap().len(), 2);
+    assert_eq!(json["raw_floor"]["runs_events_per_sec"].as_array().unwrap().len(), 2);
     assert_eq!(json["per_event"]["batches"], json["per_event"]["events"], "batch size 1 is one event per batch");
     assert_eq!(json["live"][0]["events"], 400);
     assert_eq!(json["live"][0]["matches_reference"], true);

@@ -99,7 +99,7 @@ async fn doctor_reports_a_healthy_sync_and_fails_on_trigger_or_migration_trouble
     let (ok, out) = doctor(&env).await;
     assert!(ok, "doctor fails on a healthy database:\n{out}");
     assert!(line_with(&out, "none pending").contains("ok"), "{out}");
-    for (trigger, table) in rps::doctor::TRIGGERS {
+    for (trigger, table, _) in rps::doctor::TRIGGERS {
         let line = line_with(&out, trigger);
         assert!(line.contains(&format!("on {table}: enabled")) && line.trim_start().starts_with("ok"), "{line}");
     }
@@ -173,7 +173,8 @@ async fn doctor_reports_a_healthy_sync_and_fails_on_trigger_or_migration_trouble
     client.batch_execute("DROP TRIGGER trigger_redeemed ON redeemed_events").await.unwrap();
     let (ok, out) = doctor(&env).await;
     assert!(!ok);
-    assert!(line_with(&out, "trigger_redeemed").contains("MISSING"), "{out}");
+    let missing = line_with(&out, "trigger_redeemed");
+    assert!(missing.contains("MISSING") && missing.contains("migrations/V9__per_batch_costs.sql"), "{out}");
 
     // A database behind the binary's migrations.
     client
@@ -527,6 +528,14 @@ fn str_of<'a>(v: &'a serde_norway::Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_else(|| panic!("{key} missing or not a string in {v:?}"))
 }
 
+/// The target triple rustc builds for here, e.g. x86_64-unknown-linux-gnu.
+fn host_triple() -> String {
+    let out = std::process::Command::new("rustc").arg("-vV").output().expect("run rustc -vV");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let host = text.lines().find_map(|l| l.strip_prefix("host: ")).expect("rustc -vV names its host");
+    host.trim().to_owned()
+}
+
 /// What the builder stage sees (only the COPY'd paths) is a workspace cargo can load
 /// with `--locked`, as the image's `cargo build --locked` needs.
 fn builder_context_resolves(context: &Path, copied: &BTreeSet<String>) {
@@ -536,8 +545,10 @@ fn builder_context_resolves(context: &Path, copied: &BTreeSet<String>) {
         copy_tree(&context.join(src), &scratch.join(src));
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Only this machine's platform: resolving every platform's dependencies would need
+    // crates (Android, Windows) that a fresh machine never downloaded, and this is offline.
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .args(["metadata", "--locked", "--offline", "--format-version", "1", "--filter-platform", &host_triple()])
         .current_dir(&scratch)
         .output()
         .expect("run cargo metadata");

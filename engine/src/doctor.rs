@@ -24,13 +24,14 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
-/// The statement-level triggers that keep level 1 and the table each belongs on.
-pub const TRIGGERS: [(&str, &str); 5] = [
-    ("trigger_atom_created", "atom_created_events"),
-    ("trigger_triple_created", "triple_created_events"),
-    ("trigger_deposited", "deposited_events"),
-    ("trigger_redeemed", "redeemed_events"),
-    ("trigger_share_price_changed", "share_price_changed_events"),
+/// The statement-level triggers that keep level 1, the table each belongs on, and the
+/// migration that last created it (where to find its `CREATE TRIGGER`).
+pub const TRIGGERS: [(&str, &str, &str); 5] = [
+    ("trigger_atom_created", "atom_created_events", "V3__merge_triggers.sql"),
+    ("trigger_triple_created", "triple_created_events", "V3__merge_triggers.sql"),
+    ("trigger_deposited", "deposited_events", "V9__per_batch_costs.sql"),
+    ("trigger_redeemed", "redeemed_events", "V9__per_batch_costs.sql"),
+    ("trigger_share_price_changed", "share_price_changed_events", "V3__merge_triggers.sql"),
 ];
 
 /// Tables reported with their size and row count, log first.
@@ -254,7 +255,7 @@ async fn migrations(client: &Client) -> CheckResult {
 }
 
 async fn triggers(client: &Client) -> CheckResult {
-    let names: Vec<&str> = TRIGGERS.iter().map(|(t, _)| *t).collect();
+    let names: Vec<&str> = TRIGGERS.iter().map(|(t, _, _)| *t).collect();
     let rows = client
         .query(
             "SELECT n.name, c.relname::text, t.tgenabled::text
@@ -271,12 +272,12 @@ async fn triggers(client: &Client) -> CheckResult {
         let name: String = row.get(0);
         let table: Option<String> = row.get(1);
         let enabled: Option<String> = row.get(2);
-        let expected = TRIGGERS.iter().find(|(t, _)| *t == name).map(|(_, table)| *table).unwrap_or_default();
+        let (expected, migration) =
+            TRIGGERS.iter().find(|(t, _, _)| *t == name).map(|(_, table, file)| (*table, *file)).unwrap_or_default();
         let finding = match (table, enabled.as_deref()) {
-            (None, _) => (
-                Level::Fail,
-                format!("{name} on {expected}: MISSING (re-create it from migrations/V3__merge_triggers.sql)"),
-            ),
+            (None, _) => {
+                (Level::Fail, format!("{name} on {expected}: MISSING (re-create it from migrations/{migration})"))
+            }
             (Some(t), _) if t != expected => (Level::Fail, format!("{name} is on {t}, expected on {expected}")),
             // 'O' fires in normal sessions, 'A' always; 'R' only under replication role.
             (Some(t), Some("O" | "A")) => (Level::Ok, format!("{name} on {t}: enabled")),

@@ -5,12 +5,20 @@
 //! analytics worker's recompute is idempotent).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use redis::aio::ConnectionLike;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 use tokio_postgres::Transaction;
+use tracing::warn;
 
 use crate::db::PgPool;
+use crate::metrics as m;
+use crate::pipeline::backoff;
 use crate::sql;
 
 /// Term ids per published entry, so one entry stays well under a megabyte.
@@ -30,21 +38,24 @@ pub async fn record(tx: &Transaction<'_>, term_ids: &[String]) -> Result<()> {
 pub async fn publish(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), stream: &str) -> Result<usize> {
     let mut sent = 0;
     loop {
-        let n = publish_some(pool, redis, stream).await?;
-        if n == 0 {
+        let (rows, terms) = publish_some(pool, redis, stream).await?;
+        sent += terms;
+        // A short claim emptied the outbox (as far as this engine may see): no second
+        // round trip just to find that out.
+        if rows < ROWS_PER_PUBLISH as usize {
             return Ok(sent);
         }
-        sent += n;
     }
 }
 
-async fn publish_some(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), stream: &str) -> Result<usize> {
+/// One publish transaction: (outbox rows claimed, distinct term ids sent).
+async fn publish_some(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), stream: &str) -> Result<(usize, usize)> {
     let mut conn = pool.get().await.context("no PostgreSQL connection available")?;
     let tx = conn.transaction().await?;
     // SKIP LOCKED: engines publishing at once each take different rows.
     let rows = tx.query(sql::OUTBOX_CLAIM, &[&ROWS_PER_PUBLISH]).await?;
     if rows.is_empty() {
-        return Ok(0);
+        return Ok((0, 0));
     }
     let mut ids = Vec::with_capacity(rows.len());
     let mut terms = BTreeSet::new();
@@ -63,7 +74,97 @@ async fn publish_some(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), s
     let _: () = pipe.query_async(redis).await?;
     tx.execute(sql::OUTBOX_DELETE, &[&ids]).await?;
     tx.commit().await?;
-    Ok(terms.len())
+    Ok((rows.len(), terms.len()))
+}
+
+/// Publishes the outbox on a task of its own, woken after every committed batch, so the
+/// next batch never waits for it (a publish is a transaction and a Redis round trip: about
+/// 1.5 ms, a fifth of a small live batch). Wakes that arrive while it works fold into one
+/// more round, which sends everything committed so far.
+pub struct Publisher {
+    wake: Arc<Notify>,
+    closing: Arc<AtomicBool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Publisher {
+    pub fn spawn(pool: PgPool, redis: ConnectionManager, stream: String, stop: watch::Receiver<bool>) -> Publisher {
+        let wake = Arc::new(Notify::new());
+        let closing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(publish_loop(pool, redis, stream, stop, wake.clone(), closing.clone()));
+        Publisher { wake, closing, task: Some(task) }
+    }
+
+    /// A batch committed: its outbox rows are ready to go.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Publish what is left and stop. On shutdown a publish that is retrying gives up and
+    /// its rows stay in the outbox for the next start-up.
+    pub async fn finish(mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Publisher {
+    /// An abandoned engine (shutdown grace exceeded) must not leave a task behind.
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+async fn publish_loop(
+    pool: PgPool,
+    mut redis: ConnectionManager,
+    stream: String,
+    mut stop: watch::Receiver<bool>,
+    wake: Arc<Notify>,
+    closing: Arc<AtomicBool>,
+) {
+    loop {
+        wake.notified().await;
+        // Read before publishing: a finish() that comes during this round wakes one more.
+        let last_round = closing.load(Ordering::SeqCst);
+        let started = Instant::now();
+        publish_until_sent(&pool, &mut redis, &stream, &mut stop).await;
+        metrics::histogram!(m::STAGE_SECONDS, "stage" => "publish").record(started.elapsed().as_secs_f64());
+        crash_point("after_publish");
+        if last_round {
+            return;
+        }
+    }
+}
+
+/// Publish the outbox, retried with backoff until it succeeds or shutdown is requested.
+pub async fn publish_until_sent(
+    pool: &PgPool,
+    redis: &mut ConnectionManager,
+    stream: &str,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut failures = 0;
+    loop {
+        match publish(pool, redis, stream).await {
+            Ok(sent) => {
+                metrics::counter!(m::OUTBOX_PUBLISHED).increment(sent as u64);
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                warn!(error = %format!("{e:#}"), attempt = failures, "publishing the outbox failed; retrying");
+                if !backoff(stop, failures).await {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Test-only crash points: `RPS_CRASH_POINT=<name>` aborts the process there, so tests

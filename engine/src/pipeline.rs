@@ -19,6 +19,7 @@ use crate::config::EngineConfig;
 use crate::db::{self, Failure, PgPool};
 use crate::event::Event;
 use crate::metrics as m;
+use crate::outbox::Publisher;
 use crate::source::{self, DeadLetter, StreamControl, StreamReader};
 use crate::{cascade, merge, outbox, sql, stage};
 
@@ -147,6 +148,7 @@ struct Engine<'a> {
     summary: &'a mut RunSummary,
     pool: PgPool,
     control: StreamControl,
+    publisher: Publisher,
 }
 
 impl<'a> Engine<'a> {
@@ -185,9 +187,12 @@ impl<'a> Engine<'a> {
         else {
             return Ok(());
         };
-        let mut engine = Engine { config, stop, summary, pool, control };
         // Whatever a previous run committed but did not publish goes out first.
-        engine.publish().await;
+        let mut stopping = stop.clone();
+        outbox::publish_until_sent(&pool, &mut control.connection(), &config.term_updates_stream, &mut stopping).await;
+        let publisher =
+            Publisher::spawn(pool.clone(), control.connection(), config.term_updates_stream.clone(), stop.clone());
+        let mut engine = Engine { config, stop, summary, pool, control, publisher };
         info!(consumer = %consumer, group = %config.group, streams = ?config.streams, "engine started");
 
         // Capacity 1: one batch decoded ahead while the writer works, never more.
@@ -233,10 +238,12 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        let Engine { publisher, .. } = engine;
+        publisher.finish().await;
         Ok(())
     }
 
-    /// Apply, ack and publish one batch; `false` if shutdown cut it short.
+    /// Apply and ack one batch, then wake the publisher; `false` if shutdown cut it short.
     async fn process(&mut self, batch: Batch) -> bool {
         self.summary.stage_time.merge(&batch.times);
         let Some(refused) = self.apply_with_retry(&batch).await else {
@@ -254,7 +261,10 @@ impl<'a> Engine<'a> {
         let applied = batch.events.len() - refused.len();
         record_batch(&batch, applied, dead_letters.len(), &mut self.summary.commit_latency_us);
         outbox::crash_point("after_commit");
-        if !self.finish_with_retry(&batch.acks, &dead_letters).await {
+        let acking = Instant::now();
+        let acked = self.finish_with_retry(&batch.acks, &dead_letters).await;
+        self.summary.stage_time.add("ack", acking.elapsed());
+        if !acked {
             info!(
                 messages = batch.acks.len(),
                 "shutdown while acking a committed batch: it will be redelivered (a no-op)"
@@ -262,8 +272,7 @@ impl<'a> Engine<'a> {
             return false;
         }
         outbox::crash_point("after_ack");
-        self.publish().await;
-        outbox::crash_point("after_publish");
+        self.publisher.wake();
         let s = &mut self.summary;
         s.batches += 1;
         s.messages += batch.acks.len() as u64;
@@ -345,28 +354,6 @@ impl<'a> Engine<'a> {
         }
         true
     }
-
-    /// Publish the outbox, retried. On shutdown the rows stay in the outbox and the next
-    /// run publishes them at start-up.
-    async fn publish(&mut self) {
-        let mut redis = self.control.connection();
-        let mut failures = 0;
-        loop {
-            match outbox::publish(&self.pool, &mut redis, &self.config.term_updates_stream).await {
-                Ok(sent) => {
-                    metrics::counter!(m::OUTBOX_PUBLISHED).increment(sent as u64);
-                    return;
-                }
-                Err(e) => {
-                    failures += 1;
-                    warn!(error = %format!("{e:#}"), attempt = failures, "publishing the outbox failed; retrying");
-                    if !backoff(&mut self.stop, failures).await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// The database's own message (and SQLSTATE) when there is one.
@@ -403,7 +390,7 @@ where
 }
 
 /// Sleep before retry number `failures`; `false` if shutdown is requested before or during it.
-async fn backoff(stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
+pub(crate) async fn backoff(stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
     if *stop.borrow() {
         return false;
     }

@@ -80,9 +80,32 @@ async fn analytics_tables_match(s: &Scratch) -> Result<bool> {
 /// Backfill: the whole workload is in the streams before the engine starts.
 #[derive(Clone, Debug, Serialize)]
 pub struct Backfill {
+    /// The median run (by events/s) when the backfill was measured several times.
     pub engine: Throughput,
+    /// events/s of every run, in the order they ran.
+    pub runs_events_per_sec: Vec<f64>,
     pub xadd_events_per_sec: f64,
     pub analytics: Option<AnalyticsDrain>,
+}
+
+impl Backfill {
+    /// The median of several runs, with every run's rate and the one analytics drain.
+    pub fn median(mut runs: Vec<Backfill>) -> Backfill {
+        let rates: Vec<f64> = runs.iter().map(|b| b.engine.events_per_sec).collect();
+        let analytics = runs.iter_mut().find_map(|b| b.analytics.take());
+        let mut median = take_median(runs, |b| b.engine.events_per_sec);
+        median.runs_events_per_sec = rates;
+        median.analytics = analytics;
+        median
+    }
+}
+
+/// The element with the median `key` (the upper one of an even count).
+fn take_median<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> T {
+    assert!(!runs.is_empty(), "at least one run");
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -109,7 +132,8 @@ pub async fn backfill(
     let engine = throughput(&summary, strong_tables_match(&s).await?);
     let analytics = if analytics { Some(drain_analytics(&s).await?) } else { None };
     svc.done(s).await?;
-    Ok(Backfill { engine, xadd_events_per_sec: written.events_per_sec(), analytics })
+    let runs_events_per_sec = vec![engine.events_per_sec];
+    Ok(Backfill { engine, runs_events_per_sec, xadd_events_per_sec: written.events_per_sec(), analytics })
 }
 
 /// The analytics worker drains what the backfill published.
@@ -190,6 +214,17 @@ pub struct RawFloor {
     pub events_per_transaction: usize,
     /// simd-json decode of the same payloads, events/s (one thread).
     pub decode_events_per_sec: f64,
+    /// events/s of every run, in the order they ran (the fields above are the median run).
+    pub runs_events_per_sec: Vec<f64>,
+}
+
+impl RawFloor {
+    pub fn median(runs: Vec<RawFloor>) -> RawFloor {
+        let rates: Vec<f64> = runs.iter().map(|f| f.events_per_sec).collect();
+        let mut median = take_median(runs, |f| f.events_per_sec);
+        median.runs_events_per_sec = rates;
+        median
+    }
 }
 
 /// The raw-ingest floor: binary COPY of the same events into the event tables alone, in
@@ -205,10 +240,12 @@ pub async fn raw_floor(svc: &Services, workload: &Workload, per_batch: usize) ->
     let took = copy_raw(&mut client, &batch, per_batch).await?;
     let events = batch.events.len() as u64;
     svc.done(s).await?;
+    let events_per_sec = events as f64 / took.as_secs_f64().max(1e-9);
     Ok(RawFloor {
         events,
         seconds: took.as_secs_f64(),
-        events_per_sec: events as f64 / took.as_secs_f64().max(1e-9),
+        events_per_sec,
+        runs_events_per_sec: vec![events_per_sec],
         events_per_transaction: per_batch,
         decode_events_per_sec: events as f64 / decode.as_secs_f64().max(1e-9),
     })

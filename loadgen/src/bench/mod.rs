@@ -32,6 +32,11 @@ pub struct BenchConfig {
     pub events: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// How many times the backfill and the raw-ingest floor are measured (alternately, so
+    /// drift on a shared machine hits both alike); the report quotes the median run and
+    /// lists every run.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// Engine batch size (messages per stream per read) for backfill and scaling runs.
     #[arg(long, default_value_t = rps::config::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
@@ -67,12 +72,18 @@ pub async fn run(config: &BenchConfig) -> Result<Report> {
     let mut report = Report::new(config).await?;
 
     let workload = make_workload(config.events, config.seed, 50);
-    eprintln!("bench: backfill of {} events (batch size {})", config.events, config.batch_size);
-    let backfill = measure::backfill(&svc, "backfill", &workload, config.batch_size, true).await?;
-    let per_batch = (backfill.engine.events / backfill.engine.batches.max(1)) as usize;
-    eprintln!("bench: raw-ingest floor ({per_batch} events per transaction)");
-    report.raw_floor = Some(measure::raw_floor(&svc, &workload, per_batch).await?);
-    report.backfill = Some(backfill);
+    let (mut backfills, mut floors) = (Vec::new(), Vec::new());
+    for run in 1..=config.repeat.max(1) {
+        eprintln!("bench: backfill of {} events (batch size {}), run {run}", config.events, config.batch_size);
+        // The analytics drain is measured once, after the first run.
+        let backfill = measure::backfill(&svc, "backfill", &workload, config.batch_size, run == 1).await?;
+        let per_batch = (backfill.engine.events / backfill.engine.batches.max(1)) as usize;
+        eprintln!("bench: raw-ingest floor ({per_batch} events per transaction), run {run}");
+        floors.push(measure::raw_floor(&svc, &workload, per_batch).await?);
+        backfills.push(backfill);
+    }
+    report.backfill = Some(measure::Backfill::median(backfills));
+    report.raw_floor = Some(measure::RawFloor::median(floors));
     drop(workload);
 
     eprintln!("bench: per-event path ({} events, batch size 1)", config.per_event_events);

@@ -114,6 +114,17 @@ impl Report {
             );
         }
         let _ = writeln!(md);
+        if let (Some(b), Some(f)) = (&self.backfill, &self.raw_floor) {
+            if b.runs_events_per_sec.len() > 1 {
+                let _ = writeln!(
+                    md,
+                    "- engine and floor measured {} times, alternately; the rows above are the median runs. Every run, in order: engine {}; floor {}",
+                    b.runs_events_per_sec.len(),
+                    rates(&b.runs_events_per_sec),
+                    rates(&f.runs_events_per_sec)
+                );
+            }
+        }
         if let Some(r) = self.floor_ratio() {
             let _ = writeln!(md, "- engine / raw-ingest floor: **{:.0} %**", r * 100.0);
         }
@@ -201,6 +212,11 @@ impl Report {
             stages.join(" · ")
         );
     }
+}
+
+/// "39.1k / 41.0k / 37.2k"
+fn rates(runs: &[f64]) -> String {
+    runs.iter().map(|r| format!("{:.1}k", r / 1000.0)).collect::<Vec<_>>().join(" / ")
 }
 
 fn row(md: &mut String, name: &str, t: &Throughput) {
