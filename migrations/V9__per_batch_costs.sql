@@ -110,10 +110,13 @@ BEGIN
           FROM new_events
     ), latest AS (
         -- Per position: the latest event's totalShares and ordering, and the batch's sum,
-        -- in one sort (a join of two CTEs is exactly what bad row estimates turn quadratic).
+        -- without a join (a join of two CTEs is what bad row estimates turn quadratic). The
+        -- window is ordered like the DISTINCT ON, so one sort serves both.
         SELECT DISTINCT ON (account_id, term_id, curve_id)
                account_id, term_id, curve_id, total_shares, block_number, log_index,
-               sum(amount) OVER (PARTITION BY account_id, term_id, curve_id) AS amount
+               sum(amount) OVER (PARTITION BY account_id, term_id, curve_id
+                                 ORDER BY block_number DESC, log_index DESC
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS amount
           FROM ev
          ORDER BY account_id, term_id, curve_id, block_number DESC, log_index DESC
     ), before AS MATERIALIZED (
