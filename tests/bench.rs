@@ -35,6 +35,7 @@ async fn small_bench_writes_a_complete_report() {
     assert_eq!(json["raw_floor"]["runs_events_per_sec"].as_array().unwrap().len(), 2);
     assert_eq!(json["per_event"]["batches"], json["per_event"]["events"], "batch size 1 is one event per batch");
     assert_eq!(json["live"][0]["events"], 400);
+    assert_eq!(json["live"][0]["runs_p99_ms"].as_array().unwrap().len(), 2);
     assert_eq!(json["live"][0]["matches_reference"], true);
     assert!(json["live"][0]["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert_eq!(json["scaling"].as_array().unwrap().len(), 2);

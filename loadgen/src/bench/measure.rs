@@ -263,6 +263,18 @@ pub struct Live {
     /// every 50 ms during the run, seconds.
     pub analytics_lag_s: Percentiles,
     pub matches_reference: bool,
+    /// p99 latency of every run, in the order they ran (the fields above are the run with
+    /// the median p99).
+    pub runs_p99_ms: Vec<f64>,
+}
+
+impl Live {
+    pub fn median(runs: Vec<Live>) -> Live {
+        let p99s: Vec<f64> = runs.iter().map(|l| l.latency_ms.p99).collect();
+        let mut median = take_median(runs, |l| l.latency_ms.p99);
+        median.runs_p99_ms = p99s;
+        median
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -329,6 +341,7 @@ pub async fn live(svc: &Services, workload: &Workload, rate: f64) -> Result<Live
         latency_ms: percentiles(&summary.commit_latency_us, 1000.0),
         analytics_lag_s: percentiles(&lag, 1000.0),
         matches_reference: matches,
+        runs_p99_ms: Vec::new(),
     })
 }
 

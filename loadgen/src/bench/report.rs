@@ -171,6 +171,17 @@ impl Report {
                 yes(l.matches_reference)
             );
         }
+        let _ = writeln!(md);
+        for l in self.live.iter().filter(|l| l.runs_p99_ms.len() > 1) {
+            let p99s: Vec<String> = l.runs_p99_ms.iter().map(|p| format!("{p:.1}")).collect();
+            let _ = writeln!(
+                md,
+                "- {:.0} events/s: {} runs, the row is the one with the median p99; p99 of every run, in order: {} ms",
+                l.offered_events_per_sec,
+                p99s.len(),
+                p99s.join(" / ")
+            );
+        }
         let _ = writeln!(md, "\nLatency samples use the entry id's millisecond clock (up to 1 ms pessimistic); analytics lag is the age of the oldest unapplied term update, sampled every 50 ms.\n");
     }
 
