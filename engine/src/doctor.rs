@@ -18,6 +18,8 @@ use tokio_postgres::Client;
 use crate::config::EngineConfig;
 use crate::progress::{self, GroupStatus};
 use crate::source::dead_letter_stream;
+use crate::stage::EVENT_TABLES;
+use crate::verify::DERIVED_TABLES;
 
 mod embedded {
     // The same files the engine applies, to tell which of them the database lacks.
@@ -34,25 +36,10 @@ pub const TRIGGERS: [(&str, &str, &str); 5] = [
     ("trigger_share_price_changed", "share_price_changed_events", "V3__merge_triggers.sql"),
 ];
 
-/// Tables reported with their size and row count, log first.
-pub const TABLES: [&str; 16] = [
-    "atom_created_events",
-    "triple_created_events",
-    "deposited_events",
-    "redeemed_events",
-    "share_price_changed_events",
-    "generic_events",
-    "atom",
-    "triple",
-    "position",
-    "vault",
-    "term",
-    "triple_vault",
-    "triple_term",
-    "predicate_object",
-    "subject_predicate",
-    "term_update_outbox",
-];
+/// Tables reported with their size and row count: the log, the derived tables, the outbox.
+pub fn reported_tables() -> Vec<&'static str> {
+    EVENT_TABLES.into_iter().chain(DERIVED_TABLES).chain(["term_update_outbox"]).collect()
+}
 
 #[derive(Args, Clone, Debug)]
 pub struct DoctorArgs {
@@ -325,7 +312,7 @@ async fn tables(client: &Client, exact: bool) -> CheckResult {
                LEFT JOIN pg_class c ON c.relname = n.name AND c.relnamespace = 'public'::regnamespace
                LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
               ORDER BY n.i",
-            &[&TABLES.to_vec()],
+            &[&reported_tables()],
         )
         .await?;
     let mut out = vec![(

@@ -12,13 +12,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
 use tokio_postgres::Transaction;
 use tracing::warn;
 
 use crate::db::PgPool;
 use crate::metrics as m;
-use crate::pipeline::backoff;
+use crate::pipeline::{backoff, AbortOnDrop};
 use crate::sql;
 
 /// Term ids per published entry, so one entry stays well under a megabyte.
@@ -84,7 +83,7 @@ async fn publish_some(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), s
 pub struct Publisher {
     wake: Arc<Notify>,
     closing: Arc<AtomicBool>,
-    task: Option<JoinHandle<()>>,
+    task: AbortOnDrop<()>,
 }
 
 impl Publisher {
@@ -92,7 +91,7 @@ impl Publisher {
         let wake = Arc::new(Notify::new());
         let closing = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(publish_loop(pool, redis, stream, stop, wake.clone(), closing.clone()));
-        Publisher { wake, closing, task: Some(task) }
+        Publisher { wake, closing, task: AbortOnDrop(task) }
     }
 
     /// A batch committed: its outbox rows are ready to go.
@@ -105,18 +104,7 @@ impl Publisher {
     pub async fn finish(mut self) {
         self.closing.store(true, Ordering::SeqCst);
         self.wake.notify_one();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Publisher {
-    /// An abandoned engine (shutdown grace exceeded) must not leave a task behind.
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+        let _ = (&mut self.task.0).await;
     }
 }
 

@@ -133,10 +133,11 @@ pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Re
     result.map(|()| summary)
 }
 
-/// Aborts the reader task however the engine loop ends (an abandoned shutdown included).
-struct AbortOnDrop(tokio::task::JoinHandle<Result<()>>);
+/// Aborts a task however the engine loop ends (an abandoned shutdown included): the
+/// reader, the outbox publisher.
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

@@ -91,21 +91,22 @@ pub struct Backfill {
 impl Backfill {
     /// The median of several runs, with every run's rate and the one analytics drain.
     pub fn median(mut runs: Vec<Backfill>) -> Backfill {
-        let rates: Vec<f64> = runs.iter().map(|b| b.engine.events_per_sec).collect();
         let analytics = runs.iter_mut().find_map(|b| b.analytics.take());
-        let mut median = take_median(runs, |b| b.engine.events_per_sec);
+        let (mut median, rates) = take_median(runs, |b| b.engine.events_per_sec);
         median.runs_events_per_sec = rates;
         median.analytics = analytics;
         median
     }
 }
 
-/// The element with the median `key` (the upper one of an even count).
-fn take_median<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> T {
+/// The element with the median `key` (the upper one of an even count), and every run's
+/// `key` in run order.
+fn take_median<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> (T, Vec<f64>) {
     assert!(!runs.is_empty(), "at least one run");
+    let keys = runs.iter().map(&key).collect();
     runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
     let middle = runs.len() / 2;
-    runs.swap_remove(middle)
+    (runs.swap_remove(middle), keys)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -220,8 +221,7 @@ pub struct RawFloor {
 
 impl RawFloor {
     pub fn median(runs: Vec<RawFloor>) -> RawFloor {
-        let rates: Vec<f64> = runs.iter().map(|f| f.events_per_sec).collect();
-        let mut median = take_median(runs, |f| f.events_per_sec);
+        let (mut median, rates) = take_median(runs, |f| f.events_per_sec);
         median.runs_events_per_sec = rates;
         median
     }
@@ -270,8 +270,7 @@ pub struct Live {
 
 impl Live {
     pub fn median(runs: Vec<Live>) -> Live {
-        let p99s: Vec<f64> = runs.iter().map(|l| l.latency_ms.p99).collect();
-        let mut median = take_median(runs, |l| l.latency_ms.p99);
+        let (mut median, p99s) = take_median(runs, |l| l.latency_ms.p99);
         median.runs_p99_ms = p99s;
         median
     }
@@ -334,14 +333,15 @@ pub async fn live(svc: &Services, workload: &Workload, rate: f64) -> Result<Live
     worker.await??;
     let matches = strong_tables_match(&s).await? && analytics_tables_match(&s).await?;
     svc.done(s).await?;
+    let latency_ms = percentiles(&summary.commit_latency_us, 1000.0);
     Ok(Live {
         offered_events_per_sec: rate,
         events: summary.events,
         seconds,
-        latency_ms: percentiles(&summary.commit_latency_us, 1000.0),
+        runs_p99_ms: vec![latency_ms.p99],
+        latency_ms,
         analytics_lag_s: percentiles(&lag, 1000.0),
         matches_reference: matches,
-        runs_p99_ms: Vec::new(),
     })
 }
 
