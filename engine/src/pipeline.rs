@@ -188,11 +188,17 @@ impl<'a> Engine<'a> {
         else {
             return Ok(());
         };
+        // The publisher works beside the writer: it gets a Redis connection of its own rather
+        // than sharing the one the writer acks on.
+        let Some(mut publishing) =
+            retry_until_stopped(&mut stop, "connecting to Redis", || source::connect_managed(&config.redis_url)).await
+        else {
+            return Ok(());
+        };
         // Whatever a previous run committed but did not publish goes out first.
         let mut stopping = stop.clone();
-        outbox::publish_until_sent(&pool, &mut control.connection(), &config.term_updates_stream, &mut stopping).await;
-        let publisher =
-            Publisher::spawn(pool.clone(), control.connection(), config.term_updates_stream.clone(), stop.clone());
+        outbox::publish_until_sent(&pool, &mut publishing, &config.term_updates_stream, &mut stopping).await;
+        let publisher = Publisher::spawn(pool.clone(), publishing, config.term_updates_stream.clone(), stop.clone());
         let mut engine = Engine { config, stop, summary, pool, control, publisher };
         info!(consumer = %consumer, group = %config.group, streams = ?config.streams, "engine started");
 
