@@ -58,7 +58,7 @@ async fn redelivered_messages_change_nothing() {
     env.cleanup().await;
 }
 
-async fn random_workload_case(p: Params, batch_size: usize, engines: usize) {
+async fn random_workload_case(p: Params, batch_size: usize, engines: usize) -> Vec<rps::RunSummary> {
     let mut env = TestEnv::new("prop").await;
     let (messages, distinct) = workload::messages(&p);
     env.xadd_all(&messages).await;
@@ -78,6 +78,7 @@ async fn random_workload_case(p: Params, batch_size: usize, engines: usize) {
     assert_eq!(logged as usize, distinct, "each distinct event is logged exactly once");
     env.assert_matches_reference().await;
     env.cleanup().await;
+    runs
 }
 
 proptest! {
@@ -103,6 +104,18 @@ proptest! {
 async fn three_engines_on_a_larger_workload() {
     let p = Params { seed: 7, events: 5_000, max_per_message: 20, duplicate_rate: 0.2, streams: 5 };
     random_workload_case(p, 50, 3).await;
+}
+
+/// Batches large enough to be cut into term-disjoint parts applied in concurrent
+/// transactions (one engine, then two sharing the group): the parts must add up to what
+/// one transaction would have written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_applied_as_concurrent_parts() {
+    for engines in [1, 2] {
+        let p = Params { seed: 23 + engines as u64, events: 12_000, max_per_message: 20, duplicate_rate: 0.2, streams: 5 };
+        let runs = random_workload_case(p, 2_000, engines).await;
+        assert!(runs.iter().map(|r| r.parallel_batches).sum::<u64>() > 0, "no batch was applied in parts: {runs:?}");
+    }
 }
 
 /// Batch size 1 is the seed's per-event path; it must agree too.

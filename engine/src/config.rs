@@ -61,11 +61,23 @@ pub struct EngineConfig {
     /// PostgreSQL connections in the pool.
     #[arg(long, env = "PG_POOL_SIZE", default_value_t = 4)]
     pub pool_size: u32,
+
+    /// Concurrent transactions a large batch is applied in (term-disjoint parts, see
+    /// README → Performance). Each needs a pooled connection, besides one that holds the
+    /// batch's term locks and one for the outbox publisher.
+    #[arg(long, env = "APPLY_PARTS", default_value_t = 2)]
+    pub apply_parts: usize,
 }
 
 impl EngineConfig {
     pub fn consumer_name(&self) -> String {
         self.consumer.clone().unwrap_or_else(default_consumer_name)
+    }
+
+    /// Parts a large batch is cut into: `apply_parts`, as far as the pool has connections
+    /// for them beside the lock holder and the publisher.
+    pub fn parts(&self) -> usize {
+        self.apply_parts.min((self.pool_size as usize).saturating_sub(2)).max(1)
     }
 
     pub fn block(&self) -> Duration {
@@ -86,7 +98,8 @@ impl EngineConfig {
             backfill: false,
             claim_idle_ms: 60_000,
             term_updates_stream: "term_updates".into(),
-            pool_size: 2,
+            pool_size: 4,
+            apply_parts: 2,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::ops::Range;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +36,8 @@ pub struct RunSummary {
     pub retry_reasons: BTreeMap<&'static str, u64>,
     /// Sum of `retry_reasons`.
     pub retries: u64,
+    /// Batches applied as several concurrent parts (see [`crate::batch::Part`]).
+    pub parallel_batches: u64,
     pub elapsed: Duration,
     /// Per message, from XADD (the entry id's millisecond timestamp, so up to 1 ms
     /// pessimistic) to the commit of its batch, in microseconds.
@@ -70,6 +73,7 @@ impl Default for RunSummary {
             dead_letters: 0,
             retry_reasons: BTreeMap::new(),
             retries: 0,
+            parallel_batches: 0,
             elapsed: Duration::ZERO,
             commit_latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
             stage_time: StageTimes::default(),
@@ -205,7 +209,7 @@ impl<'a> Engine<'a> {
         // Capacity 1: one batch decoded ahead while the writer works, never more.
         let (tx, mut rx) = mpsc::channel(1);
         let claim_idle = Duration::from_millis(config.claim_idle_ms);
-        let mut read_task = AbortOnDrop(tokio::spawn(read_loop(reader, tx, claim_idle)));
+        let mut read_task = AbortOnDrop(tokio::spawn(read_loop(reader, tx, claim_idle, config.parts())));
         let (started, mut last_report) = (Instant::now(), Instant::now());
         loop {
             let work = tokio::select! {
@@ -290,6 +294,8 @@ impl<'a> Engine<'a> {
 
     /// Apply a batch, retrying with backoff until it commits; nothing is acked before that.
     ///
+    /// A batch of several parts is first applied in concurrent transactions, one per part
+    /// ([`apply_parts`]); the parts that did not commit join the retries below, one by one.
     /// A transient failure (lost connection, server restart, deadlock, serialization
     /// failure) retries the same events. A failure caused by the data (SQLSTATE 22xxx or
     /// 23xxx) would fail forever, so the events are split in halves, each applied on its
@@ -297,26 +303,29 @@ impl<'a> Engine<'a> {
     /// PostgreSQL refuses; those are returned, with the error, to be dead-lettered.
     /// `None` once shutdown is requested while retrying.
     async fn apply_with_retry(&mut self, batch: &Batch) -> Option<Vec<(usize, String)>> {
-        // Ranges of events still to apply, last pushed first; the whole batch to begin with.
-        let mut todo: Vec<std::ops::Range<usize>> = Vec::new();
-        todo.push(0..batch.events.len());
+        // Ranges of events still to apply, last pushed first.
+        let mut todo: Vec<Range<usize>> = if batch.parts.len() > 1 {
+            self.apply_parts_once(batch).await
+        } else {
+            batch.parts.iter().map(|p| p.range.clone()).collect()
+        };
         let mut refused = Vec::new();
         let mut failures = 0;
         while let Some(range) = todo.pop() {
             let events = &batch.events[range.clone()];
+            // A whole part has its term set and encoding from the reader; a piece of a
+            // split one is worked out here.
             let owned;
-            let whole = range.len() == batch.events.len();
-            let term_ids = if whole {
-                &batch.term_ids
-            } else {
-                owned = term_ids_of(events);
-                &owned
+            let (term_ids, encoded) = match batch.parts.iter().find(|p| p.range == range) {
+                Some(part) => (&part.term_ids, part.encoded.as_deref()),
+                None => {
+                    owned = term_ids_of(events);
+                    (&owned, None)
+                }
             };
-            // The reader's encoding covers the whole batch only; parts of a split batch are
-            // encoded here.
-            let encoded = if whole { batch.encoded.as_deref() } else { None };
+            let locks = Locks::Take(term_ids);
             let result =
-                apply_events(&self.pool, events, encoded, term_ids, self.config.backfill, &mut self.summary.stage_time)
+                apply_events(&self.pool, events, encoded, locks, self.config.backfill, &mut self.summary.stage_time)
                     .await;
             let Err(e) = result else {
                 failures = 0;
@@ -347,6 +356,31 @@ impl<'a> Engine<'a> {
             }
         }
         Some(refused)
+    }
+
+    /// One concurrent attempt at every part of `batch`; returns the ranges of the parts that
+    /// did not commit (all of them if the batch's locks could not be taken).
+    async fn apply_parts_once(&mut self, batch: &Batch) -> Vec<Range<usize>> {
+        let outcome = apply_parts(&self.pool, batch, self.config.backfill).await;
+        let results = match outcome {
+            Ok(results) => results,
+            Err(e) => {
+                self.summary.count_retry(db::classify(&e).reason());
+                warn!(error = %format!("{e:#}"), "taking the batch's term locks failed; applying its parts one by one");
+                return batch.parts.iter().map(|p| p.range.clone()).collect();
+            }
+        };
+        self.summary.parallel_batches += 1;
+        let mut failed = Vec::new();
+        for (part, (times, result)) in batch.parts.iter().zip(results) {
+            self.summary.stage_time.merge(&times);
+            if let Err(e) = result {
+                self.summary.count_retry(db::classify(&e).reason());
+                warn!(error = %format!("{e:#}"), events = part.range.len(), "a part of the batch rolled back; retrying it on its own");
+                failed.push(part.range.clone());
+            }
+        }
+        failed
     }
 
     /// Dead letters, then acks, retried; `false` if shutdown came first.
@@ -418,7 +452,7 @@ enum Phase {
     New,
 }
 
-async fn read_loop(mut reader: StreamReader, tx: mpsc::Sender<Work>, claim_idle: Duration) -> Result<()> {
+async fn read_loop(mut reader: StreamReader, tx: mpsc::Sender<Work>, claim_idle: Duration, parts: usize) -> Result<()> {
     let claim_every = claim_idle.max(Duration::from_secs(1));
     let mut phase = Phase::OwnPending;
     let mut last_claim = Instant::now();
@@ -464,7 +498,7 @@ async fn read_loop(mut reader: StreamReader, tx: mpsc::Sender<Work>, claim_idle:
             Phase::New => Phase::New,
         };
         let work = if !messages.is_empty() {
-            let decode = tokio::task::spawn_blocking(move || Batch::from_messages(messages));
+            let decode = tokio::task::spawn_blocking(move || Batch::from_messages_in_parts(messages, parts));
             let mut batch = timed(&mut times, "decode", async { Ok(decode.await?) }).await?;
             batch.times = times;
             Work::Batch(batch)
@@ -483,16 +517,54 @@ fn backoff_delay(failures: u32) -> Duration {
     Duration::from_millis((100u64 << failures.min(6)).min(5_000))
 }
 
-/// One transaction: lock → COPY → merge (triggers) → cascade → COMMIT.
-pub async fn apply(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) -> Result<()> {
-    apply_events(pool, &batch.events, batch.encoded.as_deref(), &batch.term_ids, backfill, times).await
+/// Whose advisory locks cover a transaction's terms.
+#[derive(Clone, Copy)]
+enum Locks<'a> {
+    /// The transaction takes them, on these term ids.
+    Take(&'a [String]),
+    /// Another transaction of this engine holds the whole batch's locks until this one ends.
+    HeldForIt(&'a [String]),
 }
 
+/// Apply every part of a batch at once, each in its own transaction, while one more
+/// transaction holds the term locks of the whole batch until all parts have ended.
+///
+/// The parts share no term, so no row, and need no locks among themselves; the lock holder
+/// keeps other engines serialized with the batch as a whole, exactly as if it were one
+/// transaction. A part that commits stays committed whatever its siblings do: every merge
+/// is idempotent, so when the batch is redelivered (nothing is acked before every part has
+/// committed) the committed part's events are no-ops.
+///
+/// `Err` when the locks could not be taken (nothing was tried); otherwise each part's stage
+/// times and outcome, in part order.
+async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<Vec<(StageTimes, Result<()>)>> {
+    let mut holder = pool.get().await.context("no PostgreSQL connection available")?;
+    let locks = holder.transaction().await?;
+    let mut lock_time = StageTimes::default();
+    timed(&mut lock_time, "lock", merge::lock_terms(&locks, &batch.term_ids())).await?;
+    let attempts = batch.parts.iter().map(|part| async move {
+        let mut times = StageTimes::default();
+        let events = &batch.events[part.range.clone()];
+        let result =
+            apply_events(pool, events, part.encoded.as_deref(), Locks::HeldForIt(&part.term_ids), backfill, &mut times)
+                .await;
+        (times, result)
+    });
+    let mut results = futures_util::future::join_all(attempts).await;
+    // Nothing was written under the holder: ending it only releases the locks.
+    locks.rollback().await?;
+    if let Some((times, _)) = results.first_mut() {
+        times.merge(&lock_time);
+    }
+    Ok(results)
+}
+
+/// One transaction: lock → COPY → merge (triggers) → cascade → COMMIT.
 async fn apply_events(
     pool: &PgPool,
     events: &[Event],
     encoded: Option<&[stage::EncodedTable]>,
-    term_ids: &[String],
+    locks: Locks<'_>,
     backfill: bool,
     times: &mut StageTimes,
 ) -> Result<()> {
@@ -504,7 +576,13 @@ async fn apply_events(
     if backfill {
         tx.batch_execute(sql::BACKFILL_TRANSACTION).await?;
     }
-    timed(times, "lock", merge::lock_terms(&tx, term_ids)).await?;
+    let term_ids = match locks {
+        Locks::Take(term_ids) => {
+            timed(times, "lock", merge::lock_terms(&tx, term_ids)).await?;
+            term_ids
+        }
+        Locks::HeldForIt(term_ids) => term_ids,
+    };
     let staged = match encoded {
         Some(tables) => timed(times, "copy", stage::copy_encoded(&tx, tables, stage::Target::Staging)).await?,
         None => timed(times, "copy", stage::stage_events(&tx, events)).await?,
