@@ -71,13 +71,19 @@ impl Batch {
         for (m, d) in messages.into_iter().zip(decoded) {
             batch.add(m, d, &mut events);
         }
-        events.sort_by(|(a, _), (b, _)| a.order_key().cmp(&b.order_key()));
-        events.dedup_by(|(a, _), (b, _)| {
-            a.tx.transaction_hash == b.tx.transaction_hash && a.tx.log_index == b.tx.log_index
+        // Ordered, deduplicated and cut through a permutation: an event is a few hundred
+        // bytes, and a sort would move each one many times.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        // Stable: of an event delivered twice, the first delivery is kept.
+        order.sort_by(|&a, &b| events[a].0.order_key().cmp(&events[b].0.order_key()));
+        order.dedup_by(|a, b| {
+            let (a, b) = (&events[*a].0.tx, &events[*b].0.tx);
+            a.transaction_hash == b.transaction_hash && a.log_index == b.log_index
         });
-        let parts = max_parts.min(events.len() / MIN_PART_EVENTS).max(1);
-        let sizes = if parts > 1 { group_by_part(&mut events, parts) } else { vec![events.len()] };
-        (batch.events, batch.origins) = events.into_iter().unzip();
+        let parts = max_parts.min(order.len() / MIN_PART_EVENTS).max(1);
+        let sizes = if parts > 1 { group_by_part(&events, &mut order, parts) } else { vec![order.len()] };
+        let mut slots: Vec<Option<(Event, u32)>> = events.into_iter().map(Some).collect();
+        (batch.events, batch.origins) = order.iter().filter_map(|&i| slots[i].take()).unzip();
         let ranges: Vec<Range<usize>> = sizes
             .into_iter()
             .filter(|&n| n > 0)
@@ -171,14 +177,14 @@ fn on_threads<I: Send, O: Send>(inputs: Vec<I>, f: impl Fn(I) -> O + Sync) -> Ve
     })
 }
 
-/// Reorder `events` (in chain order) part by part, each part keeping chain order, and
-/// return each part's size. Terms linked by one event (a triple and its counter term) are
+/// Reorder `order` (indexes of `events`, in chain order) part by part, each part keeping
+/// chain order, and return each part's size. Terms linked by one event (a triple and its counter term) are
 /// one group; whole groups go to the part with the fewest events so far, largest first,
 /// so a hot vault cannot unbalance the parts much. Events without a term (generic ones)
 /// touch no merged row and go to the smallest part.
-fn group_by_part<T>(events: &mut Vec<(Event, T)>, parts: usize) -> Vec<usize> {
+fn group_by_part<T>(events: &[(Event, T)], order: &mut Vec<usize>, parts: usize) -> Vec<usize> {
     let mut groups = TermGroups::default();
-    let group_of: Vec<Option<usize>> = events.iter().map(|(e, _)| groups.add(e.term_ids())).collect();
+    let group_of: Vec<Option<usize>> = order.iter().map(|&i| groups.add(events[i].0.term_ids())).collect();
     let mut size: HashMap<usize, usize> = HashMap::new();
     let roots: Vec<Option<usize>> = group_of.iter().map(|g| g.map(|g| groups.root(g))).collect();
     for root in roots.iter().flatten() {
@@ -201,9 +207,9 @@ fn group_by_part<T>(events: &mut Vec<(Event, T)>, parts: usize) -> Vec<usize> {
         sizes[p] += 1;
     }
     // A stable sort by part keeps chain order inside each part.
-    let mut tagged: Vec<(usize, (Event, T))> = part.into_iter().zip(events.drain(..)).collect();
-    tagged.sort_by_key(|(p, _)| *p);
-    events.extend(tagged.into_iter().map(|(_, e)| e));
+    let mut tagged: Vec<(usize, usize)> = part.into_iter().zip(order.drain(..)).collect();
+    tagged.sort_by_key(|&(p, _)| p);
+    order.extend(tagged.into_iter().map(|(_, i)| i));
     sizes
 }
 
