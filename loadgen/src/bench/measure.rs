@@ -43,6 +43,9 @@ pub struct Throughput {
     pub events: u64,
     pub messages: u64,
     pub batches: u64,
+    /// Batches applied as concurrent term-disjoint parts (their stage times are summed over
+    /// the parts).
+    pub parallel_batches: u64,
     pub seconds: f64,
     pub events_per_sec: f64,
     /// Mean wall time per batch, milliseconds.
@@ -59,6 +62,7 @@ fn throughput(s: &rps::RunSummary, matches_reference: bool) -> Throughput {
         events: s.events,
         messages: s.messages,
         batches: s.batches,
+        parallel_batches: s.parallel_batches,
         seconds,
         events_per_sec: s.events_per_second(),
         mean_batch_ms: seconds * 1000.0 / s.batches.max(1) as f64,

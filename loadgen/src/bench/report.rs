@@ -219,8 +219,11 @@ impl Report {
         let stages: Vec<String> = b.engine.stage_seconds.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
         let _ = writeln!(
             md,
-            "{}  \n(read and decode run on the reader task, overlapping the database stages.)",
-            stages.join(" · ")
+            "{}  \n(read and decode run on the reader task, overlapping the database stages; {} of {} batches \
+             were applied as concurrent term-disjoint parts, whose database stages are summed over the parts.)",
+            stages.join(" · "),
+            b.engine.parallel_batches,
+            b.engine.batches
         );
     }
 }
