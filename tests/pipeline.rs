@@ -112,7 +112,8 @@ async fn three_engines_on_a_larger_workload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_batches_applied_as_concurrent_parts() {
     for engines in [1, 2] {
-        let p = Params { seed: 23 + engines as u64, events: 12_000, max_per_message: 20, duplicate_rate: 0.2, streams: 5 };
+        let p =
+            Params { seed: 23 + engines as u64, events: 12_000, max_per_message: 20, duplicate_rate: 0.2, streams: 5 };
         let runs = random_workload_case(p, 2_000, engines).await;
         assert!(runs.iter().map(|r| r.parallel_batches).sum::<u64>() > 0, "no batch was applied in parts: {runs:?}");
     }

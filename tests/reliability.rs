@@ -541,3 +541,42 @@ async fn a_database_refused_event_is_isolated_and_dead_lettered() {
     env.assert_matches_reference().await;
     env.cleanup().await;
 }
+
+/// The same inside a batch large enough to be applied as concurrent term-disjoint parts:
+/// the part holding the refused event rolls back and is split until the event is isolated,
+/// while the other part commits on its own; the batch is acked once everything is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_in_one_part_leaves_the_other_part_committed() {
+    let mut env = TestEnv::new("bisect_parts").await;
+    env.client()
+        .await
+        .batch_execute("ALTER TABLE deposited_events ADD CONSTRAINT poison CHECK (total_shares <> 12340)")
+        .await
+        .unwrap();
+    for log in 0..5000u64 {
+        let term = poison::term(3, (log % 40) as usize);
+        env.xadd(2, deposit_message(&term, 300 + log / 100, log).as_bytes()).await;
+    }
+    let mut config = env.config();
+    config.batch_size = 5000;
+    let summary = env.run(config).await;
+    assert_eq!(
+        (summary.batches, summary.parallel_batches, summary.events, summary.dead_letters),
+        (1, 1, 4999, 1),
+        "{summary:?}"
+    );
+    assert!(summary.retry_reasons.get("data").is_some_and(|n| *n >= 3), "{:?}", summary.retry_reasons);
+    let dlq = env.dead_letters(2).await;
+    assert_eq!(dlq.len(), 1);
+    assert!(dlq[0].0.contains("SQLSTATE 23514"), "{}", dlq[0].0);
+    let payload: serde_json::Value = serde_json::from_str(&dlq[0].1).unwrap();
+    assert_eq!(payload["event_data"][0]["totalShares"], "12340");
+    assert_eq!(env.count("SELECT count(*) FROM deposited_events").await, 4999);
+    env.assert_matches_reference().await;
+    assert_eq!(
+        integration_tests::faults::pending_on(REDIS, &env.streams, "redis-postgres-sync").await,
+        0,
+        "the whole batch is acked"
+    );
+    env.cleanup().await;
+}

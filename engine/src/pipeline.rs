@@ -551,8 +551,11 @@ async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<Vec
         (times, result)
     });
     let mut results = futures_util::future::join_all(attempts).await;
-    // Nothing was written under the holder: ending it only releases the locks.
-    locks.rollback().await?;
+    // Nothing was written under the holder: ending it only releases the locks (which a
+    // lost connection has released already). The parts' outcomes stand either way.
+    if let Err(e) = locks.rollback().await {
+        warn!(error = %db::error_text(&e), "ending the batch's lock holder failed; its locks went with its connection");
+    }
     if let Some((times, _)) = results.first_mut() {
         times.merge(&lock_time);
     }

@@ -26,11 +26,13 @@ pub struct Services {
     pub pg_base: String,
     pub redis_url: String,
     pub run_id: String,
+    /// The engine's `--apply-parts` for every engine run.
+    pub apply_parts: usize,
 }
 
 impl Services {
     async fn scratch(&self, tag: &str) -> Result<Scratch> {
-        Scratch::new(&self.pg_base, &self.redis_url, &self.run_id, tag).await
+        Scratch::new(&self.pg_base, &self.redis_url, &self.run_id, tag, self.apply_parts).await
     }
 
     async fn done(&self, s: Scratch) -> Result<()> {

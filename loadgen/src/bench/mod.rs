@@ -40,6 +40,10 @@ pub struct BenchConfig {
     /// Engine batch size (messages per stream per read) for backfill and scaling runs.
     #[arg(long, default_value_t = rps::config::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// The engine's `--apply-parts`: concurrent transactions per large batch (1 measures
+    /// the single-transaction path).
+    #[arg(long, default_value_t = 2)]
+    pub apply_parts: usize,
     /// Events pushed through the per-event path (batch size 1, one event per message).
     #[arg(long, default_value_t = 5_000)]
     pub per_event_events: usize,
@@ -68,7 +72,12 @@ pub struct BenchConfig {
 pub async fn run(config: &BenchConfig) -> Result<Report> {
     let started = Instant::now();
     let run_id = format!("{}_{}", chrono_stamp(), std::process::id());
-    let svc = Services { pg_base: config.pg_url.clone(), redis_url: config.redis_url.clone(), run_id };
+    let svc = Services {
+        pg_base: config.pg_url.clone(),
+        redis_url: config.redis_url.clone(),
+        run_id,
+        apply_parts: config.apply_parts,
+    };
     let mut report = Report::new(config).await?;
 
     let workload = make_workload(config.events, config.seed, 50);

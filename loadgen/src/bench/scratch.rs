@@ -13,17 +13,19 @@ pub struct Scratch {
     pub redis_url: String,
     pub prefix: String,
     pub redis: MultiplexedConnection,
+    pub apply_parts: usize,
 }
 
 impl Scratch {
     /// `base_url` is a PostgreSQL URL without a database name.
-    pub async fn new(base_url: &str, redis_url: &str, run_id: &str, tag: &str) -> Result<Scratch> {
+    pub async fn new(base_url: &str, redis_url: &str, run_id: &str, tag: &str, apply_parts: usize) -> Result<Scratch> {
         let name = format!("rps_bench_{run_id}_{tag}");
         let database_url = format!("{}/{name}", base_url.trim_end_matches('/'));
         rps::db::ensure_database(&database_url).await?;
         rps::db::migrate(&database_url).await?;
         let redis = crate::redis_out::connect(redis_url).await?;
-        Ok(Scratch { prefix: format!("{name}:"), name, database_url, redis_url: redis_url.to_owned(), redis })
+        let redis_url = redis_url.to_owned();
+        Ok(Scratch { prefix: format!("{name}:"), name, database_url, redis_url, redis, apply_parts })
     }
 
     pub fn streams(&self) -> Vec<String> {
@@ -39,6 +41,8 @@ impl Scratch {
         let mut c = EngineConfig::local(&self.database_url, &self.streams());
         c.redis_url = self.redis_url.clone();
         c.batch_size = batch_size;
+        c.apply_parts = self.apply_parts;
+        c.pool_size = c.pool_size.max(self.apply_parts as u32 + 2);
         c.backfill = backfill;
         c.block_ms = 50;
         c.term_updates_stream = self.term_updates();
