@@ -9,10 +9,12 @@ async fn small_bench_writes_a_complete_report() {
     let config = BenchConfig {
         pg_url: "postgres://postgres@127.0.0.1:5432".into(),
         redis_url: "redis://127.0.0.1:6379".into(),
-        events: 3_000,
+        // Above 2 x batch::MIN_PART_EVENTS, so the backfill's batch is applied in parts.
+        events: 5_000,
         seed: 5,
         repeat: 2,
         batch_size: rps::config::DEFAULT_BATCH_SIZE,
+        apply_parts: 2,
         per_event_events: 100,
         live_rates: vec![400.0],
         live_seconds: 1.0,
@@ -28,7 +30,8 @@ async fn small_bench_writes_a_complete_report() {
     for section in ["machine", "backfill", "raw_floor", "per_event", "live", "scaling"] {
         assert!(!json[section].is_null(), "report lacks {section}");
     }
-    assert_eq!(json["backfill"]["engine"]["events"], 3_000);
+    assert_eq!(json["backfill"]["engine"]["events"], 5_000);
+    assert!(json["backfill"]["engine"]["parallel_batches"].as_u64().unwrap() >= 1, "the backfill used parts");
     assert_eq!(json["backfill"]["engine"]["matches_reference"], true);
     assert_eq!(json["backfill"]["analytics"]["matches_reference"], true);
     assert_eq!(json["backfill"]["runs_events_per_sec"].as_array().unwrap().len(), 2);
