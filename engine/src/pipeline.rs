@@ -548,6 +548,10 @@ async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<Vec
         let result =
             apply_events(pool, events, part.encoded.as_deref(), Locks::HeldForIt(&part.term_ids), backfill, &mut times)
                 .await;
+        if result.is_ok() {
+            // One part committed, its siblings maybe not yet: the batch is not acked.
+            outbox::crash_point("after_part_commit");
+        }
         (times, result)
     });
     let mut results = futures_util::future::join_all(attempts).await;
