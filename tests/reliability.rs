@@ -534,25 +534,26 @@ async fn poison_input_is_dead_lettered_precisely_and_good_input_applied() {
     env.cleanup().await;
 }
 
-/// An event that passes decoding but that PostgreSQL refuses (simulated by a CHECK
-/// constraint on its value) must not wedge the engine: the batch is split until the event
-/// is isolated; it is dead-lettered with PostgreSQL's reason and the rest commits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_refused_event_is_isolated_and_dead_lettered() {
-    let mut env = TestEnv::new("bisect").await;
+/// `deposits` deposits (block `200 + log / 100`, over `terms` terms) of which the one at
+/// `refused_log` breaks a CHECK constraint, all in one batch: it must be isolated and
+/// dead-lettered with PostgreSQL's reason, the rest committed and the batch acked.
+async fn one_refused_deposit_case(env: &mut TestEnv, deposits: u64, terms: u64, refused_log: u64) -> rps::RunSummary {
+    let refused_shares = 10 * (refused_log + 1); // deposit_message's totalShares
     env.client()
         .await
-        .batch_execute("ALTER TABLE deposited_events ADD CONSTRAINT poison CHECK (total_shares <> 40)")
+        .batch_execute(&format!(
+            "ALTER TABLE deposited_events ADD CONSTRAINT poison CHECK (total_shares <> {refused_shares})"
+        ))
         .await
         .unwrap();
-    for log in 0..10u64 {
-        let term = poison::term(2, log as usize);
-        env.xadd(2, deposit_message(&term, 200, log).as_bytes()).await;
+    for log in 0..deposits {
+        let term = poison::term(2, (log % terms) as usize);
+        env.xadd(2, deposit_message(&term, 200 + log / 100, log).as_bytes()).await;
     }
     let mut config = env.config();
-    config.batch_size = 100;
+    config.batch_size = deposits as usize;
     let summary = env.run(config).await;
-    assert_eq!((summary.batches, summary.events, summary.dead_letters), (1, 9, 1), "{summary:?}");
+    assert_eq!((summary.batches, summary.events, summary.dead_letters), (1, deposits - 1, 1), "{summary:?}");
     assert!(summary.retry_reasons.get("data").is_some_and(|n| *n >= 3), "{:?}", summary.retry_reasons);
     let dlq = env.dead_letters(2).await;
     assert_eq!(dlq.len(), 1);
@@ -561,9 +562,24 @@ async fn a_database_refused_event_is_isolated_and_dead_lettered() {
     // The dead letter holds the event alone, in the producer's format, ready to replay.
     let payload: serde_json::Value = serde_json::from_str(&dlq[0].1).unwrap();
     assert_eq!(payload["event_name"], "Deposited");
-    assert_eq!(payload["event_data"][0]["totalShares"], "40");
-    assert_eq!(env.count("SELECT count(*) FROM deposited_events").await, 9);
+    assert_eq!(payload["event_data"][0]["totalShares"], refused_shares.to_string());
+    assert_eq!(env.count("SELECT count(*) FROM deposited_events").await as u64, deposits - 1);
     env.assert_matches_reference().await;
+    assert_eq!(
+        integration_tests::faults::pending_on(REDIS, &env.streams, "redis-postgres-sync").await,
+        0,
+        "the whole batch is acked"
+    );
+    summary
+}
+
+/// An event that passes decoding but that PostgreSQL refuses (simulated by a CHECK
+/// constraint on its value) must not wedge the engine: the batch is split until the event
+/// is isolated; it is dead-lettered with PostgreSQL's reason and the rest commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refused_event_is_isolated_and_dead_lettered() {
+    let mut env = TestEnv::new("bisect").await;
+    one_refused_deposit_case(&mut env, 10, 10, 3).await;
     env.cleanup().await;
 }
 
@@ -573,35 +589,7 @@ async fn a_database_refused_event_is_isolated_and_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_event_in_one_part_leaves_the_other_part_committed() {
     let mut env = TestEnv::new("bisect_parts").await;
-    env.client()
-        .await
-        .batch_execute("ALTER TABLE deposited_events ADD CONSTRAINT poison CHECK (total_shares <> 12340)")
-        .await
-        .unwrap();
-    for log in 0..5000u64 {
-        let term = poison::term(3, (log % 40) as usize);
-        env.xadd(2, deposit_message(&term, 300 + log / 100, log).as_bytes()).await;
-    }
-    let mut config = env.config();
-    config.batch_size = 5000;
-    let summary = env.run(config).await;
-    assert_eq!(
-        (summary.batches, summary.parallel_batches, summary.events, summary.dead_letters),
-        (1, 1, 4999, 1),
-        "{summary:?}"
-    );
-    assert!(summary.retry_reasons.get("data").is_some_and(|n| *n >= 3), "{:?}", summary.retry_reasons);
-    let dlq = env.dead_letters(2).await;
-    assert_eq!(dlq.len(), 1);
-    assert!(dlq[0].0.contains("SQLSTATE 23514"), "{}", dlq[0].0);
-    let payload: serde_json::Value = serde_json::from_str(&dlq[0].1).unwrap();
-    assert_eq!(payload["event_data"][0]["totalShares"], "12340");
-    assert_eq!(env.count("SELECT count(*) FROM deposited_events").await, 4999);
-    env.assert_matches_reference().await;
-    assert_eq!(
-        integration_tests::faults::pending_on(REDIS, &env.streams, "redis-postgres-sync").await,
-        0,
-        "the whole batch is acked"
-    );
+    let summary = one_refused_deposit_case(&mut env, 5000, 40, 1233).await;
+    assert_eq!(summary.parallel_batches, 1, "the batch was applied in parts");
     env.cleanup().await;
 }
