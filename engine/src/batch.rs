@@ -178,38 +178,38 @@ fn on_threads<I: Send, O: Send>(inputs: Vec<I>, f: impl Fn(I) -> O + Sync) -> Ve
 }
 
 /// Reorder `order` (indexes of `events`, in chain order) part by part, each part keeping
-/// chain order, and return each part's size. Terms linked by one event (a triple and its counter term) are
-/// one group; whole groups go to the part with the fewest events so far, largest first,
-/// so a hot vault cannot unbalance the parts much. Events without a term (generic ones)
-/// touch no merged row and go to the smallest part.
-fn group_by_part<T>(events: &[(Event, T)], order: &mut Vec<usize>, parts: usize) -> Vec<usize> {
+/// chain order, and return each part's size. Terms linked by one event (a triple and its
+/// counter term) are one group; whole groups go to the part with the fewest events so far,
+/// largest first, so a hot vault cannot unbalance the parts much. Events without a term
+/// (generic ones) touch no merged row and go to the smallest part.
+fn group_by_part(events: &[(Event, u32)], order: &mut Vec<usize>, parts: usize) -> Vec<usize> {
     let mut groups = TermGroups::default();
     let group_of: Vec<Option<usize>> = order.iter().map(|&i| groups.add(events[i].0.term_ids())).collect();
-    let mut size: HashMap<usize, usize> = HashMap::new();
     let roots: Vec<Option<usize>> = group_of.iter().map(|g| g.map(|g| groups.root(g))).collect();
-    for root in roots.iter().flatten() {
-        *size.entry(*root).or_default() += 1;
+    // Group ids are dense (0..terms), so per-group tables are plain vectors.
+    let mut size = vec![0usize; groups.len()];
+    for &root in roots.iter().flatten() {
+        size[root] += 1;
     }
-    let mut by_size: Vec<(usize, usize)> = size.into_iter().collect();
+    let mut by_size: Vec<usize> = (0..size.len()).filter(|&g| size[g] > 0).collect();
     // Ties broken by group number, so the cut depends only on the batch.
-    by_size.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    by_size.sort_unstable_by(|&a, &b| size[b].cmp(&size[a]).then(a.cmp(&b)));
     let mut load = vec![0usize; parts];
-    let mut part_of_root = HashMap::with_capacity(by_size.len());
-    for (root, n) in by_size {
-        let lightest = (0..parts).min_by_key(|&p| (load[p], p)).unwrap_or(0);
-        load[lightest] += n;
-        part_of_root.insert(root, lightest);
+    let lightest = |load: &[usize]| (0..parts).min_by_key(|&p| (load[p], p)).unwrap_or(0);
+    let mut part_of = vec![0usize; size.len()];
+    for g in by_size {
+        let p = lightest(&load);
+        load[p] += size[g];
+        part_of[g] = p;
     }
-    let lightest = (0..parts).min_by_key(|&p| (load[p], p)).unwrap_or(0);
-    let part: Vec<usize> = roots.iter().map(|r| r.map_or(lightest, |r| part_of_root[&r])).collect();
-    let mut sizes = vec![0usize; parts];
-    for &p in &part {
-        sizes[p] += 1;
+    let termless = lightest(&load);
+    // Bucketing in chain order keeps chain order inside each part.
+    let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); parts];
+    for (root, i) in roots.into_iter().zip(order.drain(..)) {
+        buckets[root.map_or(termless, |r| part_of[r])].push(i);
     }
-    // A stable sort by part keeps chain order inside each part.
-    let mut tagged: Vec<(usize, usize)> = part.into_iter().zip(order.drain(..)).collect();
-    tagged.sort_by_key(|&(p, _)| p);
-    order.extend(tagged.into_iter().map(|(_, i)| i));
+    let sizes = buckets.iter().map(Vec::len).collect();
+    order.extend(buckets.into_iter().flatten());
     sizes
 }
 
@@ -239,6 +239,11 @@ impl<'a> TermGroups<'a> {
             }
         }
         first
+    }
+
+    /// Group ids handed out so far (one per distinct term).
+    fn len(&self) -> usize {
+        self.parent.len()
     }
 
     fn root(&mut self, mut x: usize) -> usize {

@@ -12,6 +12,10 @@ pub const DEFAULT_STREAMS: &str =
 /// locking (see README → Performance).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
+/// Pooled connections the engine needs besides one per part: the batch's lock holder and
+/// the outbox publisher.
+const CONNECTIONS_BESIDE_PARTS: usize = 2;
+
 #[derive(Args, Clone, Debug)]
 pub struct EngineConfig {
     /// PostgreSQL connection URL. The database is created if it does not exist.
@@ -77,7 +81,14 @@ impl EngineConfig {
     /// Parts a large batch is cut into: `apply_parts`, as far as the pool has connections
     /// for them beside the lock holder and the publisher.
     pub fn parts(&self) -> usize {
-        self.apply_parts.min((self.pool_size as usize).saturating_sub(2)).max(1)
+        self.apply_parts.min((self.pool_size as usize).saturating_sub(CONNECTIONS_BESIDE_PARTS)).max(1)
+    }
+
+    /// Apply large batches in `parts` parts, with a pool large enough for them.
+    pub fn with_parts(mut self, parts: usize) -> Self {
+        self.apply_parts = parts;
+        self.pool_size = self.pool_size.max((parts + CONNECTIONS_BESIDE_PARTS) as u32);
+        self
     }
 
     pub fn block(&self) -> Duration {

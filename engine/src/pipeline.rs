@@ -361,7 +361,7 @@ impl<'a> Engine<'a> {
     /// One concurrent attempt at every part of `batch`; returns the ranges of the parts that
     /// did not commit (all of them if the batch's locks could not be taken).
     async fn apply_parts_once(&mut self, batch: &Batch) -> Vec<Range<usize>> {
-        let outcome = apply_parts(&self.pool, batch, self.config.backfill).await;
+        let outcome = apply_parts(&self.pool, batch, self.config.backfill, &mut self.summary.stage_time).await;
         let results = match outcome {
             Ok(results) => results,
             Err(e) => {
@@ -372,8 +372,7 @@ impl<'a> Engine<'a> {
         };
         self.summary.parallel_batches += 1;
         let mut failed = Vec::new();
-        for (part, (times, result)) in batch.parts.iter().zip(results) {
-            self.summary.stage_time.merge(&times);
+        for (part, result) in batch.parts.iter().zip(results) {
             if let Err(e) = result {
                 self.summary.count_retry(db::classify(&e).reason());
                 warn!(error = %format!("{e:#}"), events = part.range.len(), "a part of the batch rolled back; retrying it on its own");
@@ -535,13 +534,12 @@ enum Locks<'a> {
 /// is idempotent, so when the batch is redelivered (nothing is acked before every part has
 /// committed) the committed part's events are no-ops.
 ///
-/// `Err` when the locks could not be taken (nothing was tried); otherwise each part's stage
-/// times and outcome, in part order.
-async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<Vec<(StageTimes, Result<()>)>> {
+/// `Err` when the locks could not be taken (nothing was tried); otherwise each part's
+/// outcome, in part order. Every stage's time (the parts' summed) goes into `times`.
+async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) -> Result<Vec<Result<()>>> {
     let mut holder = pool.get().await.context("no PostgreSQL connection available")?;
     let locks = holder.transaction().await?;
-    let mut lock_time = StageTimes::default();
-    timed(&mut lock_time, "lock", merge::lock_terms(&locks, &batch.term_ids())).await?;
+    timed(times, "lock", merge::lock_terms(&locks, &batch.term_ids())).await?;
     let attempts = batch.parts.iter().map(|part| async move {
         let mut times = StageTimes::default();
         let events = &batch.events[part.range.clone()];
@@ -554,16 +552,19 @@ async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool) -> Result<Vec
         }
         (times, result)
     });
-    let mut results = futures_util::future::join_all(attempts).await;
+    let results = futures_util::future::join_all(attempts).await;
     // Nothing was written under the holder: ending it only releases the locks (which a
     // lost connection has released already). The parts' outcomes stand either way.
     if let Err(e) = locks.rollback().await {
         warn!(error = %db::error_text(&e), "ending the batch's lock holder failed; its locks went with its connection");
     }
-    if let Some((times, _)) = results.first_mut() {
-        times.merge(&lock_time);
-    }
-    Ok(results)
+    Ok(results
+        .into_iter()
+        .map(|(part_times, result)| {
+            times.merge(&part_times);
+            result
+        })
+        .collect())
 }
 
 /// One transaction: lock → COPY → merge (triggers) → cascade → COMMIT.

@@ -38,11 +38,9 @@ impl Scratch {
 
     /// Engine settings for this scratch space: drain and exit, quick idle detection.
     pub fn engine_config(&self, batch_size: usize, backfill: bool) -> EngineConfig {
-        let mut c = EngineConfig::local(&self.database_url, &self.streams());
+        let mut c = EngineConfig::local(&self.database_url, &self.streams()).with_parts(self.apply_parts);
         c.redis_url = self.redis_url.clone();
         c.batch_size = batch_size;
-        c.apply_parts = self.apply_parts;
-        c.pool_size = c.pool_size.max(self.apply_parts as u32 + 2);
         c.backfill = backfill;
         c.block_ms = 50;
         c.term_updates_stream = self.term_updates();
