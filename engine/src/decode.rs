@@ -107,7 +107,13 @@ fn prescan(raw: &[u8]) -> Result<(), DecodeError> {
     while i < raw.len() {
         let b = raw[i];
         if in_str {
-            match b {
+            // Skip to the string's next quote or backslash: ids and hashes are long runs
+            // of plain characters.
+            match memchr::memchr2(b'"', b'\\', &raw[i..]) {
+                Some(skip) => i += skip,
+                None => break,
+            }
+            match raw[i] {
                 b'\\' if raw.get(i + 1) == Some(&b'u') => {
                     if let Some(unit) = utf16_escape(raw, i) {
                         if (0xDC00..0xE000).contains(&unit) {
@@ -325,15 +331,17 @@ impl<'a, 'v> Fields<'a, 'v> {
     /// Hex of exactly `len` bytes, `0x` optional, returned as lowercase `0x` hex.
     fn fixed_hex(&self, name: &str, len: usize) -> Result<String, DecodeError> {
         let s = self.str(name)?;
-        let digits = strip_0x(s);
-        if digits.len() != len * 2 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let digits = strip_0x(s).as_bytes();
+        if digits.len() != len * 2 || !digits.iter().all(u8::is_ascii_hexdigit) {
             let shown: String = s.chars().take(80).collect();
             return err(format!("field `{name}`: expected {len} bytes of hex, got {shown:?}"));
         }
-        // One allocation: this runs for four or five ids per event.
-        let mut out = String::with_capacity(2 + digits.len());
-        out.push_str("0x");
-        out.extend(digits.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        // One allocation and a byte loop the compiler vectorizes: this runs for four or
+        // five ids per event (pushing `char`s one by one cost a tenth of the engine's CPU).
+        let mut out = Vec::with_capacity(2 + digits.len());
+        out.extend_from_slice(b"0x");
+        out.extend(digits.iter().map(u8::to_ascii_lowercase));
+        let out = String::from_utf8(out).expect("ASCII hex digits are UTF-8");
         Ok(out)
     }
 
