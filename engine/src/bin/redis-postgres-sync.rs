@@ -3,12 +3,6 @@ use rps::verify::{compare_all, ANALYTICS_TABLES, STRONG_TABLES};
 use rps::EngineConfig;
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc keeps freed pages for reuse: each batch allocates and frees tens of megabytes
-/// (events, staging buffers), which glibc returned to the kernel only to fault them in again,
-/// zeroed, for the next batch (about a quarter of the engine's CPU in backfill).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// Keep PostgreSQL in sync with the Intuition events rindexer publishes to Redis streams.
 /// Without a subcommand it runs the sync engine.
 #[derive(Parser)]
