@@ -12,9 +12,8 @@ pub const DEFAULT_STREAMS: &str =
 /// locking (see README → Performance).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
-/// Pooled connections the engine needs besides one per part: the batch's lock holder and
-/// the outbox publisher.
-const CONNECTIONS_BESIDE_PARTS: usize = 2;
+/// Pooled connections the engine needs besides one per part: the outbox publisher's.
+const CONNECTIONS_BESIDE_PARTS: usize = 1;
 
 #[derive(Args, Clone, Debug)]
 pub struct EngineConfig {
@@ -79,7 +78,7 @@ impl EngineConfig {
     }
 
     /// Parts a large batch is cut into: `apply_parts`, as far as the pool has connections
-    /// for them beside the lock holder and the publisher.
+    /// for them beside the publisher's.
     pub fn parts(&self) -> usize {
         self.apply_parts.min((self.pool_size as usize).saturating_sub(CONNECTIONS_BESIDE_PARTS)).max(1)
     }

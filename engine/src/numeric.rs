@@ -119,9 +119,17 @@ pub fn parse_u256(s: &str) -> Result<U256, NumberError> {
         Some(hex) => (hex, 16),
         None => (s, 10),
     };
-    let valid = !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+    let valid = !digits.is_empty() && digits.bytes().all(|b| char::from(b).is_digit(radix));
     if !valid {
         return Err(NumberError::NotInteger(clip(s)));
+    }
+    // Most amounts fit 128 bits (38 decimal or 32 hex digits): the native parse is several
+    // times faster than the generic 256-bit one.
+    let fits_u128 = if radix == 10 { digits.len() <= 38 } else { digits.len() <= 32 };
+    if fits_u128 {
+        if let Ok(v) = u128::from_str_radix(digits, radix) {
+            return Ok(U256::from(v));
+        }
     }
     U256::from_str_radix(digits, radix as u64).map_err(|_| NumberError::Overflow(clip(s)))
 }
@@ -183,6 +191,29 @@ mod tests {
         assert_eq!(parse_u256("0x3e8").unwrap(), U256::from(1000u64));
         assert_eq!(parse_u256("0X3E8").unwrap(), U256::from(1000u64));
         assert_eq!(parse_u256(&U256::MAX.to_string()).unwrap(), U256::MAX);
+    }
+
+    /// The 128-bit parse and the generic one agree on both sides of the fast path's edge.
+    #[test]
+    fn parses_at_the_128_bit_edge() {
+        for s in [
+            "99999999999999999999999999999999999999",
+            "999999999999999999999999999999999999999",
+            "340282366920938463463374607431768211455",
+            "340282366920938463463374607431768211456",
+            "0xffffffffffffffffffffffffffffffff",
+            "0x100000000000000000000000000000000",
+            "+1",
+        ] {
+            let generic = match s.strip_prefix("0x") {
+                Some(hex) => U256::from_str_radix(hex, 16),
+                None => U256::from_str_radix(s, 10),
+            };
+            match parse_u256(s) {
+                Ok(v) => assert_eq!(Ok(v), generic, "{s}"),
+                Err(e) => assert!(matches!(e, NumberError::NotInteger(_)) && s.starts_with('+'), "{s}: {e:?}"),
+            }
+        }
     }
 
     #[test]

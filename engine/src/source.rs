@@ -170,13 +170,14 @@ fn flatten(reply: StreamReadReply) -> Vec<Message> {
         .collect()
 }
 
-fn message(stream: &str, entry: StreamId) -> Message {
+fn message(stream: &str, mut entry: StreamId) -> Message {
+    // Moved out of the reply, not copied: a backfill batch carries tens of megabytes.
     let payload = PAYLOAD_FIELDS
         .iter()
-        .find_map(|f| entry.map.get(*f))
+        .find_map(|f| entry.map.remove(*f))
         .map(|v| match v {
-            Value::BulkString(b) => Ok(b.clone()),
-            Value::SimpleString(s) => Ok(s.clone().into_bytes()),
+            Value::BulkString(b) => Ok(b),
+            Value::SimpleString(s) => Ok(s.into_bytes()),
             other => Err(format!("payload field is not a string: {other:?}")),
         })
         .unwrap_or_else(|| {
