@@ -97,8 +97,7 @@ impl Batch {
         batch
     }
 
-    /// Every term id of the batch (each part's, unsorted across parts): the union of the
-    /// parts' lock sets.
+    /// Every term id of the batch (each part's, unsorted across parts): the lock set.
     pub fn term_ids(&self) -> Vec<&str> {
         self.parts.iter().flat_map(|p| p.term_ids.iter().map(String::as_str)).collect()
     }

@@ -12,8 +12,9 @@ pub const DEFAULT_STREAMS: &str =
 /// locking (see README → Performance).
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
-/// Pooled connections the engine needs besides one per part: the outbox publisher's.
-const CONNECTIONS_BESIDE_PARTS: usize = 1;
+/// Pooled connections the engine needs besides one per part: the batch's lock holder and
+/// the outbox publisher.
+const CONNECTIONS_BESIDE_PARTS: usize = 2;
 
 #[derive(Args, Clone, Debug)]
 pub struct EngineConfig {
@@ -78,7 +79,7 @@ impl EngineConfig {
     }
 
     /// Parts a large batch is cut into: `apply_parts`, as far as the pool has connections
-    /// for them beside the publisher's.
+    /// for them beside the lock holder and the publisher.
     pub fn parts(&self) -> usize {
         self.apply_parts.min((self.pool_size as usize).saturating_sub(CONNECTIONS_BESIDE_PARTS)).max(1)
     }

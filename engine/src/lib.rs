@@ -37,11 +37,3 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
-
-/// Every binary linking the engine (the engine, the analytics worker, loadgen's in-process
-/// bench) allocates with jemalloc, which keeps freed pages for reuse. Each batch allocates
-/// and frees tens of megabytes (events, staging buffers); glibc returned them to the kernel
-/// only to fault them in again, zeroed, for the next batch (about a quarter of the engine's
-/// CPU in backfill).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -2,13 +2,14 @@
 //! statement-level triggers (migrations/V3) fold the truly new events into level 1.
 
 use anyhow::Result;
+use postgres_types::ToSql;
 use tokio_postgres::Transaction;
 
 use crate::sql;
 
 /// Take the advisory locks of every term the batch touches, in one global order, so
 /// concurrent engines serialize on shared terms instead of deadlocking.
-pub async fn lock_terms(tx: &Transaction<'_>, term_ids: &[String]) -> Result<()> {
+pub async fn lock_terms<T: ToSql + Sync>(tx: &Transaction<'_>, term_ids: &[T]) -> Result<()> {
     tx.execute(sql::LOCK_TERMS, &[&term_ids]).await?;
     Ok(())
 }

@@ -323,8 +323,9 @@ impl<'a> Engine<'a> {
                     (&owned, None)
                 }
             };
+            let locks = Locks::Take(term_ids);
             let result =
-                apply_events(&self.pool, events, encoded, term_ids, self.config.backfill, &mut self.summary.stage_time)
+                apply_events(&self.pool, events, encoded, locks, self.config.backfill, &mut self.summary.stage_time)
                     .await;
             let Err(e) = result else {
                 failures = 0;
@@ -358,9 +359,17 @@ impl<'a> Engine<'a> {
     }
 
     /// One concurrent attempt at every part of `batch`; returns the ranges of the parts that
-    /// did not commit.
+    /// did not commit (all of them if the batch's locks could not be taken).
     async fn apply_parts_once(&mut self, batch: &Batch) -> Vec<Range<usize>> {
-        let results = apply_parts(&self.pool, batch, self.config.backfill, &mut self.summary.stage_time).await;
+        let outcome = apply_parts(&self.pool, batch, self.config.backfill, &mut self.summary.stage_time).await;
+        let results = match outcome {
+            Ok(results) => results,
+            Err(e) => {
+                self.summary.count_retry(db::classify(&e).reason());
+                warn!(error = %format!("{e:#}"), "taking the batch's term locks failed; applying its parts one by one");
+                return batch.parts.iter().map(|p| p.range.clone()).collect();
+            }
+        };
         self.summary.parallel_batches += 1;
         let mut failed = Vec::new();
         for (part, result) in batch.parts.iter().zip(results) {
@@ -507,20 +516,39 @@ fn backoff_delay(failures: u32) -> Duration {
     Duration::from_millis((100u64 << failures.min(6)).min(5_000))
 }
 
-/// Apply every part of a batch at once, each in its own transaction; each part's outcome,
-/// in part order. Every stage's time (the parts' summed) goes into `times`.
+/// Whose advisory locks cover a transaction's terms.
+#[derive(Clone, Copy)]
+enum Locks<'a> {
+    /// The transaction takes them, on these term ids.
+    Take(&'a [String]),
+    /// Another transaction of this engine holds the whole batch's locks until this one ends.
+    HeldForIt(&'a [String]),
+}
+
+/// Apply every part of a batch at once, each in its own transaction, while one more
+/// transaction holds the term locks of the whole batch until all parts have ended.
 ///
-/// The parts share no term, so no row. Each part takes the advisory locks of its own terms
-/// in sorted order, like any batch: parts never wait for each other, and other engines
-/// serialize with each part on exactly the terms it touches. A part that commits stays
-/// committed whatever its siblings do: every merge is idempotent, so when the batch is
-/// redelivered (nothing is acked before every part has committed) the committed part's
-/// events are no-ops.
-async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) -> Vec<Result<()>> {
+/// The parts share no term, so no row, and need no locks among themselves; the lock holder
+/// keeps other engines serialized with the batch as a whole, exactly as if it were one
+/// transaction. (The parts cannot each lock their own terms: locks are taken on 512 stripes
+/// of the term space, and two parts of a few thousand terms each cover nearly every stripe,
+/// so they would run one after the other; tried, the lock wait was 3.3 s per 300k events.)
+/// A part that commits stays committed whatever its siblings do: every merge
+/// is idempotent, so when the batch is redelivered (nothing is acked before every part has
+/// committed) the committed part's events are no-ops.
+///
+/// `Err` when the locks could not be taken (nothing was tried); otherwise each part's
+/// outcome, in part order. Every stage's time (the parts' summed) goes into `times`.
+async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) -> Result<Vec<Result<()>>> {
+    let mut holder = pool.get().await.context("no PostgreSQL connection available")?;
+    let locks = holder.transaction().await?;
+    timed(times, "lock", merge::lock_terms(&locks, &batch.term_ids())).await?;
     let attempts = batch.parts.iter().map(|part| async move {
         let mut times = StageTimes::default();
         let events = &batch.events[part.range.clone()];
-        let result = apply_events(pool, events, part.encoded.as_deref(), &part.term_ids, backfill, &mut times).await;
+        let result =
+            apply_events(pool, events, part.encoded.as_deref(), Locks::HeldForIt(&part.term_ids), backfill, &mut times)
+                .await;
         if result.is_ok() {
             // One part committed, its siblings maybe not yet: the batch is not acked.
             outbox::crash_point("after_part_commit");
@@ -528,13 +556,18 @@ async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut S
         (times, result)
     });
     let results = futures_util::future::join_all(attempts).await;
-    results
+    // Nothing was written under the holder: ending it only releases the locks (which a
+    // lost connection has released already). The parts' outcomes stand either way.
+    if let Err(e) = locks.rollback().await {
+        warn!(error = %db::error_text(&e), "ending the batch's lock holder failed; its locks went with its connection");
+    }
+    Ok(results
         .into_iter()
         .map(|(part_times, result)| {
             times.merge(&part_times);
             result
         })
-        .collect()
+        .collect())
 }
 
 /// One transaction: lock → COPY → merge (triggers) → cascade → COMMIT.
@@ -542,7 +575,7 @@ async fn apply_events(
     pool: &PgPool,
     events: &[Event],
     encoded: Option<&[stage::EncodedTable]>,
-    term_ids: &[String],
+    locks: Locks<'_>,
     backfill: bool,
     times: &mut StageTimes,
 ) -> Result<()> {
@@ -554,7 +587,13 @@ async fn apply_events(
     if backfill {
         tx.batch_execute(sql::BACKFILL_TRANSACTION).await?;
     }
-    timed(times, "lock", merge::lock_terms(&tx, term_ids)).await?;
+    let term_ids = match locks {
+        Locks::Take(term_ids) => {
+            timed(times, "lock", merge::lock_terms(&tx, term_ids)).await?;
+            term_ids
+        }
+        Locks::HeldForIt(term_ids) => term_ids,
+    };
     let staged = match encoded {
         Some(tables) => timed(times, "copy", stage::copy_encoded(&tx, tables, stage::Target::Staging)).await?,
         None => timed(times, "copy", stage::stage_events(&tx, events)).await?,
