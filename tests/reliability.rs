@@ -430,6 +430,24 @@ async fn a_crash_between_the_commits_of_a_batchs_parts_loses_and_doubles_nothing
     env.cleanup().await;
 }
 
+/// The transaction holding a batch's locks dies while the batch's parts run (its backend
+/// terminated; its locks go with it): every part notices just before its COMMIT and rolls
+/// back, the batch is applied again part by part under the parts' own locks, and nothing is
+/// lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_roll_back_when_the_batchs_lock_holder_is_lost() {
+    let env = TestEnv::new("holder").await;
+    let work = noisy_workload(12_000, 9);
+    feed_workload(&env, REDIS, &work).await;
+    let vars = [("BATCH_SIZE", "1000"), ("EXIT_WHEN_IDLE", "true"), ("RPS_FAULT_POINT", "lose_lock_holder")];
+    let (status, log) = Proc::engine_to_end(&env, REDIS, "holder", &vars);
+    assert!(status.success(), "{log}");
+    assert!(log.contains("no longer holds its locks"), "no part noticed that its lock holder was gone:\n{log}");
+    drain(&env, "holder").await;
+    assert_all_nine_tables_match(&env, work.stats.events).await;
+    env.cleanup().await;
+}
+
 // ----------------------------------------------------------------------------------------
 // Poison input
 

@@ -117,6 +117,9 @@ pub fn classify(e: &anyhow::Error) -> Failure {
         if cause.downcast_ref::<std::io::Error>().is_some() {
             return Failure::Transient("connection");
         }
+        if cause.downcast_ref::<crate::merge::LockHolderLost>().is_some() {
+            return Failure::Transient("lock_holder_lost");
+        }
     }
     Failure::Transient("other")
 }

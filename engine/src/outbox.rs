@@ -155,6 +155,12 @@ pub async fn publish_until_sent(
     }
 }
 
+/// Test-only faults: `RPS_FAULT_POINT=<name>` makes the code at that point act as if the
+/// fault named had happened (see the callers).
+pub fn fault_point(name: &str) -> bool {
+    std::env::var("RPS_FAULT_POINT").is_ok_and(|v| v == name)
+}
+
 /// Test-only crash points: `RPS_CRASH_POINT=<name>` aborts the process there, so tests
 /// can prove that what committed before a crash is not lost.
 pub fn crash_point(name: &str) {

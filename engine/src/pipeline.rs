@@ -521,8 +521,9 @@ fn backoff_delay(failures: u32) -> Duration {
 enum Locks<'a> {
     /// The transaction takes them, on these term ids.
     Take(&'a [String]),
-    /// Another transaction of this engine holds the whole batch's locks until this one ends.
-    HeldForIt(&'a [String]),
+    /// Another transaction of this engine, on backend `holder`, holds the whole batch's
+    /// locks until this one ends (`None`: the batch has no term, so there are none).
+    HeldForIt { term_ids: &'a [String], holder: Option<i32> },
 }
 
 /// Apply every part of a batch at once, each in its own transaction, while one more
@@ -542,13 +543,18 @@ enum Locks<'a> {
 async fn apply_parts(pool: &PgPool, batch: &Batch, backfill: bool, times: &mut StageTimes) -> Result<Vec<Result<()>>> {
     let mut holder = pool.get().await.context("no PostgreSQL connection available")?;
     let locks = holder.transaction().await?;
-    timed(times, "lock", merge::lock_terms(&locks, &batch.term_ids())).await?;
+    let term_ids = batch.term_ids();
+    timed(times, "lock", merge::lock_terms(&locks, &term_ids)).await?;
+    let holder = if term_ids.is_empty() { None } else { Some(merge::backend_pid(&locks).await?) };
+    if let (Some(pid), true) = (holder, outbox::fault_point("lose_lock_holder")) {
+        let killer = pool.get().await.context("no PostgreSQL connection available")?;
+        killer.execute(sql::TERMINATE_BACKEND, &[&pid]).await?;
+    }
     let attempts = batch.parts.iter().map(|part| async move {
         let mut times = StageTimes::default();
         let events = &batch.events[part.range.clone()];
-        let result =
-            apply_events(pool, events, part.encoded.as_deref(), Locks::HeldForIt(&part.term_ids), backfill, &mut times)
-                .await;
+        let locks = Locks::HeldForIt { term_ids: &part.term_ids, holder };
+        let result = apply_events(pool, events, part.encoded.as_deref(), locks, backfill, &mut times).await;
         if result.is_ok() {
             // One part committed, its siblings maybe not yet: the batch is not acked.
             outbox::crash_point("after_part_commit");
@@ -592,7 +598,7 @@ async fn apply_events(
             timed(times, "lock", merge::lock_terms(&tx, term_ids)).await?;
             term_ids
         }
-        Locks::HeldForIt(term_ids) => term_ids,
+        Locks::HeldForIt { term_ids, .. } => term_ids,
     };
     let staged = match encoded {
         Some(tables) => timed(times, "copy", stage::copy_encoded(&tx, tables, stage::Target::Staging)).await?,
@@ -605,6 +611,9 @@ async fn apply_events(
     timed(times, "cascade", cascade::cascade_terms(&tx, term_ids)).await?;
     metrics::histogram!(m::CASCADE_SECONDS).record(cascade_started.elapsed().as_secs_f64());
     timed(times, "outbox", outbox::record(&tx, term_ids)).await?;
+    if let Locks::HeldForIt { holder: Some(pid), .. } = locks {
+        timed(times, "lock", merge::ensure_holder_locks(&tx, pid)).await?;
+    }
     timed(times, "commit", async { Ok(tx.commit().await?) }).await?;
     Ok(())
 }

@@ -14,6 +14,15 @@ pub const BACKFILL_TRANSACTION: &str = "SET LOCAL synchronous_commit = off";
 /// Advisory locks on the batch's terms, in sorted key order.
 pub const LOCK_TERMS: &str = "SELECT lock_terms($1::text[])";
 
+pub const BACKEND_PID: &str = "SELECT pg_backend_pid()";
+
+/// Whether a backend (a batch's lock holder) still holds advisory locks.
+pub const HOLDS_ADVISORY_LOCKS: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND granted)";
+
+/// Test-only fault: end a batch's lock holder while its parts run.
+pub const TERMINATE_BACKEND: &str = "SELECT pg_terminate_backend($1)";
+
 /// Move staged rows into the event log; the statement-level triggers merge level 1.
 pub const MERGE_STAGED: &str = "SELECT merge_staged_events($1::text[])";
 

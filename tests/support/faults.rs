@@ -37,20 +37,35 @@ pub struct Proc {
     pub name: String,
 }
 
+/// `redis-postgres-sync` for `env` under `consumer`; logs at warn level.
+fn engine_command(env: &TestEnv, redis_url: &str, consumer: &str) -> Command {
+    let mut cmd = Command::new(binary("redis-postgres-sync"));
+    cmd.env("DATABASE_URL", &env.database_url)
+        .env("REDIS_URL", redis_url)
+        .env("STREAMS", env.streams.join(","))
+        .env("TERM_UPDATES_STREAM", env.term_updates_stream())
+        .env("CONSUMER_NAME", consumer)
+        .env("BLOCK_MS", "100")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
 impl Proc {
     /// `redis-postgres-sync` for `env` under `consumer`, with extra environment `vars`.
     /// Logs go to stderr only at warn level, so a failing test shows why.
     pub fn engine(env: &TestEnv, redis_url: &str, consumer: &str, vars: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(binary("redis-postgres-sync"));
-        cmd.env("DATABASE_URL", &env.database_url)
-            .env("REDIS_URL", redis_url)
-            .env("STREAMS", env.streams.join(","))
-            .env("TERM_UPDATES_STREAM", env.term_updates_stream())
-            .env("CONSUMER_NAME", consumer)
-            .env("BLOCK_MS", "100")
-            .env("METRICS_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn");
-        Proc::spawn(cmd, consumer, vars)
+        Proc::spawn(engine_command(env, redis_url, consumer), consumer, vars)
+    }
+
+    /// Run the engine until it exits (give it `EXIT_WHEN_IDLE`); its exit status and what it
+    /// logged (warnings and errors).
+    pub fn engine_to_end(env: &TestEnv, redis_url: &str, consumer: &str, vars: &[(&str, &str)]) -> (ExitStatus, String) {
+        let mut cmd = engine_command(env, redis_url, consumer);
+        cmd.envs(vars.iter().copied());
+        let out = cmd.stdin(Stdio::null()).output().expect("run the engine");
+        let log = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status, log)
     }
 
     /// `analytics-worker` for `env` under `consumer`.
