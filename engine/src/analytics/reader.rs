@@ -74,14 +74,24 @@ impl UpdateReader {
         }
     }
 
-    /// The next entries to process. On error the phase is unchanged, so a retry repeats
-    /// the same kind of read.
+    /// The next entries to process. After an error the next read is of this consumer's own
+    /// pending entries: a read whose reply was lost with the connection (Redis restarted, say)
+    /// left its entries delivered to this name, and they would otherwise wait `claim_idle`
+    /// to be claimed back. Nothing else is pending then: the worker reads only once the
+    /// entries it read before are acked.
     pub async fn next(&mut self) -> Result<Read> {
         loop {
-            let entries = match self.phase {
-                Phase::OwnPending => self.read_own_pending().await?,
-                Phase::Claim => self.claim_stale().await?,
-                Phase::New => self.read_new().await?,
+            let read = match self.phase {
+                Phase::OwnPending => self.read_own_pending().await,
+                Phase::Claim => self.claim_stale().await,
+                Phase::New => self.read_new().await,
+            };
+            let entries = match read {
+                Ok(entries) => entries,
+                Err(e) => {
+                    self.phase = Phase::OwnPending;
+                    return Err(e);
+                }
             };
             let was = self.phase;
             self.phase = self.next_phase(entries.is_empty());
