@@ -448,6 +448,50 @@ async fn parts_roll_back_when_the_batchs_lock_holder_is_lost() {
     env.cleanup().await;
 }
 
+/// Entries left pending on a consumer name (its process died after reading them) are read
+/// back by the next process under that name and applied, dead-lettered and acked once each:
+/// reading its own pending entries again while the first read of them is still in flight
+/// must not deliver them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_entries_of_a_dead_process_are_handled_once() {
+    let mut env = TestEnv::new("own_pending").await;
+    let p = Params { seed: 31, events: 3_000, max_per_message: 4, duplicate_rate: 0.0, streams: 5 };
+    let (traffic, distinct) = workload::messages(&p);
+    env.xadd_all(&traffic).await;
+    env.xadd_field(3, "payload", b"not json").await;
+    // A process named "heir" reads everything and dies before applying or acking any of it.
+    for stream in &env.streams {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg("redis-postgres-sync")
+            .arg("0")
+            .query_async(&mut env.redis)
+            .await
+            .expect("XGROUP CREATE");
+    }
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("redis-postgres-sync")
+        .arg("heir")
+        .arg("STREAMS")
+        .arg(&env.streams)
+        .arg(vec![">"; env.streams.len()])
+        .query_async(&mut env.redis)
+        .await
+        .expect("XREADGROUP");
+    let mut config = env.config();
+    config.consumer = Some("heir".to_owned());
+    config.batch_size = 20; // several reads of its own pending entries
+    let summary = env.run(config).await;
+    assert_eq!(summary.messages as usize, traffic.len() + 1, "each pending entry is read once");
+    assert_eq!(summary.dead_letters, 1);
+    assert_eq!(env.dead_letters(3).await.len(), 1, "the bad message is dead-lettered once");
+    assert_eq!(logged_events(&env).await as usize, distinct);
+    env.assert_matches_reference().await;
+    env.cleanup().await;
+}
+
 // ----------------------------------------------------------------------------------------
 // Poison input
 

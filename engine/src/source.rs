@@ -80,6 +80,9 @@ pub struct StreamReader {
     consumer: String,
     count: usize,
     block_ms: usize,
+    /// Per stream, the id after which the next read of this consumer's own pending entries
+    /// starts (see [`StreamReader::read_own_pending`]).
+    pending_after: Vec<String>,
 }
 
 impl StreamReader {
@@ -99,6 +102,7 @@ impl StreamReader {
             consumer: consumer.to_owned(),
             count: count.max(1),
             block_ms: block.as_millis() as usize,
+            pending_after: vec!["0".to_owned(); streams.len()],
         };
         Ok(reader)
     }
@@ -117,12 +121,19 @@ impl StreamReader {
         Ok(())
     }
 
-    /// Entries delivered to this consumer name before and never acked (after a restart).
+    /// Entries delivered to this consumer name before and never acked (after a restart),
+    /// page after page. Each read starts after the last entry the previous one returned:
+    /// entries handed to the writer stay pending until their batch commits, and reading
+    /// from the start again would deliver them twice (applied twice, dead-lettered twice).
     pub async fn read_own_pending(&mut self) -> Result<Vec<Message>> {
-        let ids = vec!["0"; self.streams.len()];
         let opts = StreamReadOptions::default().group(&self.group, &self.consumer).count(self.count);
         let reply: StreamReadReply =
-            self.con.xread_options(&self.streams, &ids, &opts).await.context("XREADGROUP pending")?;
+            self.con.xread_options(&self.streams, &self.pending_after, &opts).await.context("XREADGROUP pending")?;
+        for key in &reply.keys {
+            if let (Some(i), Some(last)) = (self.streams.iter().position(|s| *s == key.key), key.ids.last()) {
+                self.pending_after[i] = last.id.clone();
+            }
+        }
         Ok(flatten(reply))
     }
 
