@@ -60,7 +60,12 @@ impl Proc {
 
     /// Run the engine until it exits (give it `EXIT_WHEN_IDLE`); its exit status and what it
     /// logged (warnings and errors).
-    pub fn engine_to_end(env: &TestEnv, redis_url: &str, consumer: &str, vars: &[(&str, &str)]) -> (ExitStatus, String) {
+    pub fn engine_to_end(
+        env: &TestEnv,
+        redis_url: &str,
+        consumer: &str,
+        vars: &[(&str, &str)],
+    ) -> (ExitStatus, String) {
         let mut cmd = engine_command(env, redis_url, consumer);
         cmd.envs(vars.iter().copied());
         let out = cmd.stdin(Stdio::null()).output().expect("run the engine");
