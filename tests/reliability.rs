@@ -492,6 +492,46 @@ async fn pending_entries_of_a_dead_process_are_handled_once() {
     env.cleanup().await;
 }
 
+/// A PostgreSQL outage longer than `claim_idle` holds batches in the engine's pipeline; the
+/// next periodic claim of stale entries (`XAUTOCLAIM`) then returns the engine's own entries
+/// still waiting there. They must not be delivered twice: every poison message is
+/// dead-lettered once, every event applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_entries_in_flight_are_not_claimed_again() {
+    let mut env = TestEnv::new("inflight_claim").await;
+    let p = Params { seed: 41, events: 3_000, max_per_message: 3, duplicate_rate: 0.0, streams: 5 };
+    let (traffic, distinct) = workload::messages(&p);
+    let mut poison = 0;
+    for (i, chunk) in traffic.chunks(10).enumerate() {
+        env.xadd_all(chunk).await;
+        env.xadd_field(i % env.streams.len(), "payload", b"not json").await;
+        poison += 1;
+    }
+    let mut config = env.config();
+    config.batch_size = 20;
+    config.claim_idle_ms = 100;
+    let engine = tokio::spawn(rps::run(config, std::future::pending()));
+    let started = Instant::now();
+    while logged_events(&env).await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the engine makes progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    allow_connections(&env, false).await;
+    terminate_backends(&env).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    allow_connections(&env, true).await;
+    let summary = engine.await.unwrap().expect("engine run");
+    assert!(summary.retries > 0, "the outage was retried: {:?}", summary.retry_reasons);
+    let mut dead = 0;
+    for s in 0..env.streams.len() {
+        dead += env.dead_letters(s).await.len();
+    }
+    assert_eq!((dead, summary.dead_letters as usize), (poison, poison), "each poison message dead-lettered once");
+    assert_eq!(logged_events(&env).await as usize, distinct);
+    env.assert_matches_reference().await;
+    env.cleanup().await;
+}
+
 // ----------------------------------------------------------------------------------------
 // Poison input
 

@@ -2,10 +2,11 @@
 //! batch N in one transaction, then acks it.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -137,6 +138,33 @@ pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Re
     result.map(|()| summary)
 }
 
+/// Entries (stream, id) this engine has read and not yet acked: handed to the writer, or
+/// being applied. A claim of stale entries (`XAUTOCLAIM`) also returns this engine's own
+/// entries once they have waited `claim_idle`, say behind a batch retrying through a
+/// PostgreSQL outage; those are already on their way and must not be delivered twice
+/// (applied twice, dead-lettered twice).
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashSet<(String, String)>>>);
+
+impl InFlight {
+    fn add(&self, entries: &[(String, String)]) {
+        self.0.lock().expect("in-flight set").extend(entries.iter().cloned());
+    }
+
+    fn remove(&self, entries: &[(String, String)]) {
+        let mut set = self.0.lock().expect("in-flight set");
+        for entry in entries {
+            set.remove(entry);
+        }
+    }
+
+    /// Drop the messages already in flight.
+    fn retain_new(&self, messages: &mut Vec<source::Message>) {
+        let set = self.0.lock().expect("in-flight set");
+        messages.retain(|m| !set.contains(&(m.stream.clone(), m.id.clone())));
+    }
+}
+
 /// Aborts a task however the engine loop ends (an abandoned shutdown included): the
 /// reader, the outbox publisher.
 pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
@@ -154,6 +182,7 @@ struct Engine<'a> {
     pool: PgPool,
     control: StreamControl,
     publisher: Publisher,
+    in_flight: InFlight,
 }
 
 impl<'a> Engine<'a> {
@@ -203,13 +232,14 @@ impl<'a> Engine<'a> {
         let mut stopping = stop.clone();
         outbox::publish_until_sent(&pool, &mut publishing, &config.term_updates_stream, &mut stopping).await;
         let publisher = Publisher::spawn(pool.clone(), publishing, config.term_updates_stream.clone(), stop.clone());
-        let mut engine = Engine { config, stop, summary, pool, control, publisher };
+        let in_flight = InFlight::default();
+        let mut engine = Engine { config, stop, summary, pool, control, publisher, in_flight: in_flight.clone() };
         info!(consumer = %consumer, group = %config.group, streams = ?config.streams, "engine started");
 
         // Capacity 1: one batch decoded ahead while the writer works, never more.
         let (tx, mut rx) = mpsc::channel(1);
         let claim_idle = Duration::from_millis(config.claim_idle_ms);
-        let mut read_task = AbortOnDrop(tokio::spawn(read_loop(reader, tx, claim_idle, config.parts())));
+        let mut read_task = AbortOnDrop(tokio::spawn(read_loop(reader, tx, claim_idle, config.parts(), in_flight)));
         let (started, mut last_report) = (Instant::now(), Instant::now());
         loop {
             let work = tokio::select! {
@@ -283,6 +313,7 @@ impl<'a> Engine<'a> {
             return false;
         }
         outbox::crash_point("after_ack");
+        self.in_flight.remove(&batch.acks);
         self.publisher.wake();
         let s = &mut self.summary;
         s.batches += 1;
@@ -455,7 +486,13 @@ enum Phase {
     New,
 }
 
-async fn read_loop(mut reader: StreamReader, tx: mpsc::Sender<Work>, claim_idle: Duration, parts: usize) -> Result<()> {
+async fn read_loop(
+    mut reader: StreamReader,
+    tx: mpsc::Sender<Work>,
+    claim_idle: Duration,
+    parts: usize,
+    in_flight: InFlight,
+) -> Result<()> {
     let claim_every = claim_idle.max(Duration::from_secs(1));
     let mut phase = Phase::OwnPending;
     let mut last_claim = Instant::now();
@@ -470,7 +507,7 @@ async fn read_loop(mut reader: StreamReader, tx: mpsc::Sender<Work>, claim_idle:
             }
         })
         .await;
-        let messages = match read {
+        let mut messages = match read {
             Ok(m) => {
                 failures = 0;
                 m
@@ -500,10 +537,14 @@ async fn read_loop(mut reader: StreamReader, tx: mpsc::Sender<Work>, claim_idle:
             Phase::New if last_claim.elapsed() >= claim_every => Phase::Claim,
             Phase::New => Phase::New,
         };
+        if was == Phase::Claim {
+            in_flight.retain_new(&mut messages);
+        }
         let work = if !messages.is_empty() {
             let decode = tokio::task::spawn_blocking(move || Batch::from_messages_in_parts(messages, parts));
             let mut batch = timed(&mut times, "decode", async { Ok(decode.await?) }).await?;
             batch.times = times;
+            in_flight.add(&batch.acks);
             Work::Batch(batch)
         } else if was == Phase::New {
             Work::Idle
