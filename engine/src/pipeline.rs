@@ -522,6 +522,12 @@ async fn read_loop(
                         warn!(error = %format!("{e:#}"), "recreating the consumer groups failed");
                     }
                 }
+                // A read whose reply was lost with the connection left its entries delivered
+                // to this consumer: read its own pending entries again (those in flight here
+                // are recognised and skipped) instead of leaving them to a claim in
+                // `claim_idle`.
+                phase = Phase::OwnPending;
+                reader.reread_own_pending();
                 tokio::time::sleep(backoff_delay(failures)).await;
                 continue;
             }
@@ -537,7 +543,7 @@ async fn read_loop(
             Phase::New if last_claim.elapsed() >= claim_every => Phase::Claim,
             Phase::New => Phase::New,
         };
-        if was == Phase::Claim {
+        if was != Phase::New {
             in_flight.retain_new(&mut messages);
         }
         let work = if !messages.is_empty() {

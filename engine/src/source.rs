@@ -137,6 +137,11 @@ impl StreamReader {
         Ok(flatten(reply))
     }
 
+    /// Make the next [`StreamReader::read_own_pending`] start from the first pending entry.
+    pub fn reread_own_pending(&mut self) {
+        self.pending_after.iter_mut().for_each(|id| *id = "0".to_owned());
+    }
+
     /// New entries, blocking up to `block_ms` when there are none.
     pub async fn read_new(&mut self) -> Result<Vec<Message>> {
         let ids = vec![">"; self.streams.len()];
