@@ -45,9 +45,17 @@ async fn small_bench_writes_a_complete_report() {
     assert_eq!(json["scaling"][1]["preloaded_events"], 3_000);
     assert_eq!(json["scaling"][1]["engine"]["matches_reference"], true);
     assert!(report.floor_ratio().unwrap() > 0.0 && report.batching_factor().unwrap() > 0.0);
+    // PostgreSQL and Redis run on this machine here, so every party's CPU time is known.
+    for (run, parties) in [("backfill", &["this_process", "postgres", "redis"][..]), ("raw_floor", &["postgres"][..])] {
+        for party in parties {
+            let seconds = json[run]["cpu"][party].as_f64();
+            assert!(seconds.is_some_and(|s| s > 0.0), "{run} CPU of {party}: {seconds:?}");
+        }
+    }
 
     let md = std::fs::read_to_string(out_dir.join("latest.md")).unwrap();
-    for heading in ["## Backfill throughput", "## Live latency", "## Scaling", "raw-ingest floor"] {
+    for heading in ["## Backfill throughput", "## Live latency", "## Scaling", "raw-ingest floor", "CPU, core-seconds"]
+    {
         assert!(md.contains(heading), "markdown lacks {heading}");
     }
     std::fs::remove_dir_all(out_dir).ok();

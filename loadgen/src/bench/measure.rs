@@ -13,6 +13,7 @@ use rps::verify::{compare_all, ANALYTICS_TABLES, DERIVED_TABLES, STRONG_TABLES};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::cpu::{CpuMark, CpuSeconds};
 use super::scratch::Scratch;
 use crate::redis_out::{write_entries, write_messages, Entry, WriteOptions, DEFAULT_PIPELINE};
 use crate::workload::{MessageKind, Workload};
@@ -92,6 +93,8 @@ pub struct Backfill {
     pub runs_events_per_sec: Vec<f64>,
     pub xadd_events_per_sec: f64,
     pub analytics: Option<AnalyticsDrain>,
+    /// Core-seconds of the median run: the engine, PostgreSQL, Redis.
+    pub cpu: Option<CpuSeconds>,
 }
 
 impl Backfill {
@@ -135,12 +138,14 @@ pub async fn backfill(
     let mut redis = s.redis.clone();
     let options = WriteOptions { stream_prefix: s.prefix.clone(), rate: None, pipeline: DEFAULT_PIPELINE };
     let written = write_messages(&mut redis, &workload.messages, &options).await?;
+    let mark = CpuMark::now(&mut redis).await;
     let summary = rps::run(s.engine_config(batch_size, true), std::future::pending()).await?;
+    let cpu = mark.since(&mut redis).await;
     let engine = throughput(&summary, strong_tables_match(&s).await?);
     let analytics = if analytics { Some(drain_analytics(&s).await?) } else { None };
     svc.done(s).await?;
     let runs_events_per_sec = vec![engine.events_per_sec];
-    Ok(Backfill { engine, runs_events_per_sec, xadd_events_per_sec: written.events_per_sec(), analytics })
+    Ok(Backfill { engine, runs_events_per_sec, xadd_events_per_sec: written.events_per_sec(), analytics, cpu })
 }
 
 /// The analytics worker drains what the backfill published.
@@ -199,12 +204,16 @@ async fn set_triggers(client: &tokio_postgres::Client, enabled: bool) -> Result<
     Ok(())
 }
 
-/// COPY events straight into the event tables, `per_batch` per transaction. Encoding happens
-/// before the clock starts, as the engine encodes on its reader task.
-async fn copy_raw(client: &mut tokio_postgres::Client, batch: &Batch, per_batch: usize) -> Result<Duration> {
-    let chunks = batch.events.chunks(per_batch.max(1)).map(encode_events).collect::<Result<Vec<_>>>()?;
+/// The events in binary COPY format, `per_batch` per transaction. Encoding happens before
+/// the clock starts, as the engine encodes on its reader task.
+fn encode_chunks(batch: &Batch, per_batch: usize) -> Result<Vec<Vec<rps::stage::EncodedTable>>> {
+    batch.events.chunks(per_batch.max(1)).map(encode_events).collect()
+}
+
+/// COPY encoded events straight into the event tables, one transaction per chunk.
+async fn copy_raw(client: &mut tokio_postgres::Client, chunks: &[Vec<rps::stage::EncodedTable>]) -> Result<Duration> {
     let started = Instant::now();
-    for tables in &chunks {
+    for tables in chunks {
         let tx = client.transaction().await?;
         tx.batch_execute(rps::sql::BACKFILL_TRANSACTION).await?;
         copy_encoded(&tx, tables, Target::EventTables).await?;
@@ -223,6 +232,8 @@ pub struct RawFloor {
     pub decode_events_per_sec: f64,
     /// events/s of every run, in the order they ran (the fields above are the median run).
     pub runs_events_per_sec: Vec<f64>,
+    /// Core-seconds of the median run: the COPY client (this process), PostgreSQL, Redis.
+    pub cpu: Option<CpuSeconds>,
 }
 
 impl RawFloor {
@@ -243,7 +254,11 @@ pub async fn raw_floor(svc: &Services, workload: &Workload, per_batch: usize) ->
     let mut client = s.client().await?;
     client.batch_execute(rps::sql::SESSION_SETUP).await?;
     set_triggers(&client, false).await?;
-    let took = copy_raw(&mut client, &batch, per_batch).await?;
+    let chunks = encode_chunks(&batch, per_batch)?;
+    let mut redis = s.redis.clone();
+    let mark = CpuMark::now(&mut redis).await;
+    let took = copy_raw(&mut client, &chunks).await?;
+    let cpu = mark.since(&mut redis).await;
     let events = batch.events.len() as u64;
     svc.done(s).await?;
     let events_per_sec = events as f64 / took.as_secs_f64().max(1e-9);
@@ -254,6 +269,7 @@ pub async fn raw_floor(svc: &Services, workload: &Workload, per_batch: usize) ->
         runs_events_per_sec: vec![events_per_sec],
         events_per_transaction: per_batch,
         decode_events_per_sec: events as f64 / decode.as_secs_f64().max(1e-9),
+        cpu,
     })
 }
 
@@ -476,7 +492,7 @@ async fn preload_database(s: &Scratch, workload: &Workload) -> Result<()> {
     let mut client = s.client().await?;
     client.batch_execute(rps::sql::SESSION_SETUP).await?;
     set_triggers(&client, false).await?;
-    copy_raw(&mut client, &decode_all(workload), 100_000).await?;
+    copy_raw(&mut client, &encode_chunks(&decode_all(workload), 100_000)?).await?;
     set_triggers(&client, true).await?;
     for t in DERIVED_TABLES {
         client.batch_execute(&format!("INSERT INTO public.{t} SELECT * FROM snapshot.{t}")).await?;

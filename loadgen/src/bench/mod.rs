@@ -5,6 +5,7 @@
 //! numbers are comparable and a developer's data is never touched. Sizes are flags, so CI
 //! can run the whole thing small.
 
+mod cpu;
 mod measure;
 mod report;
 mod scratch;

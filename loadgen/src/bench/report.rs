@@ -128,6 +128,20 @@ impl Report {
         if let Some(r) = self.floor_ratio() {
             let _ = writeln!(md, "- engine / raw-ingest floor: **{:.0} %**", r * 100.0);
         }
+        if let (Some(e), Some(f)) =
+            (self.backfill.as_ref().and_then(|b| b.cpu), self.raw_floor.as_ref().and_then(|f| f.cpu))
+        {
+            let _ = writeln!(
+                md,
+                "- CPU, core-seconds (median runs): engine run — engine {:.2}, PostgreSQL {}, Redis {}; \
+                 floor — COPY client {:.2}, PostgreSQL {}",
+                e.this_process,
+                core_seconds(e.postgres),
+                core_seconds(e.redis),
+                f.this_process,
+                core_seconds(f.postgres)
+            );
+        }
         if let Some(f) = self.batching_factor() {
             let _ = writeln!(md, "- default batch size vs batch size 1: **{f:.0}×**");
         }
@@ -226,6 +240,11 @@ impl Report {
             b.engine.batches
         );
     }
+}
+
+/// "6.12", or "n/a" where the counter could not be read (PostgreSQL on another machine).
+fn core_seconds(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"))
 }
 
 /// "39.1k / 41.0k / 37.2k"
