@@ -460,26 +460,8 @@ async fn pending_entries_of_a_dead_process_are_handled_once() {
     env.xadd_all(&traffic).await;
     env.xadd_field(3, "payload", b"not json").await;
     // A process named "heir" reads everything and dies before applying or acking any of it.
-    for stream in &env.streams {
-        let _: () = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(stream)
-            .arg("redis-postgres-sync")
-            .arg("0")
-            .query_async(&mut env.redis)
-            .await
-            .expect("XGROUP CREATE");
-    }
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("redis-postgres-sync")
-        .arg("heir")
-        .arg("STREAMS")
-        .arg(&env.streams)
-        .arg(vec![">"; env.streams.len()])
-        .query_async(&mut env.redis)
-        .await
-        .expect("XREADGROUP");
+    let streams: Vec<usize> = (0..env.streams.len()).collect();
+    assert_eq!(env.read_and_abandon("heir", &streams, traffic.len() + 1).await, traffic.len() + 1);
     let mut config = env.config();
     config.consumer = Some("heir".to_owned());
     config.batch_size = 20; // several reads of its own pending entries

@@ -43,6 +43,20 @@ impl TestEnv {
         c
     }
 
+    /// A process named `consumer` in the engine's group reads up to `count` new entries of
+    /// each of `streams` (indexes into `self.streams`) and dies without acking them: they
+    /// stay pending on its name. Returns how many it read.
+    pub async fn read_and_abandon(&self, consumer: &str, streams: &[usize], count: usize) -> usize {
+        let names: Vec<String> = streams.iter().map(|&i| self.streams[i].clone()).collect();
+        let group = self.config().group;
+        let block = std::time::Duration::from_millis(1);
+        let mut reader = rps::source::StreamReader::new(REDIS, &names, &group, consumer, count, block)
+            .await
+            .expect("connect a stream reader");
+        reader.ensure_groups().await.expect("create the consumer groups");
+        reader.read_new().await.expect("XREADGROUP").len()
+    }
+
     pub fn term_updates_stream(&self) -> String {
         format!("{}:term_updates", self.name)
     }
