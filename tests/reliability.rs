@@ -244,7 +244,7 @@ async fn can_connect(env: &TestEnv) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_is_survived() {
     let env = TestEnv::new("redis_restart").await;
-    let mut redis = PrivateRedis::start("restart").await;
+    let mut redis = PrivateRedis::start("restart").await.expect("a private redis-server");
     let url = redis.url();
     let work = noisy_workload(15_000, 9);
     feed_workload(&env, &url, &work).await;
@@ -262,7 +262,7 @@ async fn a_redis_restart_is_survived() {
     let before = logged_events(&env).await as usize;
     redis.kill();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    redis.restart().await;
+    redis.restart().await.expect("redis-server restarts");
     assert!(before > 0 && before < work.stats.events, "Redis went down mid-run ({before} events)");
     wait_drained(&url, &env.streams, "redis-postgres-sync", Duration::from_secs(90)).await;
     let updates = vec![env.term_updates_stream()];

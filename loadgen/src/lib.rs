@@ -7,11 +7,13 @@
 //! - [`jsonl`]: the JSON-lines file format of `samples/rindexer-messages.jsonl`.
 //! - [`eip55`]: checksummed addresses.
 //! - [`bench`]: the end-to-end benchmark behind `loadgen bench`.
+//! - [`servers`]: private PostgreSQL and Redis servers that tests crash and restart.
 
 pub mod bench;
 pub mod eip55;
 pub mod jsonl;
 pub mod redis_out;
+pub mod servers;
 pub mod workload;
 
 pub use workload::{generate, EventType, MessageKind, StreamMessage, Workload, WorkloadConfig, WorkloadStats};

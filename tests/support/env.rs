@@ -16,23 +16,31 @@ pub const LOGICAL_STREAMS: [&str; 5] =
 
 pub struct TestEnv {
     pub name: String,
+    /// The PostgreSQL server, as a URL without a database name.
+    pub pg: String,
     pub database_url: String,
     pub streams: Vec<String>,
     pub redis: MultiplexedConnection,
 }
 
 impl TestEnv {
-    /// A fresh database (created and migrated) and fresh stream names.
+    /// A fresh database (created and migrated) on the local server and fresh stream names.
     pub async fn new(tag: &str) -> TestEnv {
+        TestEnv::on(PG, tag).await
+    }
+
+    /// A fresh database on the server at `pg` (a URL without a database name, e.g. a
+    /// private cluster's) and fresh stream names on the local Redis.
+    pub async fn on(pg: &str, tag: &str) -> TestEnv {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
         let name = format!("rps_t_{tag}_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
-        let database_url = format!("{PG}/{name}");
+        let database_url = format!("{pg}/{name}");
         rps::db::ensure_database(&database_url).await.expect("create test database");
         rps::db::migrate(&database_url).await.expect("migrate test database");
         let streams = LOGICAL_STREAMS.iter().map(|s| format!("{name}:intuition_{s}")).collect();
         let redis = rps::source::connect(REDIS).await.expect("redis");
-        TestEnv { name, database_url, streams, redis }
+        TestEnv { name, pg: pg.to_owned(), database_url, streams, redis }
     }
 
     /// Engine settings for this environment: drain and exit.
@@ -152,7 +160,7 @@ impl TestEnv {
         if !keys.is_empty() {
             let _: i64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut redis).await.expect("UNLINK");
         }
-        let admin = rps::db::connect_one(&format!("{PG}/postgres")).await.expect("connect");
+        let admin = rps::db::connect_one(&format!("{}/postgres", self.pg)).await.expect("connect");
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
             .await

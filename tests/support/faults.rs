@@ -1,13 +1,14 @@
 //! Fault injection for the reliability tests: the real binaries as child processes (killed
-//! with SIGKILL or stopped with SIGTERM), a private Redis server that can be restarted, and
-//! PostgreSQL outages confined to one test database (the shared server is never stopped).
+//! with SIGKILL or stopped with SIGTERM), private PostgreSQL and Redis servers that can be
+//! crashed and restarted ([`loadgen::servers`]), and PostgreSQL outages confined to one test
+//! database (the shared server is never stopped).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use loadgen::redis_out::{write_messages, WriteOptions};
+pub use loadgen::servers::{free_port, PrivatePostgres, PrivateRedis};
 use loadgen::workload::{generate, Workload, WorkloadConfig};
 
 use crate::env::PG;
@@ -24,11 +25,6 @@ pub fn binary(name: &str) -> PathBuf {
         .flatten()
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("{name} binary not found: run `cargo build --bins` first"))
-}
-
-/// A TCP port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().unwrap().port()
 }
 
 /// One engine or worker process.
@@ -126,81 +122,6 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
-    }
-}
-
-/// A Redis server of the test's own, on a free port, persisting to an append-only file
-/// with fsync at every write, so a SIGKILL loses nothing and a restart brings back every
-/// stream, consumer group and pending entry.
-pub struct PrivateRedis {
-    pub port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    pub async fn start(tag: &str) -> PrivateRedis {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("rps-redis-{tag}-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut r = PrivateRedis { port, dir, child: None };
-        r.launch().await;
-        r
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", "always", "--dir"])
-            .arg(&self.dir)
-            .args(["--logfile", "redis.log"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/services.sh installs it)");
-        self.child = Some(child);
-        for _ in 0..200 {
-            if let Ok(client) = redis::Client::open(self.url()) {
-                if let Ok(mut con) = client.get_multiplexed_async_connection().await {
-                    let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
-                    if pong.is_ok() {
-                        return;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("private redis-server on port {} did not start; see {}", self.port, self.dir.display());
-    }
-
-    /// SIGKILL the server (connections drop at once).
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Start it again on the same port and data directory.
-    pub async fn restart(&mut self) {
-        self.kill();
-        self.launch().await;
-    }
-
-    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        rps::source::connect(&self.url()).await.expect("connect to the private redis")
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
