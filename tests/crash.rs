@@ -182,3 +182,62 @@ async fn live_mode_loses_nothing_when_redis_is_killed() {
     let run = Run { tag: "rediskill_live", backfill: false, batch_size: 10, events: 30_000, crashes: 3, seed: 65 };
     kill_redis_while_draining(run).await;
 }
+
+/// The durability module on its own: a barrier flushes every earlier commit; a held batch is
+/// released once a flush covers it, and handed back as unknown when its witness was lost
+/// (a reconnected witness cannot vouch for commits made before it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_acks_are_released_only_under_the_witness_that_saw_them() {
+    use rps::durability::{barrier, Committed, DurableAcks};
+    let env = TestEnv::new("witness").await;
+    let client = env.client().await;
+    let lsn = |row: tokio_postgres::Row| row.get::<_, tokio_postgres::types::PgLsn>(0);
+    let inserted = lsn(client.query_one("SELECT pg_current_wal_insert_lsn()", &[]).await.unwrap());
+    barrier(&client).await.expect("barrier");
+    let flushed = lsn(client.query_one("SELECT pg_current_wal_flush_lsn()", &[]).await.unwrap());
+    assert!(flushed >= inserted, "the barrier flushed everything inserted before it");
+
+    let batch = |id: &str| Committed { acks: vec![("s".into(), id.into())], ..Committed::default() };
+    let mut acks = DurableAcks::new(&env.database_url);
+    let first = acks.witness().await.expect("witness");
+    let ids = |v: &[Committed]| v.iter().map(|b| b.acks[0].1.clone()).collect::<Vec<_>>();
+    // Released by the hold itself if the flush already passed it, else by the barrier.
+    let held = acks.hold(batch("1-0"), first).await;
+    assert!(held.unknown.is_empty());
+    let mut durable = ids(&held.durable);
+    durable.extend(ids(&acks.barrier().await.durable));
+    durable.extend(ids(&acks.barrier().await.durable));
+    assert_eq!(durable, ["1-0"], "released once");
+    assert!(acks.is_empty());
+
+    // The witness dies (as in a server restart) while a batch is held: it cannot be vouched for.
+    let mut outcome = acks.hold(batch("2-0"), first).await;
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1, "the witness was terminated");
+    let released = acks.hold(batch("3-0"), first).await;
+    outcome.durable.extend(released.durable);
+    outcome.unknown.extend(released.unknown);
+    assert!(acks.is_empty());
+    // 2-0 may have been seen flushed while the witness lived; 3-0 cannot have been.
+    assert_eq!(ids(&outcome.unknown).last().map(String::as_str), Some("3-0"));
+    let mut all = ids(&outcome.durable);
+    all.extend(ids(&outcome.unknown));
+    all.sort();
+    assert_eq!(all, ["2-0", "3-0"], "each batch released once, durable or handed back");
+    // A new witness vouches only for batches that began under it.
+    let second = acks.witness().await.expect("a new witness");
+    assert_ne!(second, first);
+    let stale = acks.hold(batch("4-0"), first).await;
+    assert_eq!(ids(&stale.unknown), ["4-0"], "begun under the lost witness");
+    acks.hold(batch("5-0"), second).await;
+    let released = acks.barrier().await;
+    assert_eq!(ids(&released.durable), ["5-0"]);
+    env.cleanup().await;
+}

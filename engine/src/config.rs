@@ -13,8 +13,9 @@ pub const DEFAULT_STREAMS: &str =
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
 
 /// Pooled connections the engine needs besides one per part: the batch's lock holder and
-/// the outbox publisher.
-const CONNECTIONS_BESIDE_PARTS: usize = 2;
+/// two for the outbox publisher (its transaction, and in backfill mode a WAL flush barrier
+/// beside it, see [`crate::outbox`]).
+const CONNECTIONS_BESIDE_PARTS: usize = 3;
 
 #[derive(Args, Clone, Debug)]
 pub struct EngineConfig {
@@ -50,7 +51,8 @@ pub struct EngineConfig {
     #[arg(long, env = "EXIT_WHEN_IDLE")]
     pub exit_when_idle: bool,
 
-    /// Backfill mode: `synchronous_commit = off` for the engine's transactions.
+    /// Backfill mode: large batches committed with `synchronous_commit = off`; their entries
+    /// are acked once a WAL flush covers their commit (nothing acked is lost in a crash).
     #[arg(long, env = "BACKFILL")]
     pub backfill: bool,
 
@@ -62,13 +64,14 @@ pub struct EngineConfig {
     #[arg(long, env = "TERM_UPDATES_STREAM", global = true, default_value = "term_updates")]
     pub term_updates_stream: String,
 
-    /// PostgreSQL connections in the pool.
-    #[arg(long, env = "PG_POOL_SIZE", default_value_t = 4)]
+    /// PostgreSQL connections in the pool (backfill mode opens one more beside it, see
+    /// README → Reliability).
+    #[arg(long, env = "PG_POOL_SIZE", default_value_t = 5)]
     pub pool_size: u32,
 
     /// Concurrent transactions a large batch is applied in (term-disjoint parts, see
     /// README → Performance). Each needs a pooled connection, besides one that holds the
-    /// batch's term locks and one for the outbox publisher.
+    /// batch's term locks and two for the outbox publisher.
     #[arg(long, env = "APPLY_PARTS", default_value_t = 2)]
     pub apply_parts: usize,
 }
@@ -109,7 +112,7 @@ impl EngineConfig {
             backfill: false,
             claim_idle_ms: 60_000,
             term_updates_stream: "term_updates".into(),
-            pool_size: 4,
+            pool_size: 5,
             apply_parts: 2,
         }
     }

@@ -14,7 +14,7 @@ mod embedded {
 
 pub type PgPool = Pool<PostgresConnectionManager<NoTls>>;
 
-/// Every pooled connection gets its session-local staging tables once.
+/// Every pooled connection gets its session-local staging tables and durable commits once.
 #[derive(Debug)]
 struct PrepareSession;
 
@@ -23,7 +23,10 @@ impl CustomizeConnection<Client, tokio_postgres::Error> for PrepareSession {
         &'a self,
         client: &'a mut Client,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>> {
-        Box::pin(async move { client.batch_execute(sql::SESSION_SETUP).await })
+        Box::pin(async move {
+            client.batch_execute(sql::SESSION_SETUP).await?;
+            client.batch_execute(sql::DURABLE_COMMITS).await
+        })
     }
 }
 

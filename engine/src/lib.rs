@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod decode;
 pub mod doctor;
+pub mod durability;
 pub mod event;
 pub mod merge;
 pub mod metrics;

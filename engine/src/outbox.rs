@@ -3,6 +3,11 @@
 //! them to the `term_updates` stream in a transaction of its own that deletes exactly the
 //! rows it sent, so a crash anywhere leaves them to be sent again (at-least-once; the
 //! analytics worker's recompute is idempotent).
+//!
+//! In backfill mode batches commit asynchronously, and their rows are published only once
+//! their commits are durable, like their acks (see [`crate::durability`]): after claiming
+//! rows, the publisher takes a WAL flush barrier on a second connection, which flushes every
+//! commit its claim could see, and only then deletes and sends them.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +23,7 @@ use tracing::warn;
 use crate::db::PgPool;
 use crate::metrics as m;
 use crate::pipeline::{backoff, AbortOnDrop};
-use crate::sql;
+use crate::{durability, sql};
 
 /// Term ids per published entry, so one entry stays well under a megabyte.
 pub const IDS_PER_ENTRY: usize = 1000;
@@ -33,11 +38,25 @@ pub async fn record(tx: &Transaction<'_>, term_ids: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// When the outbox's rows may be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Publish {
+    /// As soon as they are visible: every commit is synchronous.
+    Committed,
+    /// Once a WAL flush covers their commits (backfill mode's asynchronous commits).
+    Durable,
+}
+
 /// Publish everything in the outbox; returns the number of distinct term ids sent.
-pub async fn publish(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), stream: &str) -> Result<usize> {
+pub async fn publish(
+    pool: &PgPool,
+    redis: &mut (impl ConnectionLike + Send),
+    stream: &str,
+    when: Publish,
+) -> Result<usize> {
     let mut sent = 0;
     loop {
-        let (rows, terms) = publish_some(pool, redis, stream).await?;
+        let (rows, terms) = publish_some(pool, redis, stream, when).await?;
         sent += terms;
         // A short claim emptied the outbox (as far as this engine may see): no second
         // round trip just to find that out.
@@ -48,13 +67,23 @@ pub async fn publish(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), st
 }
 
 /// One publish transaction: (outbox rows claimed, distinct term ids sent).
-async fn publish_some(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), stream: &str) -> Result<(usize, usize)> {
+async fn publish_some(
+    pool: &PgPool,
+    redis: &mut (impl ConnectionLike + Send),
+    stream: &str,
+    when: Publish,
+) -> Result<(usize, usize)> {
     let mut conn = pool.get().await.context("no PostgreSQL connection available")?;
     let tx = conn.transaction().await?;
     // SKIP LOCKED: engines publishing at once each take different rows.
     let rows = tx.query(sql::OUTBOX_CLAIM, &[&ROWS_PER_PUBLISH]).await?;
     if rows.is_empty() {
         return Ok((0, 0));
+    }
+    if when == Publish::Durable {
+        // Begun after the claim's snapshot, the barrier flushes every commit the claim saw.
+        let other = pool.get().await.context("no PostgreSQL connection available")?;
+        durability::barrier(&other).await?;
     }
     let mut ids = Vec::with_capacity(rows.len());
     let mut terms = BTreeSet::new();
@@ -65,13 +94,15 @@ async fn publish_some(pool: &PgPool, redis: &mut (impl ConnectionLike + Send), s
         oldest_ms = oldest_ms.min(row.get::<_, i64>(2));
     }
     let terms: Vec<String> = terms.into_iter().collect();
+    // Deleted (uncommitted) before sending: this transaction still answering proves that the
+    // server did not restart since the claim, so the barrier above covered what it claimed.
+    tx.execute(sql::OUTBOX_DELETE, &[&ids]).await?;
     let mut pipe = redis::pipe();
     for chunk in terms.chunks(IDS_PER_ENTRY) {
         let json = serde_json::to_string(chunk)?;
         pipe.xadd(stream, "*", &[("term_ids", json.as_str()), ("committed_at_ms", &oldest_ms.to_string())]).ignore();
     }
     let _: () = pipe.query_async(redis).await?;
-    tx.execute(sql::OUTBOX_DELETE, &[&ids]).await?;
     tx.commit().await?;
     Ok((rows.len(), terms.len()))
 }
@@ -87,14 +118,20 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn spawn(pool: PgPool, redis: ConnectionManager, stream: String, stop: watch::Receiver<bool>) -> Publisher {
+    pub fn spawn(
+        pool: PgPool,
+        redis: ConnectionManager,
+        stream: String,
+        when: Publish,
+        stop: watch::Receiver<bool>,
+    ) -> Publisher {
         let wake = Arc::new(Notify::new());
         let closing = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(publish_loop(pool, redis, stream, stop, wake.clone(), closing.clone()));
+        let task = tokio::spawn(publish_loop(pool, redis, stream, when, stop, wake.clone(), closing.clone()));
         Publisher { wake, closing, task: AbortOnDrop(task) }
     }
 
-    /// A batch committed: its outbox rows are ready to go.
+    /// A batch was acked: its outbox rows are ready to go.
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -112,6 +149,7 @@ async fn publish_loop(
     pool: PgPool,
     mut redis: ConnectionManager,
     stream: String,
+    when: Publish,
     mut stop: watch::Receiver<bool>,
     wake: Arc<Notify>,
     closing: Arc<AtomicBool>,
@@ -121,7 +159,7 @@ async fn publish_loop(
         // Read before publishing: a finish() that comes during this round wakes one more.
         let last_round = closing.load(Ordering::SeqCst);
         let started = Instant::now();
-        publish_until_sent(&pool, &mut redis, &stream, &mut stop).await;
+        publish_until_sent(&pool, &mut redis, &stream, when, &mut stop).await;
         metrics::histogram!(m::STAGE_SECONDS, "stage" => "publish").record(started.elapsed().as_secs_f64());
         crash_point("after_publish");
         if last_round {
@@ -135,11 +173,12 @@ pub async fn publish_until_sent(
     pool: &PgPool,
     redis: &mut ConnectionManager,
     stream: &str,
+    when: Publish,
     stop: &mut watch::Receiver<bool>,
 ) {
     let mut failures = 0;
     loop {
-        match publish(pool, redis, stream).await {
+        match publish(pool, redis, stream, when).await {
             Ok(sent) => {
                 metrics::counter!(m::OUTBOX_PUBLISHED).increment(sent as u64);
                 return;

@@ -1,11 +1,11 @@
 //! The engine loop: a reader task reads and decodes batch N+1 while the writer applies
-//! batch N in one transaction, then acks it.
+//! batch N in one transaction, then acks it (in backfill mode once its commit is durable,
+//! see [`crate::durability`]).
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::ops::Range;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,9 +19,10 @@ use tokio::sync::watch;
 use crate::batch::{term_ids_of, Batch};
 use crate::config::EngineConfig;
 use crate::db::{self, Failure, PgPool};
+use crate::durability::{Committed, DurableAcks, Released};
 use crate::event::Event;
 use crate::metrics as m;
-use crate::outbox::Publisher;
+use crate::outbox::{Publish, Publisher};
 use crate::source::{self, DeadLetter, StreamControl, StreamReader};
 use crate::{cascade, merge, outbox, sql, stage};
 
@@ -138,29 +139,45 @@ pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Re
     result.map(|()| summary)
 }
 
-/// Entries (stream, id) this engine has read and not yet acked: handed to the writer, or
-/// being applied. A claim of stale entries (`XAUTOCLAIM`) also returns this engine's own
-/// entries once they have waited `claim_idle`, say behind a batch retrying through a
-/// PostgreSQL outage; those are already on their way and must not be delivered twice
-/// (applied twice, dead-lettered twice).
+/// Entries (stream, id) this engine has read and not yet acked: handed to the writer, being
+/// applied, or committed and waiting to be durable. A claim of stale entries (`XAUTOCLAIM`)
+/// also returns this engine's own entries once they have waited `claim_idle`, say behind a
+/// batch retrying through a PostgreSQL outage; those are already on their way and must not
+/// be delivered twice (applied twice, dead-lettered twice).
 #[derive(Clone, Default)]
-struct InFlight(Arc<Mutex<HashSet<(String, String)>>>);
+struct InFlight {
+    entries: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Set when the writer gives entries back unacked: the reader reads them again.
+    given_back: Arc<AtomicBool>,
+}
 
 impl InFlight {
     fn add(&self, entries: &[(String, String)]) {
-        self.0.lock().expect("in-flight set").extend(entries.iter().cloned());
+        self.entries.lock().expect("in-flight set").extend(entries.iter().cloned());
     }
 
     fn remove(&self, entries: &[(String, String)]) {
-        let mut set = self.0.lock().expect("in-flight set");
+        let mut set = self.entries.lock().expect("in-flight set");
         for entry in entries {
             set.remove(entry);
         }
     }
 
+    /// The writer will not ack these entries: they stay pending on this consumer, and the
+    /// reader reads its own pending entries again to deliver them once more.
+    fn give_back(&self, entries: &[(String, String)]) {
+        self.remove(entries);
+        self.given_back.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether entries were given back since the last call.
+    fn take_given_back(&self) -> bool {
+        self.given_back.swap(false, Ordering::SeqCst)
+    }
+
     /// Drop the messages already in flight.
     fn retain_new(&self, messages: &mut Vec<source::Message>) {
-        let set = self.0.lock().expect("in-flight set");
+        let set = self.entries.lock().expect("in-flight set");
         messages.retain(|m| !set.contains(&(m.stream.clone(), m.id.clone())));
     }
 }
@@ -183,6 +200,8 @@ struct Engine<'a> {
     control: StreamControl,
     publisher: Publisher,
     in_flight: InFlight,
+    /// Backfill mode: the acks of committed batches, held until their commits are durable.
+    durable: Option<DurableAcks>,
 }
 
 impl<'a> Engine<'a> {
@@ -229,11 +248,15 @@ impl<'a> Engine<'a> {
             return Ok(());
         };
         // Whatever a previous run committed but did not publish goes out first.
+        let when = if config.backfill { Publish::Durable } else { Publish::Committed };
         let mut stopping = stop.clone();
-        outbox::publish_until_sent(&pool, &mut publishing, &config.term_updates_stream, &mut stopping).await;
-        let publisher = Publisher::spawn(pool.clone(), publishing, config.term_updates_stream.clone(), stop.clone());
+        outbox::publish_until_sent(&pool, &mut publishing, &config.term_updates_stream, when, &mut stopping).await;
+        let updates = config.term_updates_stream.clone();
+        let publisher = Publisher::spawn(pool.clone(), publishing, updates, when, stop.clone());
         let in_flight = InFlight::default();
-        let mut engine = Engine { config, stop, summary, pool, control, publisher, in_flight: in_flight.clone() };
+        let durable = config.backfill.then(|| DurableAcks::new(&config.database_url));
+        let mut engine =
+            Engine { config, stop, summary, pool, control, publisher, in_flight: in_flight.clone(), durable };
         info!(consumer = %consumer, group = %config.group, streams = ?config.streams, "engine started");
 
         // Capacity 1: one batch decoded ahead while the writer works, never more.
@@ -266,6 +289,10 @@ impl<'a> Engine<'a> {
                     }
                 }
                 Some(Work::Idle) => {
+                    // The streams ran dry: nothing later will flush the held commits.
+                    if !engine.flush_held().await {
+                        break;
+                    }
                     if config.exit_when_idle && engine.control.pending(&config.streams).await.unwrap_or(usize::MAX) == 0
                     {
                         info!("streams drained and nothing pending: exiting");
@@ -279,51 +306,113 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        // On shutdown too: one barrier, one ack attempt; what fails stays pending.
+        engine.flush_held().await;
         let Engine { publisher, .. } = engine;
         publisher.finish().await;
         Ok(())
     }
 
-    /// Apply and ack one batch, then wake the publisher; `false` if shutdown cut it short.
-    async fn process(&mut self, batch: Batch) -> bool {
+    /// Apply one batch and ack it (in backfill mode once its commit is durable, which may be
+    /// after later batches have committed); `false` if shutdown cut it short.
+    async fn process(&mut self, mut batch: Batch) -> bool {
         self.summary.stage_time.merge(&batch.times);
+        // Taken before the batch's first transaction: the witness must see its commit.
+        let witness = match self.durable.is_some() {
+            true => match self.witness().await {
+                Some(w) => Some(w),
+                None => return false,
+            },
+            false => None,
+        };
         let Some(refused) = self.apply_with_retry(&batch).await else {
             info!(messages = batch.acks.len(), "shutdown while the batch was retrying: left uncommitted and pending");
             return false;
         };
-        // Decode's dead letters may hold large payloads: copied only when events refused by
-        // PostgreSQL join them.
-        let dead_letters: Cow<[DeadLetter]> = if refused.is_empty() {
-            Cow::Borrowed(&batch.dead_letters)
-        } else {
-            let refused = refused.iter().map(|(i, error)| batch.event_dead_letter(*i, error.clone()));
-            Cow::Owned(batch.dead_letters.iter().cloned().chain(refused).collect())
-        };
+        let mut dead_letters = std::mem::take(&mut batch.dead_letters);
+        dead_letters.extend(refused.iter().map(|(i, error)| batch.event_dead_letter(*i, error.clone())));
         let applied = batch.events.len() - refused.len();
         record_batch(&batch, applied, dead_letters.len(), &mut self.summary.commit_latency_us);
         outbox::crash_point("after_commit");
-        let acking = Instant::now();
-        let acked = self.finish_with_retry(&batch.acks, &dead_letters).await;
-        self.summary.stage_time.add("ack", acking.elapsed());
-        if !acked {
-            info!(
-                messages = batch.acks.len(),
-                "shutdown while acking a committed batch: it will be redelivered (a no-op)"
-            );
-            return false;
-        }
-        outbox::crash_point("after_ack");
-        self.in_flight.remove(&batch.acks);
-        self.publisher.wake();
-        let s = &mut self.summary;
-        s.batches += 1;
-        s.messages += batch.acks.len() as u64;
-        s.events += applied as u64;
-        s.dead_letters += dead_letters.len() as u64;
-        drop(dead_letters);
+        let committed = Committed { acks: std::mem::take(&mut batch.acks), dead_letters, events: applied as u64 };
         // Freeing a large batch (a million small allocations) takes a core for ~0.1 s:
         // done off the writer's path, which would otherwise start the next batch that late.
         tokio::task::spawn_blocking(move || drop(batch));
+        let released = match (self.durable.as_mut(), witness) {
+            (Some(durable), Some(witness)) => {
+                let started = Instant::now();
+                let released = durable.hold(committed, witness).await;
+                self.summary.stage_time.add("flush", started.elapsed());
+                released
+            }
+            _ => Released { durable: vec![committed], unknown: Vec::new() },
+        };
+        self.settle(released).await
+    }
+
+    /// The durability witness for the next batch, waiting out an outage; `None` once
+    /// shutdown is requested.
+    async fn witness(&mut self) -> Option<u64> {
+        let durable = self.durable.as_mut()?;
+        let mut failures = 0;
+        loop {
+            match durable.witness().await {
+                Ok(generation) => return Some(generation),
+                Err(e) => {
+                    failures += 1;
+                    warn!(error = %format!("{e:#}"), attempt = failures, "connecting the durability witness failed; retrying");
+                    if !backoff(&mut self.stop, failures).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Take a WAL flush barrier and ack every held batch (backfill mode); `false` if
+    /// shutdown came first.
+    async fn flush_held(&mut self) -> bool {
+        let Some(durable) = self.durable.as_mut().filter(|d| !d.is_empty()) else {
+            return true;
+        };
+        let started = Instant::now();
+        let released = durable.barrier().await;
+        self.summary.stage_time.add("flush", started.elapsed());
+        self.settle(released).await
+    }
+
+    /// Ack the durable batches, in commit order, and wake the publisher; give the unknown
+    /// ones back to be read again. `false` if shutdown came first.
+    async fn settle(&mut self, released: Released) -> bool {
+        for batch in &released.unknown {
+            warn!(
+                messages = batch.acks.len(),
+                "PostgreSQL went away before the batch's asynchronous commit was seen flushed: left unacked, to be applied again"
+            );
+            self.in_flight.give_back(&batch.acks);
+        }
+        if released.durable.is_empty() {
+            return true;
+        }
+        let acking = Instant::now();
+        for batch in released.durable {
+            if !self.finish_with_retry(&batch.acks, &batch.dead_letters).await {
+                info!(
+                    messages = batch.acks.len(),
+                    "shutdown while acking a committed batch: it will be redelivered (a no-op)"
+                );
+                return false;
+            }
+            outbox::crash_point("after_ack");
+            self.in_flight.remove(&batch.acks);
+            let s = &mut self.summary;
+            s.batches += 1;
+            s.messages += batch.acks.len() as u64;
+            s.events += batch.events;
+            s.dead_letters += batch.dead_letters.len() as u64;
+        }
+        self.summary.stage_time.add("ack", acking.elapsed());
+        self.publisher.wake();
         true
     }
 
@@ -498,6 +587,10 @@ async fn read_loop(
     let mut last_claim = Instant::now();
     let mut failures = 0u32;
     loop {
+        if in_flight.take_given_back() {
+            phase = Phase::OwnPending;
+            reader.reread_own_pending();
+        }
         let mut times = StageTimes::default();
         let read = timed(&mut times, "read", async {
             match phase {

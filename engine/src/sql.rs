@@ -1,15 +1,29 @@
 //! Every statement the engine sends. The logic lives in `migrations/` as functions and
 //! triggers; the engine only calls it.
 
-/// Session setup for a pooled connection: its temporary staging tables, and planner
-/// settings for batch work. JIT compiles expressions of every large statement anew (batch
-/// statements are planned per batch), costing far more than it saves here; sorts and
-/// hashes of a 100,000-event batch should stay in memory.
+/// Session setup for a pooled connection (with [`DURABLE_COMMITS`]): its temporary staging
+/// tables, and planner settings for batch work. JIT compiles expressions of every large statement
+/// anew (batch statements are planned per batch), costing far more than it saves here;
+/// sorts and hashes of a 100,000-event batch should stay in memory.
 pub const SESSION_SETUP: &str = "SET jit = off; SET work_mem = '64MB'; SELECT create_staging_tables()";
 
-/// Backfill mode trades durability of the last few commits for throughput; a crash then
-/// only causes redelivery, because acks follow commits.
+/// Commits durable when COMMIT returns, whatever the server's or role's default: what is
+/// acked after a commit must survive a crash. Only `off` is raised (to `on`); `local`,
+/// `remote_write` and stronger settings are kept.
+pub const DURABLE_COMMITS: &str =
+    "SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'";
+
+/// Backfill mode commits asynchronously; its acks wait for the WAL flush (see
+/// [`crate::durability`]).
 pub const BACKFILL_TRANSACTION: &str = "SET LOCAL synchronous_commit = off";
+
+/// A WAL position past every commit made so far, and the position flushed to disk.
+pub const WAL_POSITIONS: &str = "SELECT pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn()";
+
+/// A transaction that writes WAL (a logical decoding message, which no table sees) and
+/// commits synchronously: when it returns, every earlier commit is on disk.
+pub const WAL_BARRIER: &str = "BEGIN; SET LOCAL synchronous_commit = on; \
+     SELECT pg_logical_emit_message(true, 'redis-postgres-sync', 'WAL flush barrier'); COMMIT";
 
 /// Advisory locks on the batch's terms, in sorted key order.
 pub const LOCK_TERMS: &str = "SELECT lock_terms($1::text[])";

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use tokio_postgres::{Client, IsolationLevel};
 
-use crate::db;
+use crate::{db, sql};
 
 /// Distinct term ids per refresh transaction. An id names at most one triple (its own, or
 /// the one it is the counter term of), which locks the triple and its two pairs; advisory
@@ -49,7 +49,10 @@ impl Refresher {
 
     async fn client(&mut self) -> Result<&mut Client> {
         if self.client.is_none() {
-            self.client = Some(db::connect_one(&self.database_url).await?);
+            let client = db::connect_one(&self.database_url).await?;
+            // An update is acked once its refresh commits: the commit must survive a crash.
+            client.batch_execute(sql::DURABLE_COMMITS).await?;
+            self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }
