@@ -3,7 +3,7 @@
 //! Run with `cargo bench -p micro-benches`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rps::decode::decode_payload;
+use rps::event::decode::decode_payload;
 use rps::event::Event;
 
 const EVENTS: usize = 20_000;
@@ -47,7 +47,9 @@ fn copy_encoding(c: &mut Criterion) {
     let events = decoded(&micro_benches::payloads(EVENTS));
     let mut g = c.benchmark_group("copy");
     g.throughput(Throughput::Elements(events.len() as u64));
-    g.bench_function("binary COPY encoding", |b| b.iter(|| rps::stage::encode_events(black_box(&events)).unwrap()));
+    g.bench_function("binary COPY encoding", |b| {
+        b.iter(|| rps::ingest::copy::encode_events(black_box(&events)).unwrap())
+    });
     g.finish();
 }
 

@@ -209,7 +209,7 @@ async fn xadd_update(env: &mut TestEnv, fields: &[(&str, &str)]) -> String {
 
 /// Entries of `<term_updates>:dlq` as (error, payload, origin stream, origin id).
 async fn worker_dead_letters(env: &mut TestEnv) -> Vec<(String, String, String, String)> {
-    let key = rps::source::dead_letter_stream(&env.term_updates_stream());
+    let key = rps::stream::dead_letter_stream(&env.term_updates_stream());
     let reply: redis::streams::StreamRangeReply =
         redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut env.redis).await.expect("XRANGE");
     let field = |e: &redis::streams::StreamId, k: &str| e.get::<String>(k).unwrap_or_default();
@@ -363,7 +363,7 @@ async fn a_counter_vault_change_refreshes_its_triple() {
     env.run(env.config()).await;
     run_workers(&worker_config(&env), 1, None).await;
     assert_analytics_match(&env).await;
-    let counter = rps::decode::counter_term_id(&t1);
+    let counter = rps::event::counter_term_id(&t1);
     env.xadd_all(&counter_vault_messages(&counter, 2, 200)).await;
     env.run(env.config()).await;
     assert_eq!(published_term_ids(&env).await.iter().filter(|id| **id == t1).count(), 1, "only via its counter");
@@ -386,7 +386,7 @@ async fn a_large_batch_is_refreshed_in_chunks() {
     let filler = |from: u32| (from..from + 700).map(|i| format!("0x{i:064x}")).collect::<Vec<_>>();
     let (mut first, mut second) = (filler(0), filler(10_000));
     first.push(t1);
-    second.push(rps::decode::counter_term_id(&t2));
+    second.push(rps::event::counter_term_id(&t2));
     for ids in [first, second] {
         xadd_update(&mut env, &[("term_ids", &serde_json::to_string(&ids).unwrap()), ("committed_at_ms", "1")]).await;
     }

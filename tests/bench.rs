@@ -13,7 +13,7 @@ async fn small_bench_writes_a_complete_report() {
         events: 5_000,
         seed: 5,
         repeat: 2,
-        batch_size: rps::config::DEFAULT_BATCH_SIZE,
+        batch_size: rps::ingest::config::DEFAULT_BATCH_SIZE,
         apply_parts: 2,
         per_event_events: 100,
         live_rates: vec![400.0],

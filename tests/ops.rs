@@ -99,12 +99,12 @@ async fn doctor_reports_a_healthy_sync_and_fails_on_trigger_or_migration_trouble
     let (ok, out) = doctor(&env).await;
     assert!(ok, "doctor fails on a healthy database:\n{out}");
     assert!(line_with(&out, "none pending").contains("ok"), "{out}");
-    for (trigger, table, _) in rps::doctor::TRIGGERS {
+    for (trigger, table) in rps::ops::doctor::TRIGGERS {
         let line = line_with(&out, trigger);
         assert!(line.contains(&format!("on {table}: enabled")) && line.trim_start().starts_with("ok"), "{line}");
     }
     assert!(out.contains("readers.* read the maintained tables"), "{out}");
-    for table in rps::doctor::reported_tables() {
+    for table in rps::ops::doctor::reported_tables() {
         assert!(out.lines().any(|l| l.trim_start().starts_with(table)), "no size line for {table}:\n{out}");
     }
     assert!(out.contains("no blocked sessions"), "{out}");
@@ -119,9 +119,9 @@ async fn doctor_reports_a_healthy_sync_and_fails_on_trigger_or_migration_trouble
     let updates = line_with(&out, &format!("{} ", env.term_updates_stream()));
     assert!(updates.contains("analytics-worker") && !updates.contains("missing"), "{updates}");
     // The bad message is a dead letter: a warning, not a failure.
-    let dlq = line_with(&out, &rps::source::dead_letter_stream(&env.streams[1]));
+    let dlq = line_with(&out, &rps::stream::dead_letter_stream(&env.streams[1]));
     assert!(dlq.contains("WARN") && dlq.contains("1 rejected"), "{dlq}");
-    assert!(line_with(&out, &rps::source::dead_letter_stream(&env.streams[0])).contains("empty"), "{out}");
+    assert!(line_with(&out, &rps::stream::dead_letter_stream(&env.streams[0])).contains("empty"), "{out}");
     assert!(out.contains("term_update_outbox: empty"), "{out}");
     assert!(out.trim_end().ends_with("doctor: 0 problems, 1 warning"), "{out}");
 
@@ -174,7 +174,10 @@ async fn doctor_reports_a_healthy_sync_and_fails_on_trigger_or_migration_trouble
     let (ok, out) = doctor(&env).await;
     assert!(!ok);
     let missing = line_with(&out, "trigger_redeemed");
-    assert!(missing.contains("MISSING") && missing.contains("migrations/V9__per_batch_costs.sql"), "{out}");
+    assert!(missing.contains("MISSING") && missing.contains("restart the engine"), "{out}");
+    // As doctor says: the schema work of an engine start re-creates it.
+    rps::pg::schema::migrate(&env.database_url).await.expect("migrate");
+    assert!(doctor(&env).await.0, "the trigger is back");
 
     // A database behind the binary's migrations.
     client
@@ -203,7 +206,7 @@ async fn digest(client: &tokio_postgres::Client, relation: &str) -> (i64, String
 }
 
 async fn assert_readers_equal(client: &tokio_postgres::Client, schema: &str) {
-    for table in rps::verify::DERIVED_TABLES {
+    for table in rps::ops::verify::DERIVED_TABLES {
         let readers = digest(client, &format!("readers.{table}")).await;
         let other = digest(client, &format!("{schema}.{table}")).await;
         assert_eq!(readers, other, "readers.{table} differs from {schema}.{table}");
@@ -420,11 +423,11 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
     let (engine_metrics, worker_metrics) = loop {
         let e = http_get(&engine_addr, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
         let w = http_get(&worker_addr, "/metrics").await.map(|(_, b)| b).unwrap_or_default();
-        let done = sample_sum(&e, rps::metrics::EVENTS_PROCESSED) >= expected_events as f64
-            && sample_sum(&e, rps::metrics::EVENTS_FAILED) >= 1.0
-            && sample_sum(&w, rps::metrics::WORKER_PROCESSED) >= 1.0
-            && e.contains(&format!("{}{{stream=\"{}\"}} 0", rps::metrics::STREAM_LAG, env.streams[2]))
-            && w.contains(rps::metrics::WORKER_STREAM_LAG);
+        let done = sample_sum(&e, rps::runtime::telemetry::EVENTS_PROCESSED) >= expected_events as f64
+            && sample_sum(&e, rps::runtime::telemetry::EVENTS_FAILED) >= 1.0
+            && sample_sum(&w, rps::runtime::telemetry::WORKER_PROCESSED) >= 1.0
+            && e.contains(&format!("{}{{stream=\"{}\"}} 0", rps::runtime::telemetry::STREAM_LAG, env.streams[2]))
+            && w.contains(rps::runtime::telemetry::WORKER_STREAM_LAG);
         if done {
             break (e, w);
         }
@@ -465,11 +468,15 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
         assert!(exported.contains(name), "{name} is not exported");
     }
     for stream in &env.streams {
-        for gauge in [rps::metrics::STREAM_LAG, rps::metrics::STREAM_PENDING, rps::metrics::STREAM_LENGTH] {
+        for gauge in [
+            rps::runtime::telemetry::STREAM_LAG,
+            rps::runtime::telemetry::STREAM_PENDING,
+            rps::runtime::telemetry::STREAM_LENGTH,
+        ] {
             assert!(engine_metrics.contains(&format!("{gauge}{{stream=\"{stream}\"}}")), "{gauge} for {stream}");
         }
     }
-    assert!(exported.contains(rps::metrics::OUTBOX_BACKLOG));
+    assert!(exported.contains(rps::runtime::telemetry::OUTBOX_BACKLOG));
 
     // /health: 200 with the lag total and the last commit. The last acks may postdate the
     // last observation by one monitor interval.
@@ -484,7 +491,7 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(health["status"], "ok", "{health}");
-    assert!(health["last_commit_unix"].as_i64().is_some_and(|t| t > 1_600_000_000), "{health}");
+    assert!(health.get("last_commit_unix").is_none(), "one last-commit field: {health}");
     assert!(health["last_commit_age_seconds"].as_i64().is_some_and(|a| (0..120).contains(&a)), "{health}");
     let (status, body) = http_get(&worker_addr, "/health").await.expect("worker /health");
     assert_eq!(status, 200, "{body}");

@@ -217,7 +217,7 @@ async fn numeric_round_trips_through_postgres() {
         [U256::ZERO, U256::from(1u64), U256::from(10_000u64), U256::from(12_345u64), ten18, ten18 * ten18, U256::MAX]
     {
         let back: String =
-            client.query_one("SELECT $1::numeric::text", &[&rps::numeric::Numeric(v)]).await.unwrap().get(0);
+            client.query_one("SELECT $1::numeric::text", &[&rps::event::numeric::Numeric(v)]).await.unwrap().get(0);
         assert_eq!(back, v.to_string());
     }
     env.cleanup().await;

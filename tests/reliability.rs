@@ -236,7 +236,7 @@ async fn postgres_outages_are_retried_and_survived() {
 }
 
 async fn can_connect(env: &TestEnv) -> bool {
-    rps::db::connect_one(&env.database_url).await.is_ok()
+    rps::pg::connect_one(&env.database_url).await.is_ok()
 }
 
 /// Redis (a private one, persisting every write) is killed and restarted mid-run. Engine
@@ -330,7 +330,7 @@ async fn dead_letters_expected(env: &TestEnv) -> usize {
     let mut n = 0;
     for s in &env.streams {
         let len: usize =
-            redis::cmd("XLEN").arg(rps::source::dead_letter_stream(s)).query_async(&mut con).await.unwrap();
+            redis::cmd("XLEN").arg(rps::stream::dead_letter_stream(s)).query_async(&mut con).await.unwrap();
         n += len;
     }
     n

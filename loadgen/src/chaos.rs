@@ -22,7 +22,7 @@ use loadgen::workload::{generate, Workload, WorkloadConfig};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rps::verify::{compare_all, TableDiff, ANALYTICS_TABLES, STRONG_TABLES};
+use rps::ops::verify::{compare_all, TableDiff, ANALYTICS_TABLES, STRONG_TABLES};
 
 #[derive(Args, Debug, Clone)]
 pub struct ChaosArgs {
@@ -144,8 +144,8 @@ pub async fn run(args: ChaosArgs) -> Result<()> {
     let log_dir = std::env::temp_dir().join(&name);
     std::fs::create_dir_all(&log_dir)?;
     let database_url = format!("{}/{name}", args.pg_url.trim_end_matches('/'));
-    rps::db::ensure_database(&database_url).await?;
-    rps::db::migrate(&database_url).await?;
+    rps::pg::schema::ensure_database(&database_url).await?;
+    rps::pg::schema::migrate(&database_url).await?;
     let mut run = Run {
         streams: stream_keys(&prefix),
         term_updates: format!("{prefix}term_updates"),
@@ -230,7 +230,7 @@ pub async fn run(args: ChaosArgs) -> Result<()> {
         }
     }
 
-    let client = rps::db::connect_one(&run.database_url).await?;
+    let client = rps::pg::connect_one(&run.database_url).await?;
     let mut diffs = compare_all(&client, &STRONG_TABLES).await?;
     diffs.extend(compare_all(&client, &ANALYTICS_TABLES).await?);
     run.figures.logged_events = client
@@ -363,7 +363,7 @@ impl Run {
     /// Terminate every backend of the run's database; with `refuse`, also refuse new
     /// connections for --outage-ms first.
     async fn outage(&mut self, refuse: bool) -> Result<()> {
-        let admin = rps::db::connect_one(&format!("{}/postgres", self.args.pg_url.trim_end_matches('/'))).await?;
+        let admin = rps::pg::connect_one(&format!("{}/postgres", self.args.pg_url.trim_end_matches('/'))).await?;
         let alter = |allow: bool| format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allow}", self.name);
         if refuse {
             admin.batch_execute(&alter(false)).await?;
@@ -386,7 +386,7 @@ impl Run {
     /// workers' group has every term update.
     async fn drained(&self, redis_url: &str) -> bool {
         let outbox_empty = async {
-            let client = rps::db::connect_one(&self.database_url).await.ok()?;
+            let client = rps::pg::connect_one(&self.database_url).await.ok()?;
             let row = client.query_one("SELECT count(*) FROM term_update_outbox", &[]).await.ok()?;
             Some(row.get::<_, i64>(0) == 0)
         };
@@ -399,7 +399,7 @@ impl Run {
         let mut con = redis_out::connect(redis_url).await?;
         let mut n = 0;
         for s in &self.streams {
-            let len: usize = redis::cmd("XLEN").arg(rps::source::dead_letter_stream(s)).query_async(&mut con).await?;
+            let len: usize = redis::cmd("XLEN").arg(rps::stream::dead_letter_stream(s)).query_async(&mut con).await?;
             n += len;
         }
         Ok(n)
@@ -408,11 +408,11 @@ impl Run {
     async fn cleanup(&self, redis_url: &str) -> Result<()> {
         let mut con = redis_out::connect(redis_url).await?;
         let mut keys: Vec<String> = self.streams.clone();
-        keys.extend(self.streams.iter().map(|s| rps::source::dead_letter_stream(s)));
+        keys.extend(self.streams.iter().map(|s| rps::stream::dead_letter_stream(s)));
         keys.push(self.term_updates.clone());
-        keys.push(rps::source::dead_letter_stream(&self.term_updates));
+        keys.push(rps::stream::dead_letter_stream(&self.term_updates));
         let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut con).await?;
-        let admin = rps::db::connect_one(&format!("{}/postgres", self.args.pg_url.trim_end_matches('/'))).await?;
+        let admin = rps::pg::connect_one(&format!("{}/postgres", self.args.pg_url.trim_end_matches('/'))).await?;
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await?;
         let _ = std::fs::remove_dir_all(&self.log_dir);
         Ok(())

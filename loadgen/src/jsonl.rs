@@ -108,7 +108,7 @@ mod tests {
         assert_eq!(messages.len(), 10);
         for m in &messages {
             assert!(m.stream.starts_with("intuition_"));
-            let decoded = rps::decode::decode_payload(m.payload.as_bytes()).unwrap();
+            let decoded = rps::event::decode::decode_payload(m.payload.as_bytes()).unwrap();
             assert!(decoded.failures.is_empty());
             assert_eq!(decoded.events.len(), m.events);
         }

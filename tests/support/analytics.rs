@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::streams::StreamRangeReply;
 use rps::analytics::{WorkerConfig, WorkerSummary};
-use rps::verify::{compare_all, ANALYTICS_TABLES};
+use rps::ops::verify::{compare_all, ANALYTICS_TABLES};
 use tokio::sync::watch;
 
 use crate::TestEnv;

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
-use rps::verify::{compare_all, TableDiff, STRONG_TABLES};
+use rps::ops::verify::{compare_all, TableDiff, STRONG_TABLES};
 use rps::EngineConfig;
 
 pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
@@ -36,10 +36,10 @@ impl TestEnv {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
         let name = format!("rps_t_{tag}_{}_{nanos}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let database_url = format!("{pg}/{name}");
-        rps::db::ensure_database(&database_url).await.expect("create test database");
-        rps::db::migrate(&database_url).await.expect("migrate test database");
+        rps::pg::schema::ensure_database(&database_url).await.expect("create test database");
+        rps::pg::schema::migrate(&database_url).await.expect("migrate test database");
         let streams = LOGICAL_STREAMS.iter().map(|s| format!("{name}:intuition_{s}")).collect();
-        let redis = rps::source::connect(REDIS).await.expect("redis");
+        let redis = rps::stream::connect(REDIS).await.expect("redis");
         TestEnv { name, pg: pg.to_owned(), database_url, streams, redis }
     }
 
@@ -55,14 +55,19 @@ impl TestEnv {
     /// each of `streams` (indexes into `self.streams`) and dies without acking them: they
     /// stay pending on its name. Returns how many it read.
     pub async fn read_and_abandon(&self, consumer: &str, streams: &[usize], count: usize) -> usize {
-        let names: Vec<String> = streams.iter().map(|&i| self.streams[i].clone()).collect();
-        let group = self.config().group;
-        let block = std::time::Duration::from_millis(1);
-        let mut reader = rps::source::StreamReader::new(REDIS, &names, &group, consumer, count, block)
-            .await
-            .expect("connect a stream reader");
-        reader.ensure_groups().await.expect("create the consumer groups");
-        reader.read_new().await.expect("XREADGROUP").len()
+        let config = rps::stream::ReaderConfig {
+            streams: streams.iter().map(|&i| self.streams[i].clone()).collect(),
+            group: self.config().group,
+            consumer: consumer.to_owned(),
+            count,
+            block: std::time::Duration::from_millis(1),
+            claim_idle: std::time::Duration::from_secs(3600),
+        };
+        let mut reader = rps::stream::GroupReader::connect(REDIS, config).await.expect("connect a group reader");
+        match reader.next().await.expect("XREADGROUP") {
+            rps::stream::Read::Entries(entries) => entries.len(),
+            rps::stream::Read::Idle => 0,
+        }
     }
 
     pub fn term_updates_stream(&self) -> String {
@@ -70,7 +75,7 @@ impl TestEnv {
     }
 
     pub async fn client(&self) -> tokio_postgres::Client {
-        rps::db::connect_one(&self.database_url).await.expect("connect")
+        rps::pg::connect_one(&self.database_url).await.expect("connect")
     }
 
     /// XADD `payload` to stream number `stream` under the field name `field`.
@@ -136,7 +141,7 @@ impl TestEnv {
 
     /// Entries of `<stream>:dlq` as (error, payload, origin stream, origin id).
     pub async fn dead_letters(&mut self, stream: usize) -> Vec<(String, String, String, String)> {
-        let key = rps::source::dead_letter_stream(&self.streams[stream]);
+        let key = rps::stream::dead_letter_stream(&self.streams[stream]);
         let reply: redis::streams::StreamRangeReply =
             redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut self.redis).await.expect("XRANGE");
         reply
@@ -160,7 +165,7 @@ impl TestEnv {
         if !keys.is_empty() {
             let _: i64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut redis).await.expect("UNLINK");
         }
-        let admin = rps::db::connect_one(&format!("{}/postgres", self.pg)).await.expect("connect");
+        let admin = rps::pg::connect_one(&format!("{}/postgres", self.pg)).await.expect("connect");
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
             .await

@@ -127,7 +127,7 @@ impl Drop for Proc {
 
 /// Close every connection to the test database except the caller's; returns how many.
 pub async fn terminate_backends(env: &TestEnv) -> i64 {
-    let admin = rps::db::connect_one(&format!("{PG}/postgres")).await.expect("connect");
+    let admin = rps::pg::connect_one(&format!("{PG}/postgres")).await.expect("connect");
     admin
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
@@ -141,7 +141,7 @@ pub async fn terminate_backends(env: &TestEnv) -> i64 {
 
 /// Refuse (or allow again) new connections to the test database; existing ones live on.
 pub async fn allow_connections(env: &TestEnv, allow: bool) {
-    let admin = rps::db::connect_one(&format!("{PG}/postgres")).await.expect("connect");
+    let admin = rps::pg::connect_one(&format!("{PG}/postgres")).await.expect("connect");
     admin.batch_execute(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allow}", env.name)).await.expect("ALTER");
 }
 
@@ -164,7 +164,7 @@ pub fn noisy_workload(events: usize, seed: u64) -> Workload {
 
 /// XADD a loadgen workload to `env`'s streams on `redis_url`.
 pub async fn feed_workload(env: &TestEnv, redis_url: &str, workload: &Workload) {
-    let mut con = rps::source::connect(redis_url).await.expect("redis");
+    let mut con = rps::stream::connect(redis_url).await.expect("redis");
     let options = WriteOptions { stream_prefix: format!("{}:", env.name), ..WriteOptions::default() };
     write_messages(&mut con, &workload.messages, &options).await.expect("XADD the workload");
 }
@@ -181,7 +181,7 @@ pub async fn logged_events(env: &TestEnv) -> i64 {
 
 /// Entries not yet acked by `group` over `streams` on `redis_url`.
 pub async fn pending_on(redis_url: &str, streams: &[String], group: &str) -> usize {
-    let mut con = rps::source::connect(redis_url).await.expect("redis");
+    let mut con = rps::stream::connect(redis_url).await.expect("redis");
     let mut total = 0;
     for s in streams {
         let reply: redis::RedisResult<redis::streams::StreamPendingReply> =
@@ -204,7 +204,7 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 
 /// Whether `group` has been handed every entry of every stream and acked them all.
 pub async fn drained(redis_url: &str, streams: &[String], group: &str) -> bool {
-    let Ok(mut con) = rps::source::connect(redis_url).await else {
+    let Ok(mut con) = rps::stream::connect(redis_url).await else {
         return false;
     };
     for stream in streams {

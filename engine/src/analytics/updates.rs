@@ -8,10 +8,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use redis::streams::StreamId;
 use redis::Value;
 
-use crate::source::DeadLetter;
+use crate::stream::{DeadLetter, Entry, EntryKey};
 
 pub const TERM_IDS_FIELD: &str = "term_ids";
 pub const COMMITTED_AT_FIELD: &str = "committed_at_ms";
@@ -21,7 +20,7 @@ const ERRORS_SHOWN: usize = 3;
 
 /// What one entry says.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Entry {
+pub struct Update {
     /// Valid ids, lowercase.
     pub ids: Vec<String>,
     pub committed_at_ms: Option<i64>,
@@ -30,11 +29,11 @@ pub struct Entry {
 }
 
 /// Read one entry's fields.
-pub fn parse(fields: &HashMap<String, Value>) -> Entry {
+pub fn parse(fields: &HashMap<String, Value>) -> Update {
     let committed_at_ms = fields.get(COMMITTED_AT_FIELD).and_then(text).and_then(|t| t.trim().parse().ok());
     match term_ids(fields) {
-        Ok((ids, errors)) => Entry { error: partial_error(&ids, &errors), ids, committed_at_ms },
-        Err(error) => Entry { ids: Vec::new(), committed_at_ms, error: Some(error) },
+        Ok((ids, errors)) => Update { error: partial_error(&ids, &errors), ids, committed_at_ms },
+        Err(error) => Update { ids: Vec::new(), committed_at_ms, error: Some(error) },
     }
 }
 
@@ -111,7 +110,7 @@ pub struct UpdateBatch {
     /// Distinct valid ids over all entries, sorted.
     pub term_ids: Vec<String>,
     /// Every entry read, acked once the refresh has committed.
-    pub acks: Vec<(String, String)>,
+    pub acks: Vec<EntryKey>,
     pub dead_letters: Vec<DeadLetter>,
     /// Entries that contributed at least one id.
     pub applied_entries: u64,
@@ -120,18 +119,18 @@ pub struct UpdateBatch {
 }
 
 impl UpdateBatch {
-    pub fn from_entries(stream: &str, entries: &[StreamId]) -> UpdateBatch {
+    pub fn from_entries(entries: &[Entry]) -> UpdateBatch {
         let mut batch = UpdateBatch::default();
         let mut ids = BTreeSet::new();
         for e in entries {
-            let entry = parse(&e.map);
-            batch.acks.push((stream.to_owned(), e.id.clone()));
+            let entry = parse(&e.fields);
+            batch.acks.push(e.key());
             if let Some(error) = entry.error {
-                tracing::warn!(stream, id = %e.id, %error, "dead-lettering term_updates entry");
+                tracing::warn!(stream = %e.stream, id = %e.id, %error, "dead-lettering term_updates entry");
                 batch.dead_letters.push(DeadLetter {
-                    stream: stream.to_owned(),
+                    stream: e.stream.clone(),
                     id: e.id.clone(),
-                    payload: fields_json(&e.map).into_bytes(),
+                    payload: fields_json(&e.fields).into_bytes(),
                     error,
                 });
             }
@@ -175,7 +174,7 @@ mod tests {
     fn valid_entry() {
         let upper = A.to_uppercase().replacen("0X", "0x", 1);
         let e = parse(&fields(&[("term_ids", &format!(r#"["{A}","{upper}"]"#)), ("committed_at_ms", "1700")]));
-        assert_eq!(e, Entry { ids: vec![A.into(), A.into()], committed_at_ms: Some(1700), error: None });
+        assert_eq!(e, Update { ids: vec![A.into(), A.into()], committed_at_ms: Some(1700), error: None });
     }
 
     #[test]
@@ -201,18 +200,18 @@ mod tests {
     #[test]
     fn missing_commit_time_is_not_an_error() {
         let e = parse(&fields(&[("term_ids", "[]"), ("committed_at_ms", "soon")]));
-        assert_eq!(e, Entry::default());
+        assert_eq!(e, Update::default());
     }
 
     #[test]
     fn batch_dedups_and_finds_the_oldest_commit() {
-        let entry = |id: &str, map| StreamId { id: id.into(), map, ..Default::default() };
+        let entry = |id: &str, fields| Entry { stream: "s".into(), id: id.into(), fields };
         let entries = vec![
             entry("1-0", fields(&[("term_ids", &format!(r#"["{A}"]"#)), ("committed_at_ms", "20")])),
             entry("2-0", fields(&[("term_ids", &format!(r#"["{A}"]"#)), ("committed_at_ms", "10")])),
             entry("3-0", fields(&[("nope", "1")])),
         ];
-        let b = UpdateBatch::from_entries("s", &entries);
+        let b = UpdateBatch::from_entries(&entries);
         assert_eq!(b.term_ids, vec![A.to_owned()]);
         assert_eq!((b.acks.len(), b.dead_letters.len(), b.applied_entries), (3, 1, 2));
         assert_eq!(b.oldest_committed_ms, Some(10));

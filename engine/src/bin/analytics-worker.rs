@@ -1,5 +1,6 @@
 use clap::Parser;
 use rps::analytics::{self, WorkerConfig};
+use rps::ops::{health, http, monitor};
 use tracing_subscriber::EnvFilter;
 
 /// Keep the level 3 analytics tables (triple_vault, triple_term, predicate_object,
@@ -20,11 +21,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Cli::parse().worker;
     // Healthy when PostgreSQL and Redis answer; the body adds the group's lag on term_updates.
-    let monitor = rps::progress::Monitor::new();
-    let health = rps::progress::health(config.database_url.clone(), config.redis_url.clone(), monitor.clone());
-    rps::metrics::serve(config.metrics_addr, health).await?;
-    monitor.start_worker(&config, rps::progress::DEFAULT_MONITOR_INTERVAL);
-    let summary = analytics::run(config, rps::shutdown_signal()).await?;
+    let monitor = monitor::Monitor::new();
+    let health = health::health(config.database_url.clone(), config.redis_url.clone(), monitor.clone());
+    http::serve(config.metrics_addr, health).await?;
+    monitor.start_worker(&config, monitor::DEFAULT_MONITOR_INTERVAL);
+    let summary = analytics::run(config, rps::runtime::shutdown::signal()).await?;
     tracing::info!(
         batches = summary.batches,
         entries = summary.entries,

@@ -1,5 +1,6 @@
 use clap::{Parser, Subcommand};
-use rps::verify::{compare_all, ANALYTICS_TABLES, STRONG_TABLES};
+use rps::ops::verify::{compare_all, ANALYTICS_TABLES, STRONG_TABLES};
+use rps::ops::{doctor, health, http, monitor, progress, readers};
 use rps::EngineConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -16,7 +17,7 @@ struct Cli {
     metrics_addr: std::net::SocketAddr,
 
     #[command(flatten)]
-    progress: rps::progress::ProgressArgs,
+    progress: progress::ProgressArgs,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -35,13 +36,13 @@ enum Command {
     /// blocking locks, consumer-group lag and pending, dead letters, outbox backlog. Read
     /// only. Exits 1 when something is wrong (missing or disabled trigger, pending migration,
     /// unreachable dependency).
-    Doctor(rps::doctor::DoctorArgs),
+    Doctor(doctor::DoctorArgs),
     /// Switch the views in the `readers` schema between the maintained tables and the
     /// `snapshot` reference views (the rollback path; the event log is never touched).
     /// Without --to, print where each view reads from.
     Rollback {
         #[arg(long, value_enum)]
-        to: Option<rps::readers::ReaderSource>,
+        to: Option<readers::ReaderSource>,
         /// Only these tables, comma separated (default: all nine).
         #[arg(long, value_delimiter = ',')]
         tables: Vec<String>,
@@ -56,18 +57,17 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(rps::progress::log_writer)
+        .with_writer(progress::log_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let cli = Cli::parse();
     match cli.command {
         None => {
-            let monitor = rps::progress::Monitor::new();
-            let health =
-                rps::progress::health(cli.engine.database_url.clone(), cli.engine.redis_url.clone(), monitor.clone());
-            rps::metrics::serve(cli.metrics_addr, health).await?;
+            let monitor = monitor::Monitor::new();
+            let health = health::health(cli.engine.database_url.clone(), cli.engine.redis_url.clone(), monitor.clone());
+            http::serve(cli.metrics_addr, health).await?;
             monitor.start_engine(&cli.engine, cli.progress.monitor_interval());
-            let display = rps::progress::Display::start(
+            let display = progress::Display::start(
                 cli.progress.progress,
                 cli.engine.backfill,
                 monitor,
@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Verify { analytics }) => verify(&cli.engine.database_url, analytics).await,
         Some(Command::Doctor(args)) => {
-            let report = rps::doctor::run(&cli.engine, &args).await;
+            let report = doctor::run(&cli.engine, &args).await;
             println!("{report}");
             if !report.healthy() {
                 std::process::exit(1);
@@ -90,8 +90,8 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn sync(config: EngineConfig, display: Option<rps::progress::Display>) -> anyhow::Result<()> {
-    let summary = rps::run(config, rps::shutdown_signal()).await;
+async fn sync(config: EngineConfig, display: Option<progress::Display>) -> anyhow::Result<()> {
+    let summary = rps::run(config, rps::runtime::shutdown::signal()).await;
     if let Some(display) = display {
         display.finish().await;
     }
@@ -112,7 +112,7 @@ async fn sync(config: EngineConfig, display: Option<rps::progress::Display>) -> 
 }
 
 async fn verify(database_url: &str, analytics: bool) -> anyhow::Result<()> {
-    let client = rps::db::connect_one(database_url).await?;
+    let client = rps::pg::connect_one(database_url).await?;
     let mut strong_ok = true;
     for diff in compare_all(&client, &STRONG_TABLES).await? {
         strong_ok &= diff.matches();
@@ -131,12 +131,12 @@ async fn verify(database_url: &str, analytics: bool) -> anyhow::Result<()> {
 
 async fn rollback(
     database_url: &str,
-    to: Option<rps::readers::ReaderSource>,
+    to: Option<readers::ReaderSource>,
     tables: &[String],
     no_verify: bool,
 ) -> anyhow::Result<()> {
-    use rps::readers::{self, ReaderSource};
-    let client = rps::db::connect_one(database_url).await?;
+    use readers::ReaderSource;
+    let client = rps::pg::connect_one(database_url).await?;
     if to == Some(ReaderSource::Maintained) && !no_verify {
         let diffs = readers::check_maintained(&client, tables).await?;
         let bad: Vec<String> = diffs.iter().filter(|d| !d.matches()).map(|d| d.to_string()).collect();

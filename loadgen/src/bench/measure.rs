@@ -6,10 +6,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
 use hdrhistogram::Histogram;
-use rps::batch::Batch;
-use rps::source::Message;
-use rps::stage::{copy_encoded, encode_events, Target, EVENT_TABLES};
-use rps::verify::{compare_all, ANALYTICS_TABLES, DERIVED_TABLES, STRONG_TABLES};
+use rps::ingest::batch::Batch;
+use rps::ingest::copy::{copy_encoded, encode_events, Target, EVENT_TABLES};
+use rps::ingest::message::Message;
+use rps::ops::verify::{compare_all, ANALYTICS_TABLES, DERIVED_TABLES, STRONG_TABLES};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -206,16 +206,19 @@ async fn set_triggers(client: &tokio_postgres::Client, enabled: bool) -> Result<
 
 /// The events in binary COPY format, `per_batch` per transaction. Encoding happens before
 /// the clock starts, as the engine encodes on its reader task.
-fn encode_chunks(batch: &Batch, per_batch: usize) -> Result<Vec<Vec<rps::stage::EncodedTable>>> {
-    batch.events.chunks(per_batch.max(1)).map(encode_events).collect()
+fn encode_chunks(batch: &Batch, per_batch: usize) -> Result<Vec<Vec<rps::ingest::copy::EncodedTable>>> {
+    Ok(batch.events.chunks(per_batch.max(1)).map(encode_events).collect::<Result<_, _>>()?)
 }
 
 /// COPY encoded events straight into the event tables, one transaction per chunk.
-async fn copy_raw(client: &mut tokio_postgres::Client, chunks: &[Vec<rps::stage::EncodedTable>]) -> Result<Duration> {
+async fn copy_raw(
+    client: &mut tokio_postgres::Client,
+    chunks: &[Vec<rps::ingest::copy::EncodedTable>],
+) -> Result<Duration> {
     let started = Instant::now();
     for tables in chunks {
         let tx = client.transaction().await?;
-        tx.batch_execute(rps::sql::BACKFILL_TRANSACTION).await?;
+        tx.batch_execute(rps::pg::sql::BACKFILL_TRANSACTION).await?;
         copy_encoded(&tx, tables, Target::EventTables).await?;
         tx.commit().await?;
     }
@@ -252,7 +255,7 @@ pub async fn raw_floor(svc: &Services, workload: &Workload, per_batch: usize) ->
     let batch = decode_all(workload);
     let decode = decode_started.elapsed();
     let mut client = s.client().await?;
-    client.batch_execute(rps::sql::SESSION_SETUP).await?;
+    client.batch_execute(rps::pg::sql::SESSION_SETUP).await?;
     set_triggers(&client, false).await?;
     let chunks = encode_chunks(&batch, per_batch)?;
     let mut redis = s.redis.clone();
@@ -335,13 +338,13 @@ pub async fn live(svc: &Services, workload: &Workload, rate: f64) -> Result<Live
     let sampler = tokio::spawn(sample_analytics_lag(s.redis.clone(), s.term_updates(), async move {
         (&mut sampler_stopped).await.ok();
     }));
-    let before = rps::pipeline::PROGRESS.events.load(Ordering::Relaxed);
+    let before = rps::runtime::telemetry::PROGRESS.events.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut redis = s.redis.clone();
     let options = WriteOptions { stream_prefix: s.prefix.clone(), rate: Some(rate), pipeline: DEFAULT_PIPELINE };
     let written = write_messages(&mut redis, &workload.messages, &options).await?;
     wait_until(Duration::from_secs(120), || {
-        rps::pipeline::PROGRESS.events.load(Ordering::Relaxed) - before >= written.events as u64
+        rps::runtime::telemetry::PROGRESS.events.load(Ordering::Relaxed) - before >= written.events as u64
     })
     .await
     .context("engine did not keep up")?;
@@ -490,7 +493,7 @@ async fn preload_database(s: &Scratch, workload: &Workload) -> Result<()> {
         return Ok(());
     }
     let mut client = s.client().await?;
-    client.batch_execute(rps::sql::SESSION_SETUP).await?;
+    client.batch_execute(rps::pg::sql::SESSION_SETUP).await?;
     set_triggers(&client, false).await?;
     copy_raw(&mut client, &encode_chunks(&decode_all(workload), 100_000)?).await?;
     set_triggers(&client, true).await?;

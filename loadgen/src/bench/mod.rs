@@ -39,7 +39,7 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
     /// Engine batch size (messages per stream per read) for backfill and scaling runs.
-    #[arg(long, default_value_t = rps::config::DEFAULT_BATCH_SIZE)]
+    #[arg(long, default_value_t = rps::ingest::config::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// The engine's `--apply-parts`: concurrent transactions per large batch (1 measures
     /// the single-transaction path).

@@ -284,7 +284,7 @@ async fn machine(config: &BenchConfig) -> Result<Machine> {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0);
-    let pg = rps::db::connect_one(&format!("{}/postgres", config.pg_url.trim_end_matches('/'))).await?;
+    let pg = rps::pg::connect_one(&format!("{}/postgres", config.pg_url.trim_end_matches('/'))).await?;
     let postgres: String = pg.query_one("SHOW server_version", &[]).await?.get(0);
     let postgres_settings: String = pg
         .query_one(

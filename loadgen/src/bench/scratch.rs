@@ -21,8 +21,8 @@ impl Scratch {
     pub async fn new(base_url: &str, redis_url: &str, run_id: &str, tag: &str, apply_parts: usize) -> Result<Scratch> {
         let name = format!("rps_bench_{run_id}_{tag}");
         let database_url = format!("{}/{name}", base_url.trim_end_matches('/'));
-        rps::db::ensure_database(&database_url).await?;
-        rps::db::migrate(&database_url).await?;
+        rps::pg::schema::ensure_database(&database_url).await?;
+        rps::pg::schema::migrate(&database_url).await?;
         let redis = crate::redis_out::connect(redis_url).await?;
         let redis_url = redis_url.to_owned();
         Ok(Scratch { prefix: format!("{name}:"), name, database_url, redis_url, redis, apply_parts })
@@ -49,7 +49,7 @@ impl Scratch {
     }
 
     pub async fn client(&self) -> Result<tokio_postgres::Client> {
-        rps::db::connect_one(&self.database_url).await
+        Ok(rps::pg::connect_one(&self.database_url).await?)
     }
 
     /// Drop the database and every key under the prefix.
@@ -59,7 +59,7 @@ impl Scratch {
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut self.redis).await.context("DEL")?;
         }
-        let admin = rps::db::connect_one(&format!("{}/postgres", base_url.trim_end_matches('/'))).await?;
+        let admin = rps::pg::connect_one(&format!("{}/postgres", base_url.trim_end_matches('/'))).await?;
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await?;
         Ok(())
     }

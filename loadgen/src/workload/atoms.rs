@@ -75,7 +75,7 @@ mod tests {
     fn mixes_text_and_binary_data() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let data: Vec<Vec<u8>> = (0..2000).map(|i| atom_data(&mut rng, i)).collect();
-        let binary = data.iter().filter(|d| rps::decode::utf8_text(d).is_none()).count();
+        let binary = data.iter().filter(|d| rps::event::utf8_text(d).is_none()).count();
         assert!(binary > 10 && binary < 200, "{binary} atoms without a text form");
         let distinct: std::collections::HashSet<_> = data.iter().collect();
         assert_eq!(distinct.len(), data.len());

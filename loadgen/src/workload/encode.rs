@@ -157,7 +157,7 @@ mod tests {
             for _ in 0..20 {
                 let text = amount(&mut rng, v);
                 let parsed = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-                    Some(s) => rps::numeric::parse_u256(s).unwrap(),
+                    Some(s) => rps::event::numeric::parse_u256(s).unwrap(),
                     None => U256::from(text.parse::<u64>().unwrap()),
                 };
                 assert_eq!(parsed, v);

@@ -296,7 +296,7 @@ fn deposit_amount(rng: &mut impl Rng) -> U256 {
 }
 
 fn counter_id(term: &[u8; 32]) -> [u8; 32] {
-    let hex_id = rps::decode::counter_term_id(&format!("0x{}", hex::encode(term)));
+    let hex_id = rps::event::counter_term_id(&format!("0x{}", hex::encode(term)));
     let mut id = [0u8; 32];
     hex::decode_to_slice(&hex_id[2..], &mut id).expect("counter_term_id returns 0x + 64 hex digits");
     id
@@ -332,7 +332,7 @@ mod tests {
     #[test]
     fn counter_id_matches_engine() {
         let term = [7u8; 32];
-        let expected = rps::decode::counter_term_id(&format!("0x{}", hex::encode(term)));
+        let expected = rps::event::counter_term_id(&format!("0x{}", hex::encode(term)));
         assert_eq!(format!("0x{}", hex::encode(counter_id(&term))), expected);
     }
 }

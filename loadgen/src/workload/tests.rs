@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rps::decode::decode_payload;
+use rps::event::decode::decode_payload;
 use rps::event::{Event, EventKind};
 use ruint::aliases::U256;
 

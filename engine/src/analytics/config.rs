@@ -1,0 +1,89 @@
+//! The worker's settings. Shared settings use the engine's variable names (`DATABASE_URL`,
+//! `REDIS_URL`, `TERM_UPDATES_STREAM`) so one environment configures both; the worker's own
+//! settings are prefixed `ANALYTICS_` so they never pick up the engine's group, batch size or
+//! metrics address.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::stream::ReaderConfig;
+
+/// Settings of `analytics-worker`.
+#[derive(Args, Clone, Debug)]
+pub struct WorkerConfig {
+    /// PostgreSQL connection URL (the engine's database).
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/intuition")]
+    pub database_url: String,
+
+    /// Redis connection URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Stream the engine publishes affected term ids to.
+    #[arg(long, env = "TERM_UPDATES_STREAM", default_value = "term_updates")]
+    pub stream: String,
+
+    /// Consumer group shared by every worker.
+    #[arg(long, env = "ANALYTICS_GROUP", default_value = "analytics-worker")]
+    pub group: String,
+
+    /// Consumer name, unique per process (default: <hostname>-<pid>).
+    #[arg(long, env = "ANALYTICS_CONSUMER")]
+    pub consumer: Option<String>,
+
+    /// Entries read per XREADGROUP; their distinct term ids are refreshed together.
+    #[arg(long, env = "ANALYTICS_BATCH_SIZE", default_value_t = 20)]
+    pub batch_size: usize,
+
+    /// How long one XREADGROUP blocks waiting for new entries, in milliseconds.
+    #[arg(long, env = "ANALYTICS_BLOCK_MS", default_value_t = 1000)]
+    pub block_ms: u64,
+
+    /// Exit 0 once the stream is drained and nothing is pending for the group.
+    #[arg(long, env = "ANALYTICS_EXIT_WHEN_IDLE")]
+    pub exit_when_idle: bool,
+
+    /// Entries pending longer than this on another consumer are claimed (XAUTOCLAIM).
+    #[arg(long, env = "ANALYTICS_CLAIM_IDLE_MS", default_value_t = 60_000)]
+    pub claim_idle_ms: u64,
+
+    /// Where /metrics and /health are served (the engine uses 3030).
+    #[arg(long, env = "ANALYTICS_METRICS_ADDR", default_value = "127.0.0.1:3031")]
+    pub metrics_addr: SocketAddr,
+}
+
+impl WorkerConfig {
+    /// A worker for local services, as tests use it: drain and exit.
+    pub fn local(database_url: &str, stream: &str) -> WorkerConfig {
+        WorkerConfig {
+            database_url: database_url.to_owned(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            stream: stream.to_owned(),
+            group: "analytics-worker".into(),
+            consumer: None,
+            batch_size: 20,
+            block_ms: 100,
+            exit_when_idle: true,
+            claim_idle_ms: 60_000,
+            metrics_addr: "127.0.0.1:3031".parse().expect("valid address"),
+        }
+    }
+
+    pub fn consumer_name(&self) -> String {
+        self.consumer.clone().unwrap_or_else(crate::stream::default_consumer_name)
+    }
+
+    /// How the worker reads `term_updates`.
+    pub fn reader(&self) -> ReaderConfig {
+        ReaderConfig {
+            streams: vec![self.stream.clone()],
+            group: self.group.clone(),
+            consumer: self.consumer_name(),
+            count: self.batch_size,
+            block: Duration::from_millis(self.block_ms),
+            claim_idle: Duration::from_millis(self.claim_idle_ms),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Decode: rindexer stream payloads (JSON) into typed, validated events.
+//!
+//! Producers disagree on encodings, so every integer accepts a JSON number, a decimal
+//! string or a `0x` hex string; ids and addresses are lowercased; `event_data` may be an
+//! array or a single object. A payload that cannot be read at all fails as a whole; inside
+//! a readable payload each event stands or falls on its own, so one bad event never drops
+//! its good neighbours.
+
+mod fields;
+mod prescan;
+
+use simd_json::prelude::*;
+use simd_json::{BorrowedValue as Value, StaticNode};
+
+use super::*;
+use fields::Fields;
+use prescan::prescan;
+
+/// Why an input was rejected; the text goes to the dead-letter entry as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, DecodeError> {
+    Err(DecodeError(msg.into()))
+}
+
+/// An event of a readable payload that failed validation, ready for the dead-letter stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFailure {
+    /// A payload holding only the failed event, in the producer's format, so it can be
+    /// replayed to its stream once fixed.
+    pub payload: String,
+    pub error: DecodeError,
+}
+
+/// What one payload decoded into.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub events: Vec<Event>,
+    pub failures: Vec<EventFailure>,
+}
+
+/// Largest payload accepted; rindexer chunks its messages at about 75 KB.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// 10000-01-01T00:00:00Z: later block timestamps are not real and do not fit PostgreSQL's range comfortably.
+const MAX_TIMESTAMP: i64 = 253_402_300_800;
+/// Deepest JSON nesting accepted before parsing (hostile input guard).
+const MAX_DEPTH: usize = 64;
+
+/// Decode one message payload. `Err` means nothing in it could be read.
+pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
+    if raw.len() > MAX_PAYLOAD_BYTES {
+        return err(format!("payload of {} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", raw.len()));
+    }
+    prescan(raw)?;
+    // simd-json parses in place; the caller keeps `raw` for the dead-letter entry.
+    let mut buf = raw.to_vec();
+    let root = simd_json::to_borrowed_value(&mut buf).map_err(json_error)?;
+    let Value::Object(envelope) = &root else {
+        return err("payload is not a JSON object");
+    };
+    let name = match envelope.get("event_name") {
+        Some(Value::String(s)) if !s.is_empty() => s.as_ref(),
+        Some(Value::String(_)) => return err("`event_name` is empty"),
+        Some(_) => return err("`event_name` is not a string"),
+        None => return err("missing field `event_name`"),
+    };
+    let network = match envelope.get("network") {
+        Some(Value::String(s)) => Some(s.as_ref()),
+        _ => None,
+    };
+    let items: Vec<&Value> = match envelope.get("event_data") {
+        Some(Value::Array(a)) if a.is_empty() => return err("`event_data` is an empty array"),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v @ Value::Object(_)) => vec![v],
+        Some(Value::Static(StaticNode::Null)) => return err("`event_data` is null"),
+        Some(_) => return err("`event_data` is neither an array nor an object"),
+        None => return err("missing field `event_data`"),
+    };
+    let mut out = Decoded::default();
+    for item in items {
+        match decode_event(name, network, item) {
+            Ok(event) => out.events.push(event),
+            Err(error) => out.failures.push(EventFailure { payload: single_event_payload(name, network, item), error }),
+        }
+    }
+    Ok(out)
+}
+
+fn json_error(e: simd_json::Error) -> DecodeError {
+    let hint = if matches!(e.error(), simd_json::ErrorType::InvalidNumber) {
+        // simd-json holds numbers in 64 bits: a larger integer literal fails the whole
+        // payload. Producers send uint256 values as strings for that reason.
+        " (a number beyond 64 bits or the float range; send big integers as decimal or 0x-hex strings)"
+    } else {
+        ""
+    };
+    DecodeError(format!("not valid JSON: {e}{hint}"))
+}
+
+fn single_event_payload(name: &str, network: Option<&str>, item: &Value) -> String {
+    let name = Value::from(name).encode();
+    let network = Value::from(network.unwrap_or("")).encode();
+    format!(r#"{{"event_name":{name},"network":{network},"event_data":[{}]}}"#, item.encode())
+}
+
+fn decode_event(name: &str, network: Option<&str>, item: &Value) -> Result<Event, DecodeError> {
+    let Value::Object(_) = item else {
+        return err("event is not a JSON object");
+    };
+    let tx = tx_info(item, network)?;
+    let f = Fields(item);
+    let kind = match name {
+        "AtomCreated" => {
+            let atom_data = f.bytes("atomData")?;
+            let atom_data_text = utf8_text(&atom_data);
+            EventKind::AtomCreated(AtomCreated {
+                creator: f.address("creator")?,
+                term_id: f.bytes32("termId")?,
+                atom_wallet: f.address("atomWallet")?,
+                atom_data,
+                atom_data_text,
+            })
+        }
+        "TripleCreated" => {
+            let term_id = f.bytes32("termId")?;
+            EventKind::TripleCreated(TripleCreated {
+                creator: f.address("creator")?,
+                counter_term_id: counter_term_id(&term_id),
+                term_id,
+                subject_id: f.bytes32("subjectId")?,
+                predicate_id: f.bytes32("predicateId")?,
+                object_id: f.bytes32("objectId")?,
+            })
+        }
+        "Deposited" => EventKind::Deposited(Deposited {
+            sender: f.address("sender")?,
+            receiver: f.address("receiver")?,
+            term_id: f.bytes32("termId")?,
+            curve_id: f.uint("curveId")?,
+            assets: f.uint("assets")?,
+            assets_after_fees: f.uint("assetsAfterFees")?,
+            shares: f.uint("shares")?,
+            total_shares: f.uint("totalShares")?,
+            vault_type: f.vault_type()?,
+        }),
+        "Redeemed" => EventKind::Redeemed(Redeemed {
+            sender: f.address("sender")?,
+            receiver: f.address("receiver")?,
+            term_id: f.bytes32("termId")?,
+            curve_id: f.uint("curveId")?,
+            shares: f.uint("shares")?,
+            total_shares: f.uint("totalShares")?,
+            assets: f.uint("assets")?,
+            fees: f.uint("fees")?,
+            vault_type: f.vault_type()?,
+        }),
+        "SharePriceChanged" => EventKind::SharePriceChanged(SharePriceChanged {
+            term_id: f.bytes32("termId")?,
+            curve_id: f.uint("curveId")?,
+            share_price: f.uint("sharePrice")?,
+            total_assets: f.uint("totalAssets")?,
+            total_shares: f.uint("totalShares")?,
+            vault_type: f.vault_type()?,
+        }),
+        other => EventKind::Generic(generic(other, item)?),
+    };
+    Ok(Event { tx, kind })
+}
+
+/// PostgreSQL `TEXT` and `JSONB` cannot hold NUL characters; reject rather than fail the batch.
+fn generic(name: &str, item: &Value) -> Result<Generic, DecodeError> {
+    let event_data = item.encode();
+    if name.contains('\0') || event_data.contains("\\u0000") {
+        return err("unknown event holds a NUL character, which PostgreSQL text cannot store");
+    }
+    Ok(Generic { event_name: name.to_owned(), event_data })
+}
+
+fn tx_info(item: &Value, envelope_network: Option<&str>) -> Result<TxInfo, DecodeError> {
+    let info = match item.get("transaction_information") {
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return err("`transaction_information` is not an object"),
+        None => return err("missing field `transaction_information`"),
+    };
+    let f = Fields(info);
+    let network = match info.get("network") {
+        Some(Value::String(s)) => s.to_string(),
+        Some(Value::Static(StaticNode::Null)) | None => envelope_network.unwrap_or_default().to_owned(),
+        Some(_) => return err("`transaction_information.network` is not a string"),
+    };
+    if network.contains('\0') {
+        return err("`network` holds a NUL character");
+    }
+    let block_timestamp = f.optional_int64("block_timestamp")?;
+    if let Some(t) = block_timestamp.filter(|t| *t >= MAX_TIMESTAMP) {
+        return err(format!("field `block_timestamp`: {t} is past the year 9999"));
+    }
+    Ok(TxInfo {
+        transaction_hash: f.bytes32("transaction_hash")?,
+        log_index: f.int64("log_index")?,
+        block_number: f.int64("block_number")?,
+        block_hash: f.bytes32("block_hash")?,
+        address: f.address("address")?,
+        network,
+        transaction_index: f.int64("transaction_index")?,
+        block_timestamp,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! The domain: typed, validated Intuition events, and their input format. [`decode`] turns
+//! rindexer's JSON into them, [`encode`] turns one back (for dead letters); [`numeric`] holds
+//! uint256 amounts. Depends on nothing else in the crate.
+//!
+//! Every id, hash and address here is already canonical (lowercase `0x` hex of the right
+//! length), every amount a uint256.
+
+pub mod decode;
+pub mod encode;
+pub mod numeric;
+
+use std::sync::OnceLock;
+
+use sha3::{Digest, Keccak256};
+
+pub use numeric::Numeric;
+
+/// The `transaction_information` every rindexer event carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxInfo {
+    pub transaction_hash: String,
+    pub log_index: i64,
+    pub block_number: i64,
+    pub block_hash: String,
+    pub address: String,
+    pub network: String,
+    pub transaction_index: i64,
+    /// Seconds since the Unix epoch; rindexer sends null when it does not know.
+    pub block_timestamp: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AtomCreated {
+    pub creator: String,
+    pub term_id: String,
+    pub atom_wallet: String,
+    pub atom_data: Vec<u8>,
+    /// `atom_data` as text when it is valid UTF-8 without NUL bytes.
+    pub atom_data_text: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TripleCreated {
+    pub creator: String,
+    pub term_id: String,
+    pub subject_id: String,
+    pub predicate_id: String,
+    pub object_id: String,
+    pub counter_term_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deposited {
+    pub sender: String,
+    pub receiver: String,
+    pub term_id: String,
+    pub curve_id: Numeric,
+    pub assets: Numeric,
+    pub assets_after_fees: Numeric,
+    pub shares: Numeric,
+    pub total_shares: Numeric,
+    pub vault_type: i16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redeemed {
+    pub sender: String,
+    pub receiver: String,
+    pub term_id: String,
+    pub curve_id: Numeric,
+    pub shares: Numeric,
+    pub total_shares: Numeric,
+    pub assets: Numeric,
+    pub fees: Numeric,
+    pub vault_type: i16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharePriceChanged {
+    pub term_id: String,
+    pub curve_id: Numeric,
+    pub share_price: Numeric,
+    pub total_assets: Numeric,
+    pub total_shares: Numeric,
+    pub vault_type: i16,
+}
+
+/// An event whose name the engine does not model; kept whole in `generic_events`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generic {
+    pub event_name: String,
+    /// The event object as JSON text.
+    pub event_data: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    AtomCreated(AtomCreated),
+    TripleCreated(TripleCreated),
+    Deposited(Deposited),
+    Redeemed(Redeemed),
+    SharePriceChanged(SharePriceChanged),
+    Generic(Generic),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub tx: TxInfo,
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// Chain order. The transaction hash only breaks ties between malformed duplicates so
+    /// that every process sorts a batch the same way.
+    pub fn order_key(&self) -> (i64, i64, &str) {
+        (self.tx.block_number, self.tx.log_index, &self.tx.transaction_hash)
+    }
+
+    /// Term ids whose level 1-2 rows this event can change (a triple also changes its
+    /// counter term).
+    pub fn term_ids(&self) -> impl Iterator<Item = &str> {
+        let (a, b): (Option<&str>, Option<&str>) = match &self.kind {
+            EventKind::AtomCreated(e) => (Some(&e.term_id), None),
+            EventKind::TripleCreated(e) => (Some(&e.term_id), Some(&e.counter_term_id)),
+            EventKind::Deposited(e) => (Some(&e.term_id), None),
+            EventKind::Redeemed(e) => (Some(&e.term_id), None),
+            EventKind::SharePriceChanged(e) => (Some(&e.term_id), None),
+            EventKind::Generic(_) => (None, None),
+        };
+        a.into_iter().chain(b)
+    }
+}
+
+/// Atom data as text, or `None` when it is not valid UTF-8 or holds a NUL byte
+/// (PostgreSQL `TEXT` cannot store NUL); the bytes are then kept in `raw_data`.
+pub fn utf8_text(bytes: &[u8]) -> Option<String> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains('\0') => Some(s.to_owned()),
+        _ => None,
+    }
+}
+
+/// `keccak256(keccak256("COUNTER_SALT") || term_id)`, as lowercase `0x` hex.
+/// `term_id` must be canonical (`0x` + 64 hex digits).
+pub fn counter_term_id(term_id: &str) -> String {
+    static SALT: OnceLock<[u8; 32]> = OnceLock::new();
+    let salt = SALT.get_or_init(|| Keccak256::digest(b"COUNTER_SALT").into());
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(term_id.strip_prefix("0x").unwrap_or(term_id), &mut id).expect("canonical term id");
+    let mut h = Keccak256::new();
+    h.update(salt);
+    h.update(id);
+    format!("0x{}", hex::encode(h.finalize()))
+}

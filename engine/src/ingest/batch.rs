@@ -1,0 +1,375 @@
+//! A batch: what one read of the streams decodes into, ready for the database.
+//!
+//! A large batch is cut into term-disjoint parts that the writer applies in concurrent
+//! transactions (see [`super::apply`]): PostgreSQL runs one statement on one core, and
+//! the merge of a large batch is otherwise a single backend's work while the machine's
+//! other cores idle.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use super::copy::{encode_events, EncodedTable};
+use super::message::Message;
+use crate::event::decode::{decode_payload, DecodeError, Decoded};
+use crate::event::encode::encode_payload;
+use crate::event::Event;
+use crate::runtime::StageTimes;
+use crate::stream::{DeadLetter, EntryKey};
+
+/// A batch is cut into parts only when each part gets at least this many events: below
+/// it, one more transaction costs more than the concurrency saves (live batches stay whole).
+pub const MIN_PART_EVENTS: usize = 2000;
+
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Valid events, each (transaction_hash, log_index) once: part by part, each part
+    /// in chain order.
+    pub events: Vec<Event>,
+    /// Term-disjoint slices of `events`, together covering it; one when the batch is small.
+    pub parts: Vec<Part>,
+    /// For each event, the index in `acks` of the entry it came from (to dead-letter an
+    /// event that PostgreSQL refuses, see [`super::apply`]).
+    pub origins: Vec<u32>,
+    /// Every entry read, to be acked once the batch commits.
+    pub acks: Vec<EntryKey>,
+    /// Rejected messages and events, written to the dead-letter streams before the acks.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Time the reader spent reading and decoding it.
+    pub times: StageTimes,
+}
+
+/// A slice of a batch's events that shares no term with the rest of the batch, so it can
+/// commit on its own: every row a merge writes or the cascade reads for a term (its atom
+/// or triple, the triple naming it as counter term, its vaults, positions and term row)
+/// belongs to events of that same part.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub range: Range<usize>,
+    /// Distinct term ids of the part's events, sorted: its lock set and cascade set.
+    pub term_ids: Vec<String>,
+    /// The part's events already in binary COPY format, encoded by the reader so the writer
+    /// only streams bytes (None if encoding failed: the writer then encodes and reports).
+    pub encoded: Option<Vec<EncodedTable>>,
+}
+
+impl Part {
+    fn of(events: &[Event], range: Range<usize>) -> Part {
+        let slice = &events[range.clone()];
+        Part { term_ids: term_ids_of(slice), encoded: encode_events(slice).ok(), range }
+    }
+}
+
+impl Batch {
+    /// Decode, order and deduplicate `messages` into one part.
+    pub fn from_messages(messages: Vec<Message>) -> Batch {
+        Batch::from_messages_in_parts(messages, 1)
+    }
+
+    /// Decode, order and deduplicate `messages`; cut into up to `max_parts` term-disjoint
+    /// parts when large enough (see [`MIN_PART_EVENTS`]).
+    pub fn from_messages_in_parts(messages: Vec<Message>, max_parts: usize) -> Batch {
+        let mut batch = Batch::default();
+        let mut events = Vec::new();
+        let decoded = decode_messages(&messages);
+        for (m, d) in messages.into_iter().zip(decoded) {
+            batch.add(m, d, &mut events);
+        }
+        // Ordered, deduplicated and cut through a permutation: an event is a few hundred
+        // bytes, and a sort would move each one many times.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        // Stable: of an event delivered twice, the first delivery is kept.
+        order.sort_by(|&a, &b| events[a].0.order_key().cmp(&events[b].0.order_key()));
+        order.dedup_by(|a, b| {
+            let (a, b) = (&events[*a].0.tx, &events[*b].0.tx);
+            a.transaction_hash == b.transaction_hash && a.log_index == b.log_index
+        });
+        let parts = max_parts.min(order.len() / MIN_PART_EVENTS).max(1);
+        let sizes = if parts > 1 { group_by_part(&events, &mut order, parts) } else { vec![order.len()] };
+        let mut slots: Vec<Option<(Event, u32)>> = events.into_iter().map(Some).collect();
+        (batch.events, batch.origins) = order.iter().filter_map(|&i| slots[i].take()).unzip();
+        let ranges: Vec<Range<usize>> = sizes
+            .into_iter()
+            .filter(|&n| n > 0)
+            .scan(0, |start, n| {
+                *start += n;
+                Some(*start - n..*start)
+            })
+            .collect();
+        let events = &batch.events;
+        batch.parts = on_threads(ranges, |range| Part::of(events, range));
+        batch
+    }
+
+    /// Every term id of the batch (each part's, unsorted across parts): the lock set.
+    pub fn term_ids(&self) -> Vec<&str> {
+        self.parts.iter().flat_map(|p| p.term_ids.iter().map(String::as_str)).collect()
+    }
+
+    /// Take in one message and what its payload decoded to (`None` when it had none).
+    fn add(&mut self, m: Message, decoded: Option<Result<Decoded, DecodeError>>, events: &mut Vec<(Event, u32)>) {
+        let origin = self.acks.len() as u32;
+        self.acks.push((m.stream.clone(), m.id.clone()));
+        let (raw, decoded) = match (m.payload, decoded) {
+            (Ok(raw), Some(decoded)) => (raw, decoded),
+            (Err(error), _) => {
+                tracing::warn!(stream = %m.stream, id = %m.id, %error, "dead-lettering message");
+                self.dead_letters.push(DeadLetter { stream: m.stream, id: m.id, payload: Vec::new(), error });
+                return;
+            }
+            (Ok(_), None) => unreachable!("every payload is decoded"),
+        };
+        match decoded {
+            Ok(decoded) => {
+                events.extend(decoded.events.into_iter().map(|e| (e, origin)));
+                for f in decoded.failures {
+                    tracing::warn!(stream = %m.stream, id = %m.id, error = %f.error, "dead-lettering event");
+                    self.dead_letters.push(DeadLetter {
+                        stream: m.stream.clone(),
+                        id: m.id.clone(),
+                        payload: f.payload.into_bytes(),
+                        error: f.error.0,
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::warn!(stream = %m.stream, id = %m.id, %error, "dead-lettering message");
+                self.dead_letters.push(DeadLetter { stream: m.stream, id: m.id, payload: raw, error: error.0 });
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.acks.is_empty()
+    }
+
+    /// A dead letter for event `i`, which passed decoding but PostgreSQL refused: its
+    /// origin entry, and the event re-encoded alone in the producer's format.
+    pub fn event_dead_letter(&self, i: usize, error: String) -> DeadLetter {
+        let (stream, id) = self.acks[self.origins[i] as usize].clone();
+        DeadLetter { stream, id, payload: encode_payload(&self.events[i]).into_bytes(), error }
+    }
+}
+
+/// Decode every payload (`None` for an entry without one). Large batches are decoded on
+/// every core: the reader decodes batch N+1 while the database applies batch N, but the
+/// first batch of a run has nothing to overlap with, and the writer waits for it.
+fn decode_messages(messages: &[Message]) -> Vec<Option<Result<Decoded, DecodeError>>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunks = cores.min(messages.len() / MIN_MESSAGES_PER_THREAD).max(1);
+    let size = messages.len().div_ceil(chunks).max(1);
+    let decode = |chunk: &[Message]| -> Vec<_> {
+        chunk.iter().map(|m| m.payload.as_ref().ok().map(|raw| decode_payload(raw))).collect()
+    };
+    on_threads(messages.chunks(size).collect(), decode).into_iter().flatten().collect()
+}
+
+/// Below this many messages per thread, decoding on one thread is cheaper than starting more.
+const MIN_MESSAGES_PER_THREAD: usize = 64;
+
+/// `f` over `inputs`, one scoped thread per input beyond the first (which runs here);
+/// results in input order.
+fn on_threads<I: Send, O: Send>(inputs: Vec<I>, f: impl Fn(I) -> O + Sync) -> Vec<O> {
+    let mut inputs = inputs.into_iter();
+    let Some(first) = inputs.next() else { return Vec::new() };
+    std::thread::scope(|s| {
+        let f = &f;
+        let others: Vec<_> = inputs.map(|i| s.spawn(move || f(i))).collect();
+        let mut out = vec![f(first)];
+        out.extend(others.into_iter().map(|h| h.join().expect("batch worker thread panicked")));
+        out
+    })
+}
+
+/// Reorder `order` (indexes of `events`, in chain order) part by part, each part keeping
+/// chain order, and return each part's size. Terms linked by one event (a triple and its
+/// counter term) are one group; whole groups go to the part with the fewest events so far,
+/// largest first, so a hot vault cannot unbalance the parts much. Events without a term
+/// (generic ones) touch no merged row and go to the smallest part.
+fn group_by_part(events: &[(Event, u32)], order: &mut Vec<usize>, parts: usize) -> Vec<usize> {
+    let mut groups = TermGroups::default();
+    let group_of: Vec<Option<usize>> = order.iter().map(|&i| groups.add(events[i].0.term_ids())).collect();
+    let roots: Vec<Option<usize>> = group_of.iter().map(|g| g.map(|g| groups.root(g))).collect();
+    // Group ids are dense (0..terms), so per-group tables are plain vectors.
+    let mut size = vec![0usize; groups.len()];
+    for &root in roots.iter().flatten() {
+        size[root] += 1;
+    }
+    let mut by_size: Vec<usize> = (0..size.len()).filter(|&g| size[g] > 0).collect();
+    // Ties broken by group number, so the cut depends only on the batch.
+    by_size.sort_unstable_by(|&a, &b| size[b].cmp(&size[a]).then(a.cmp(&b)));
+    let mut load = vec![0usize; parts];
+    let lightest = |load: &[usize]| (0..parts).min_by_key(|&p| (load[p], p)).unwrap_or(0);
+    let mut part_of = vec![0usize; size.len()];
+    for g in by_size {
+        let p = lightest(&load);
+        load[p] += size[g];
+        part_of[g] = p;
+    }
+    let termless = lightest(&load);
+    // Bucketing in chain order keeps chain order inside each part.
+    let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); parts];
+    for (root, i) in roots.into_iter().zip(order.drain(..)) {
+        buckets[root.map_or(termless, |r| part_of[r])].push(i);
+    }
+    let sizes = buckets.iter().map(Vec::len).collect();
+    order.extend(buckets.into_iter().flatten());
+    sizes
+}
+
+/// Union-find over term ids: which terms must share a transaction.
+#[derive(Default)]
+struct TermGroups<'a> {
+    index: HashMap<&'a str, usize>,
+    parent: Vec<usize>,
+}
+
+impl<'a> TermGroups<'a> {
+    /// Put an event's terms in one group; `None` for an event without terms.
+    fn add(&mut self, terms: impl Iterator<Item = &'a str>) -> Option<usize> {
+        let mut first = None;
+        for term in terms {
+            let next = self.parent.len();
+            let id = *self.index.entry(term).or_insert(next);
+            if id == next {
+                self.parent.push(id);
+            }
+            match first {
+                None => first = Some(id),
+                Some(f) => {
+                    let (a, b) = (self.root(f), self.root(id));
+                    self.parent[b] = a;
+                }
+            }
+        }
+        first
+    }
+
+    /// Group ids handed out so far (one per distinct term).
+    fn len(&self) -> usize {
+        self.parent.len()
+    }
+
+    fn root(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+}
+
+/// Distinct term ids of `events`, sorted: the lock set and the cascade set.
+pub fn term_ids_of(events: &[Event]) -> Vec<String> {
+    // Sorted and deduplicated as borrowed slices: only the distinct ids (a few per hundred
+    // events in a backfill) are copied.
+    let mut ids: Vec<&str> = events.iter().flat_map(|e| e.term_ids()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().map(str::to_owned).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::event::{counter_term_id, EventKind};
+
+    fn term(i: usize) -> String {
+        format!("0x{:064x}", i * 7919 + 1)
+    }
+
+    /// One message holding one event; `n` numbers the event (its transaction and block).
+    fn message(n: usize, name: &str, fields: String) -> Message {
+        let payload = format!(
+            r#"{{"event_name":"{name}","network":"intuition","block_number":0,"message_id":"m{n}","event_data":[{{{fields},
+               "transaction_information":{{"address":"0x6E35cF57A41fA15eA0EaE9C33e751b01A784Fe7e","block_hash":"0x{n:064x}",
+               "block_number":{block},"block_timestamp":null,"log_index":{log},"network":"intuition",
+               "transaction_hash":"0x{n:064x}","transaction_index":0,"chain_id":1155}}}}]}}"#,
+            block = 1000 + n / 4,
+            log = n % 4,
+        );
+        Message { stream: "s".into(), id: format!("0-{n}"), payload: Ok(payload.into_bytes()) }
+    }
+
+    fn deposit(n: usize, term_id: &str) -> Message {
+        let account = format!("0x{:040x}", n % 13);
+        message(
+            n,
+            "Deposited",
+            format!(
+                r#""sender":"{account}","receiver":"{account}","termId":"{term_id}","curveId":"1","assets":"10",
+                   "assetsAfterFees":"9","shares":"9","totalShares":"{n}","vaultType":"0""#
+            ),
+        )
+    }
+
+    fn triple(n: usize, term_id: &str) -> Message {
+        let (s, p, o) = (term(1), term(2), term(3));
+        message(
+            n,
+            "TripleCreated",
+            format!(
+                r#""creator":"0x0000000000000000000000000000000000000001","termId":"{term_id}","subjectId":"{s}","predicateId":"{p}","objectId":"{o}""#
+            ),
+        )
+    }
+
+    /// Deposits over 40 terms, and triples on 10 of them with deposits on their counter
+    /// terms, shuffled over the chain.
+    fn workload() -> Vec<Message> {
+        let mut messages = Vec::new();
+        for n in 0..6000 {
+            let t = term(n % 40);
+            messages.push(match n % 50 {
+                0 => triple(n, &t),
+                1 => deposit(n, &counter_term_id(&term((n + 49) % 40))),
+                _ => deposit(n, &t),
+            });
+        }
+        messages.reverse();
+        messages
+    }
+
+    #[test]
+    fn small_batches_stay_whole() {
+        let batch = Batch::from_messages_in_parts(workload().into_iter().take(3000).collect(), 2);
+        assert_eq!(batch.parts.len(), 1);
+        assert_eq!(batch.parts[0].range, 0..3000);
+        assert!(batch.events.windows(2).all(|w| w[0].order_key() <= w[1].order_key()));
+    }
+
+    #[test]
+    fn large_batches_are_cut_into_term_disjoint_parts_in_chain_order() {
+        let batch = Batch::from_messages_in_parts(workload(), 2);
+        assert_eq!(batch.parts.len(), 2);
+        assert_eq!(batch.events.len(), 6000);
+        assert_eq!(batch.parts[0].range.start, 0);
+        assert_eq!(batch.parts[0].range.end, batch.parts[1].range.start);
+        assert_eq!(batch.parts[1].range.end, 6000);
+        let mut seen: HashSet<&str> = HashSet::new();
+        for part in &batch.parts {
+            let events = &batch.events[part.range.clone()];
+            assert!(events.windows(2).all(|w| w[0].order_key() <= w[1].order_key()), "chain order inside a part");
+            assert_eq!(part.term_ids, term_ids_of(events));
+            for id in &part.term_ids {
+                assert!(seen.insert(id), "term {id} is in two parts");
+            }
+            // Deposits on a counter term travel with the triple that names it.
+            for e in events {
+                if let EventKind::TripleCreated(t) = &e.kind {
+                    assert!(part.term_ids.contains(&t.counter_term_id));
+                }
+            }
+            // Balanced to within the largest term's share (150 events of 6000 here).
+            assert!((2800..=3200).contains(&part.range.len()), "part of {} events", part.range.len());
+        }
+        // Origins follow their events through the reordering.
+        for (i, e) in batch.events.iter().enumerate() {
+            let (_, id) = &batch.acks[batch.origins[i] as usize];
+            assert_eq!(id, &format!("0-{}", u64::from_str_radix(&e.tx.transaction_hash[2..], 16).unwrap()));
+        }
+        let locks: HashSet<&str> = batch.term_ids().into_iter().collect();
+        assert_eq!(locks, seen);
+    }
+}

@@ -1,0 +1,56 @@
+//! The reader task: reads the next entries, decodes them into a batch (on every core for a
+//! large one) and hands it to the writer, one batch ahead of it.
+
+use tokio::sync::mpsc;
+use tokio::task::JoinError;
+
+use super::batch::Batch;
+use super::message::Message;
+use crate::runtime::timing::timed;
+use crate::runtime::{Retry, StageTimes, Stop};
+use crate::stream::{GroupReader, Read};
+
+/// What the reader hands the writer.
+pub enum Work {
+    Batch(Batch),
+    /// A read found nothing new; everything read before it has been handed over.
+    Idle,
+}
+
+/// Read, decode and send until the writer is gone or a stop is requested; read failures are
+/// retried. `Err` only if decoding panicked.
+pub async fn read_loop(
+    mut reader: GroupReader,
+    tx: mpsc::Sender<Work>,
+    parts: usize,
+    mut stop: Stop,
+) -> Result<(), JoinError> {
+    let mut retry = Retry::new();
+    loop {
+        let mut times = StageTimes::default();
+        let entries = match timed(&mut times, "read", reader.next()).await {
+            Ok(Read::Entries(entries)) => entries,
+            Ok(Read::Idle) => {
+                retry.succeeded();
+                if tx.send(Work::Idle).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => {
+                if !retry.failed(&mut stop, "reading the streams", &e).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        retry.succeeded();
+        let messages: Vec<Message> = entries.into_iter().map(Message::from_entry).collect();
+        let decode = tokio::task::spawn_blocking(move || Batch::from_messages_in_parts(messages, parts));
+        let mut batch = timed(&mut times, "decode", decode).await?;
+        batch.times = times;
+        if tx.send(Work::Batch(batch)).await.is_err() {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! PostgreSQL: the connection pool and single connections ([`pool`]), the schema and its
+//! migrations ([`schema`]), what an error means for retrying ([`error`]), every statement
+//! the crate sends ([`sql`]) and WAL flush primitives ([`wal`]). Depends only on
+//! [`crate::runtime`].
+
+pub mod error;
+pub mod pool;
+pub mod schema;
+pub mod sql;
+pub mod wal;
+
+pub use error::{Failure, PgError};
+pub use pool::{connect_one, connect_pool, PgPool};

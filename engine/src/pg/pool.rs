@@ -1,0 +1,98 @@
+//! Connections: the pool the engine's batches run on, and single connections for tools,
+//! witnesses and the analytics worker.
+
+use std::time::Duration;
+
+use bb8::{CustomizeConnection, Pool};
+use bb8_postgres::PostgresConnectionManager;
+use tokio_postgres::{config::Config, Client, NoTls};
+
+use super::error::error_text;
+use super::sql;
+use crate::runtime::redact::redact;
+
+pub type PgPool = Pool<PostgresConnectionManager<NoTls>>;
+
+/// While PostgreSQL is unreachable, a checkout fails after this long, so that the caller's
+/// backoff (and its shutdown check) runs instead of a 30 s wait inside the pool.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid PostgreSQL URL {url}: {source}")]
+    InvalidUrl { url: String, source: tokio_postgres::Error },
+    #[error("cannot connect to PostgreSQL at {url}: {}", error_text(.source))]
+    Connect { url: String, source: tokio_postgres::Error },
+}
+
+impl ConnectError {
+    /// The server's SQLSTATE, when it answered with one (a wrong password, say).
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            ConnectError::InvalidUrl { .. } => None,
+            ConnectError::Connect { source, .. } => source.code(),
+        }
+    }
+}
+
+pub(crate) fn parse(database_url: &str) -> Result<Config, ConnectError> {
+    database_url.parse().map_err(|source| ConnectError::InvalidUrl { url: redact(database_url), source })
+}
+
+/// The engine's pool. Every connection gets its session setup once ([`sql::SESSION_SETUP`],
+/// [`sql::DURABLE_COMMITS`]); a connection found dead on checkout (backend terminated,
+/// server restarted) is replaced, not used.
+pub async fn connect_pool(database_url: &str, size: u32) -> Result<PgPool, ConnectError> {
+    let manager = PostgresConnectionManager::new(parse(database_url)?, NoTls);
+    Ok(Pool::builder()
+        .max_size(size)
+        .test_on_check_out(true)
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .error_sink(Box::new(LogErrors))
+        .connection_customizer(Box::new(PrepareSession))
+        .build_unchecked(manager))
+}
+
+#[derive(Debug)]
+struct PrepareSession;
+
+impl CustomizeConnection<Client, tokio_postgres::Error> for PrepareSession {
+    fn on_acquire<'a>(
+        &'a self,
+        client: &'a mut Client,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>> {
+        Box::pin(async move {
+            client.batch_execute(sql::SESSION_SETUP).await?;
+            client.batch_execute(sql::DURABLE_COMMITS).await
+        })
+    }
+}
+
+/// The pool opens connections in the background; say why they fail, or an outage shows only
+/// as checkout timeouts.
+#[derive(Debug, Clone, Copy)]
+struct LogErrors;
+
+impl bb8::ErrorSink<tokio_postgres::Error> for LogErrors {
+    fn sink(&self, e: tokio_postgres::Error) {
+        tracing::warn!(error = %error_text(&e), "cannot open a PostgreSQL connection");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<tokio_postgres::Error>> {
+        Box::new(*self)
+    }
+}
+
+/// One plain connection, its connection task spawned.
+pub async fn connect_one(database_url: &str) -> Result<Client, ConnectError> {
+    let config = parse(database_url)?;
+    let (client, connection) =
+        config.connect(NoTls).await.map_err(|source| ConnectError::Connect { url: redact(database_url), source })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("postgres connection closed: {e}");
+        }
+    });
+    Ok(client)
+}

@@ -1,0 +1,18 @@
+//! The lowest layer: mechanics every other layer uses, knowing nothing of Redis, PostgreSQL
+//! or events. Retrying with backoff until stopped ([`retry`]), shutdown and the grace a run
+//! gets ([`shutdown`]), task guards ([`task`]), stage timing ([`timing`]), test-only crash
+//! and fault points ([`faults`]), metric names and the process's counters ([`telemetry`]),
+//! and URLs without their secrets ([`redact`]).
+
+pub mod faults;
+pub mod redact;
+pub mod retry;
+pub mod shutdown;
+pub mod task;
+pub mod telemetry;
+pub mod timing;
+
+pub use retry::{Backoff, Retry};
+pub use shutdown::Stop;
+pub use task::TaskGuard;
+pub use timing::StageTimes;

@@ -1,0 +1,20 @@
+//! Redis streams: connections ([`connect`]), the consumer-group reader the engine and the
+//! analytics worker share ([`reader`]), acks and dead letters ([`control`]), and what Redis
+//! says about a group ([`status`]). Depends only on [`crate::runtime`].
+//!
+//! Reads block on a connection of their own (a blocking `XREADGROUP` would stall every other
+//! command on a shared multiplexed connection); acks, dead letters and bookkeeping use
+//! another. Both are [`redis::aio::ConnectionManager`]s: a plain multiplexed connection stays
+//! dead after Redis restarts, while a manager reconnects in the background after an I/O
+//! error, so the caller's retry picks up a fresh connection on its next attempt.
+
+pub mod connect;
+pub mod control;
+pub mod entry;
+pub mod reader;
+pub mod status;
+
+pub use connect::{connect, connect_managed};
+pub use control::StreamControl;
+pub use entry::{dead_letter_stream, DeadLetter, Entry, EntryKey};
+pub use reader::{default_consumer_name, GroupReader, InFlight, Read, ReaderConfig};

@@ -1,0 +1,157 @@
+//! The group reader against the local Redis (`scripts/test.sh` starts it), each test on
+//! streams of its own that it deletes afterwards.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands;
+
+use super::*;
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// Fresh stream names, written to, and deleted on drop.
+struct Streams {
+    names: Vec<String>,
+}
+
+impl Streams {
+    async fn new(tag: &str, count: usize, entries_each: usize) -> Streams {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let names: Vec<String> =
+            (0..count).map(|i| format!("rps_unit_reader_{tag}_{}_{nanos}_{i}", std::process::id())).collect();
+        let mut con = crate::stream::connect(REDIS).await.expect("the local Redis (scripts/test.sh starts it)");
+        for name in &names {
+            for n in 0..entries_each {
+                let _: String = con.xadd(name, "*", &[("n", n.to_string())]).await.unwrap();
+            }
+        }
+        Streams { names }
+    }
+
+    fn config(&self, consumer: &str, count: usize, claim_idle: Duration) -> ReaderConfig {
+        ReaderConfig {
+            streams: self.names.clone(),
+            group: "g".into(),
+            consumer: consumer.into(),
+            count,
+            block: Duration::from_millis(10),
+            claim_idle,
+        }
+    }
+
+    async fn reader(&self, consumer: &str, count: usize, claim_idle: Duration) -> GroupReader {
+        GroupReader::connect(REDIS, self.config(consumer, count, claim_idle)).await.expect("connect")
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        let names = self.names.clone();
+        // Best effort, on a plain connection: the test's runtime may be gone.
+        if let Ok(mut con) = redis::Client::open(REDIS).and_then(|c| c.get_connection()) {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&names).query(&mut con);
+        }
+    }
+}
+
+const LONG: Duration = Duration::from_secs(3600);
+
+/// Every entry `reader` returns until it reports idle, by key.
+async fn drain(reader: &mut GroupReader) -> Vec<EntryKey> {
+    let mut out = Vec::new();
+    while let Read::Entries(entries) = reader.next().await.expect("read") {
+        out.extend(entries.iter().map(Entry::key));
+    }
+    out
+}
+
+fn sorted(mut keys: Vec<EntryKey>) -> Vec<EntryKey> {
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn new_entries_once_each_then_idle() {
+    let s = Streams::new("new", 2, 7).await;
+    let mut reader = s.reader("a", 3, LONG).await;
+    let read = drain(&mut reader).await;
+    assert_eq!(read.len(), 14);
+    assert_eq!(sorted(read.clone()).windows(2).filter(|w| w[0] == w[1]).count(), 0, "no entry twice");
+    assert_eq!(reader.in_flight().len(), 14, "everything returned is in flight until done");
+    assert!(matches!(reader.next().await.unwrap(), Read::Idle));
+    reader.in_flight().done(&read);
+    assert!(reader.in_flight().is_empty());
+}
+
+#[tokio::test]
+async fn own_pending_entries_are_read_back_page_by_page_once_each() {
+    let s = Streams::new("own", 2, 10).await;
+    let mut dead = s.reader("a", 100, LONG).await;
+    let abandoned = drain(&mut dead).await;
+    assert_eq!(abandoned.len(), 20);
+    drop(dead);
+    // The same name, after a restart: its pending entries first, in pages of 3 per stream.
+    let mut heir = s.reader("a", 3, LONG).await;
+    let mut pages = 0;
+    let mut read = Vec::new();
+    while let Read::Entries(entries) = heir.next().await.unwrap() {
+        assert!(entries.len() <= 6, "a page holds at most count entries per stream");
+        pages += 1;
+        read.extend(entries.iter().map(Entry::key));
+    }
+    assert!(pages >= 4, "read in pages ({pages})");
+    assert_eq!(sorted(read), sorted(abandoned), "each pending entry exactly once");
+}
+
+#[tokio::test]
+async fn stale_entries_of_a_dead_consumer_are_claimed_once() {
+    let s = Streams::new("claim", 1, 5).await;
+    let mut dead = s.reader("dead", 100, LONG).await;
+    let abandoned = drain(&mut dead).await;
+    drop(dead);
+    let mut other = s.reader("b", 2, Duration::ZERO).await;
+    let claimed = drain(&mut other).await;
+    assert_eq!(sorted(claimed), sorted(abandoned), "claimed once each, in pages of count");
+}
+
+#[tokio::test]
+async fn entries_in_flight_are_not_delivered_again() {
+    let s = Streams::new("inflight", 1, 6).await;
+    // claim_idle zero: every claim round finds this consumer's own unacked entries idle.
+    let mut reader = s.reader("a", 10, Duration::ZERO).await;
+    let first = drain(&mut reader).await;
+    assert_eq!(first.len(), 6);
+    let in_flight = reader.in_flight();
+    // Giving some back makes the reader go over its own pending entries again: only those
+    // come back, the others are still in flight.
+    in_flight.give_back(&first[..2]);
+    let again = drain(&mut reader).await;
+    assert_eq!(sorted(again), sorted(first[..2].to_vec()));
+    // Claims (claim_idle is zero) never hand back what is in flight either.
+    for _ in 0..3 {
+        assert!(drain(&mut reader).await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_lost_group_is_created_again_without_redelivering_what_is_in_flight() {
+    let s = Streams::new("nogroup", 1, 3).await;
+    let mut reader = s.reader("a", 10, LONG).await;
+    assert_eq!(drain(&mut reader).await.len(), 3);
+    let mut con = crate::stream::connect(REDIS).await.unwrap();
+    let _: () = redis::cmd("XGROUP").arg("DESTROY").arg(&s.names[0]).arg("g").query_async(&mut con).await.unwrap();
+    let err = loop {
+        match reader.next().await {
+            Err(e) => break e,
+            Ok(Read::Idle) => continue,
+            Ok(Read::Entries(e)) => panic!("read {e:?} without a group"),
+        }
+    };
+    assert_eq!(err.code(), Some("NOGROUP"));
+    // The group is back, from the start of the stream: Redis hands the three entries out
+    // again, but they are still in flight here, so they are not delivered twice.
+    assert!(drain(&mut reader).await.is_empty());
+    let _: String = con.xadd(&s.names[0], "*", &[("n", "new")]).await.unwrap();
+    assert_eq!(drain(&mut reader).await.len(), 1, "the recreated group delivers new entries");
+    assert_eq!(reader.in_flight().len(), 4);
+}
