@@ -439,10 +439,20 @@ async fn parts_roll_back_when_the_batchs_lock_holder_is_lost() {
     let env = TestEnv::new("holder").await;
     let work = noisy_workload(12_000, 9);
     feed_workload(&env, REDIS, &work).await;
-    let vars = [("BATCH_SIZE", "1000"), ("EXIT_WHEN_IDLE", "true"), ("RPS_FAULT_POINT", "lose_lock_holder")];
-    let (status, log) = Proc::engine_to_end(&env, REDIS, "holder", &vars);
-    assert!(status.success(), "{log}");
-    assert!(log.contains("no longer holds its locks"), "no part noticed that its lock holder was gone:\n{log}");
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let vars = [("BATCH_SIZE", "1000"), ("RPS_FAULT_POINT", "lose_lock_holder"), ("METRICS_ADDR", &metrics_addr)];
+    let mut engine = Proc::engine(&env, REDIS, "holder", &vars);
+    wait_drained(REDIS, &env.streams, "redis-postgres-sync", Duration::from_secs(90)).await;
+    let metrics = http_get(metrics_port, "/metrics").expect("scrape /metrics");
+    let lost: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_postgres_sync_batch_retries_total{reason=\"lock_holder_lost\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(lost >= 2.0, "every part of a batch notices that its lock holder is gone (retries: {lost}):\n{metrics}");
+    engine.signal("TERM");
+    assert!(engine.wait_for(EXIT_LIMIT).is_some_and(|(s, _)| s.success()), "the engine exits cleanly");
     drain(&env, "holder").await;
     assert_all_nine_tables_match(&env, work.stats.events).await;
     env.cleanup().await;

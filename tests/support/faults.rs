@@ -54,21 +54,6 @@ impl Proc {
         Proc::spawn(engine_command(env, redis_url, consumer), consumer, vars)
     }
 
-    /// Run the engine until it exits (give it `EXIT_WHEN_IDLE`); its exit status and what it
-    /// logged (warnings and errors).
-    pub fn engine_to_end(
-        env: &TestEnv,
-        redis_url: &str,
-        consumer: &str,
-        vars: &[(&str, &str)],
-    ) -> (ExitStatus, String) {
-        let mut cmd = engine_command(env, redis_url, consumer);
-        cmd.envs(vars.iter().copied());
-        let out = cmd.stdin(Stdio::null()).output().expect("run the engine");
-        let log = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        (out.status, log)
-    }
-
     /// `analytics-worker` for `env` under `consumer`.
     pub fn worker(env: &TestEnv, redis_url: &str, consumer: &str, vars: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(binary("analytics-worker"));

@@ -76,7 +76,7 @@ impl From<CopyError> for ApplyError {
 /// Apply `batch`, retrying with backoff until it commits; nothing is acked before that.
 ///
 /// A batch of several parts is first applied in concurrent transactions, one per part
-/// ([`apply_parts`]); the parts that did not commit join the retries below, one by one. A
+/// (`apply_parts`); the parts that did not commit join the retries below, one by one. A
 /// transient failure (lost connection, server restart, deadlock, serialization failure)
 /// retries the same events. A failure caused by the data would fail forever, so the events
 /// are split in halves, each applied on its own (every merge is idempotent and order

@@ -5,7 +5,7 @@
 //! chain order, dedup, term set, term-disjoint parts) → [`copy`] (binary COPY encoding) →
 //! [`apply`] (one transaction per batch or part: term locks, COPY into staging, merge into the
 //! event log under the statement-level triggers, cascade, outbox row, COMMIT; retries and
-//! splits) → [`write`] (acks, via [`durable`] in backfill mode) → [`outbox`] (the publisher
+//! splits) → [`write`](mod@write) (acks, via [`durable`] in backfill mode) → [`outbox`] (the publisher
 //! of `term_updates`). [`run`] wires them: the reader decodes batch N+1 while the writer
 //! applies batch N.
 

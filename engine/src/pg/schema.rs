@@ -116,11 +116,10 @@ pub async fn ensure_database(database_url: &str) -> Result<(), SchemaError> {
         source,
     })?;
     tokio::spawn(connection);
-    let create = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-    match client.batch_execute(&create).await {
+    match client.batch_execute(&sql::create_database(&name)).await {
         Ok(()) => info!(database = %name, "created database"),
         Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {}
-        Err(source) => return Err(statement("CREATE DATABASE")(source)),
+        Err(source) => return Err(statement(format!("creating database {name}"))(source)),
     }
     Ok(())
 }

@@ -20,6 +20,10 @@ pub const DURABLE_COMMITS: &str =
 pub const LOCK_MIGRATIONS: &str = "SELECT pg_advisory_lock(4242424201)";
 pub const UNLOCK_MIGRATIONS: &str = "SELECT pg_advisory_unlock(4242424201)";
 
+pub fn create_database(name: &str) -> String {
+    format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""))
+}
+
 pub const MIGRATION_HISTORY_EXISTS: &str = "SELECT to_regclass('refinery_schema_history') IS NOT NULL";
 /// Name of the first versioned migration applied (requires [`MIGRATION_HISTORY_EXISTS`]).
 pub const FIRST_MIGRATION: &str = "SELECT name FROM refinery_schema_history WHERE version = 1";
