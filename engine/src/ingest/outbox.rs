@@ -20,7 +20,8 @@ use tokio_postgres::Transaction;
 
 use crate::pg::{sql, wal, PgError, PgPool};
 use crate::runtime::faults::crash_point;
-use crate::runtime::{telemetry, Retry, Stop, TaskGuard};
+use crate::runtime::retry::until_stopped;
+use crate::runtime::{telemetry, Stop, TaskGuard};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -181,18 +182,7 @@ pub async fn publish_until_sent(
     when: Publish,
     stop: &mut Stop,
 ) {
-    let mut retry = Retry::new();
-    loop {
-        match publish(pool, redis, stream, when).await {
-            Ok(sent) => {
-                metrics::counter!(telemetry::OUTBOX_PUBLISHED).increment(sent as u64);
-                return;
-            }
-            Err(e) => {
-                if !retry.failed(stop, "publishing the outbox", &e).await {
-                    return;
-                }
-            }
-        }
+    if let Some(sent) = until_stopped!(stop, "publishing the outbox", publish(pool, redis, stream, when).await) {
+        metrics::counter!(telemetry::OUTBOX_PUBLISHED).increment(sent as u64);
     }
 }
