@@ -90,30 +90,74 @@ fn stop(p: &mut Proc) {
     assert!(status.success(), "{} exited with {status}", p.name);
 }
 
-/// Crash a private PostgreSQL right after acks, `run.crashes` times, while engine and worker
-/// drain a noisy workload; then check that nothing was lost or doubled.
-async fn crash_postgres_while_draining(run: Run) {
-    let mut pg = PrivatePostgres::start(run.tag, &[]).await.expect("a private PostgreSQL cluster");
-    let env = TestEnv::on(&pg.base_url(), run.tag).await;
+/// The server a run crashes.
+enum Victim {
+    /// `pg_ctl stop -m immediate`; the engine and worker use the shared Redis.
+    Postgres(PrivatePostgres),
+    /// SIGKILL of a Redis with AOF and fsync always; the shared PostgreSQL is used.
+    Redis(PrivateRedis),
+}
+
+impl Victim {
+    async fn start(postgres: bool, tag: &str) -> Victim {
+        if postgres {
+            Victim::Postgres(PrivatePostgres::start(tag, &[]).await.expect("a private PostgreSQL cluster"))
+        } else {
+            Victim::Redis(PrivateRedis::start(tag).await.expect("a private redis-server"))
+        }
+    }
+
+    async fn env(&self, tag: &str) -> TestEnv {
+        match self {
+            Victim::Postgres(pg) => TestEnv::on(&pg.base_url(), tag).await,
+            Victim::Redis(_) => TestEnv::new(tag).await,
+        }
+    }
+
+    fn redis_url(&self) -> String {
+        match self {
+            Victim::Postgres(_) => REDIS.to_owned(),
+            Victim::Redis(redis) => redis.url(),
+        }
+    }
+
+    /// Crash it, leave it down for a while, and start it again.
+    async fn crash_and_restart(&mut self, down: Duration) {
+        match self {
+            Victim::Postgres(pg) => pg.crash().await.expect("pg_ctl stop -m immediate"),
+            Victim::Redis(redis) => redis.kill(),
+        }
+        tokio::time::sleep(down).await;
+        match self {
+            Victim::Postgres(pg) => pg.start_again().await.expect("PostgreSQL restarts after the crash"),
+            Victim::Redis(redis) => redis.restart().await.expect("redis-server restarts"),
+        }
+    }
+}
+
+/// Crash a private server right after acks, `run.crashes` times, while the engine and the
+/// worker drain a noisy workload; then check that nothing was lost or doubled.
+async fn crash_while_draining(postgres: bool, run: Run) {
+    let mut victim = Victim::start(postgres, run.tag).await;
+    let env = victim.env(run.tag).await;
+    let redis = victim.redis_url();
     let work = noisy_workload(run.events, run.seed);
-    feed_workload(&env, REDIS, &work).await;
+    feed_workload(&env, &redis, &work).await;
     let vars = run.engine_vars();
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut engine = Proc::engine(&env, REDIS, "crashed-engine", &vars);
-    let mut worker = Proc::worker(&env, REDIS, "crashed-worker", &[]);
+    let mut engine = Proc::engine(&env, &redis, "crashed-engine", &vars);
+    let mut worker = Proc::worker(&env, &redis, "crashed-worker", &[]);
     let mut rng = ChaCha8Rng::seed_from_u64(run.seed);
     let mut acked = 0;
     let mut acked_at_crash = Vec::new();
     for _ in 0..run.crashes {
-        acked = next_ack(REDIS, &env.streams, acked, &mut engine).await;
-        pg.crash().await.expect("pg_ctl stop -m immediate");
+        acked = next_ack(&redis, &env.streams, acked, &mut engine).await;
         acked_at_crash.push(acked);
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
-        pg.start_again().await.expect("PostgreSQL restarts after the crash");
+        victim.crash_and_restart(Duration::from_millis(rng.gen_range(200..1500))).await;
     }
     let (status, took) = engine.wait_for(DRAIN_LIMIT).expect("the engine drains and exits after the crashes");
     assert!(status.success(), "the engine exited with {status}");
-    wait_drained(REDIS, &[env.term_updates_stream()], WORKER_GROUP, Duration::from_secs(60)).await;
+    wait_drained(&redis, &[env.term_updates_stream()], WORKER_GROUP, Duration::from_secs(90)).await;
     stop(&mut worker);
     eprintln!(
         "{}: {} events, {} entries, crashed after {acked_at_crash:?} acked entries; drained {took:?} after the last restart",
@@ -128,59 +172,31 @@ async fn crash_postgres_while_draining(run: Run) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_loses_nothing_when_postgres_crashes() {
     let run = Run { tag: "pgcrash_backfill", backfill: true, batch_size: 10, events: 40_000, crashes: 4, seed: 61 };
-    crash_postgres_while_draining(run).await;
+    crash_while_draining(true, run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_mode_loses_nothing_when_postgres_crashes() {
     let run = Run { tag: "pgcrash_live", backfill: false, batch_size: 10, events: 30_000, crashes: 3, seed: 62 };
-    crash_postgres_while_draining(run).await;
+    crash_while_draining(true, run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_in_parts_lose_nothing_when_postgres_crashes() {
     let run = Run { tag: "pgcrash_parts", backfill: true, batch_size: 100, events: 60_000, crashes: 3, seed: 63 };
-    crash_postgres_while_draining(run).await;
-}
-
-/// Kill a private Redis (AOF, fsync always) with SIGKILL right after acks, three times, while
-/// engine and worker drain; both reconnect by themselves and nothing is lost or doubled.
-async fn kill_redis_while_draining(run: Run) {
-    let mut redis = PrivateRedis::start(run.tag).await.expect("a private redis-server");
-    let url = redis.url();
-    let env = TestEnv::new(run.tag).await;
-    let work = noisy_workload(run.events, run.seed);
-    feed_workload(&env, &url, &work).await;
-    let vars = run.engine_vars();
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut engine = Proc::engine(&env, &url, "killed-engine", &vars);
-    let mut worker = Proc::worker(&env, &url, "killed-worker", &[]);
-    let mut rng = ChaCha8Rng::seed_from_u64(run.seed);
-    let mut acked = 0;
-    for _ in 0..run.crashes {
-        acked = next_ack(&url, &env.streams, acked, &mut engine).await;
-        redis.kill();
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1000))).await;
-        redis.restart().await.expect("redis-server restarts");
-    }
-    let (status, _) = engine.wait_for(DRAIN_LIMIT).expect("the engine drains and exits after the kills");
-    assert!(status.success(), "the engine exited with {status}");
-    wait_drained(&url, &[env.term_updates_stream()], WORKER_GROUP, Duration::from_secs(90)).await;
-    stop(&mut worker);
-    assert_exactly_once(&env, work.stats.events).await;
-    env.cleanup().await;
+    crash_while_draining(true, run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_loses_nothing_when_redis_is_killed() {
     let run = Run { tag: "rediskill_backfill", backfill: true, batch_size: 10, events: 30_000, crashes: 3, seed: 64 };
-    kill_redis_while_draining(run).await;
+    crash_while_draining(false, run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_mode_loses_nothing_when_redis_is_killed() {
     let run = Run { tag: "rediskill_live", backfill: false, batch_size: 10, events: 30_000, crashes: 3, seed: 65 };
-    kill_redis_while_draining(run).await;
+    crash_while_draining(false, run).await;
 }
 
 /// The durability module on its own: a barrier flushes every earlier commit; a held batch is
