@@ -56,6 +56,7 @@ fn engine_command(env: &TestEnv) -> Command {
     cmd.env("DATABASE_URL", &env.database_url)
         .env("REDIS_URL", REDIS)
         .env("STREAMS", env.streams.join(","))
+        .env("CREATE_STREAMS", "true")
         .env("TERM_UPDATES_STREAM", env.term_updates_stream())
         .env("CONSUMER_GROUP", "redis-postgres-sync")
         .env("ANALYTICS_GROUP", "analytics-worker")

@@ -284,6 +284,8 @@ impl Run {
             Role::Engine => {
                 let mut c = Command::new(self.bin_dir.join("redis-postgres-sync"));
                 c.env("STREAMS", self.streams.join(","))
+                    // The workload is fed while engines start: a stream may not exist yet.
+                    .env("CREATE_STREAMS", "true")
                     .env("CONSUMER_NAME", name)
                     .env("BATCH_SIZE", self.args.batch_size.to_string())
                     .env("METRICS_ADDR", "127.0.0.1:0")

@@ -62,6 +62,7 @@ impl TestEnv {
             count,
             block: std::time::Duration::from_millis(1),
             claim_idle: std::time::Duration::from_secs(3600),
+            create_streams: true,
         };
         let mut reader = rps::stream::GroupReader::connect(REDIS, config).await.expect("connect a group reader");
         match reader.next().await.expect("XREADGROUP") {

@@ -39,6 +39,7 @@ fn engine_command(env: &TestEnv, redis_url: &str, consumer: &str) -> Command {
     cmd.env("DATABASE_URL", &env.database_url)
         .env("REDIS_URL", redis_url)
         .env("STREAMS", env.streams.join(","))
+        .env("CREATE_STREAMS", "true")
         .env("TERM_UPDATES_STREAM", env.term_updates_stream())
         .env("CONSUMER_NAME", consumer)
         .env("BLOCK_MS", "100")

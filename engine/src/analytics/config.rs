@@ -3,11 +3,12 @@
 //! settings are prefixed `ANALYTICS_` so they never pick up the engine's group, batch size or
 //! metrics address.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
 
+use crate::runtime::exit::Fatal;
+use crate::runtime::redact::redact;
 use crate::stream::ReaderConfig;
 
 /// Settings of `analytics-worker`.
@@ -49,9 +50,9 @@ pub struct WorkerConfig {
     #[arg(long, env = "ANALYTICS_CLAIM_IDLE_MS", default_value_t = 60_000)]
     pub claim_idle_ms: u64,
 
-    /// Where /metrics and /health are served (the engine uses 3030).
+    /// Where /metrics and /health are served, host:port (the engine uses 3030).
     #[arg(long, env = "ANALYTICS_METRICS_ADDR", default_value = "127.0.0.1:3031")]
-    pub metrics_addr: SocketAddr,
+    pub metrics_addr: String,
 }
 
 impl WorkerConfig {
@@ -67,7 +68,7 @@ impl WorkerConfig {
             block_ms: 100,
             exit_when_idle: true,
             claim_idle_ms: 60_000,
-            metrics_addr: "127.0.0.1:3031".parse().expect("valid address"),
+            metrics_addr: "127.0.0.1:3031".into(),
         }
     }
 
@@ -84,6 +85,28 @@ impl WorkerConfig {
             count: self.batch_size,
             block: Duration::from_millis(self.block_ms),
             claim_idle: Duration::from_millis(self.claim_idle_ms),
+            // The engines publish to it; the worker may well start first.
+            create_streams: true,
         }
+    }
+
+    /// Settings that cannot work, refused before anything connects.
+    pub fn validate(&self) -> Result<(), Fatal> {
+        let config = |msg: String| Err(Fatal::Config(msg));
+        for (flag, value) in [("--stream", &self.stream), ("--group", &self.group)] {
+            if value.trim().is_empty() {
+                return config(format!("{flag} is empty"));
+            }
+        }
+        if self.batch_size == 0 {
+            return config("--batch-size must be at least 1".into());
+        }
+        if self.block_ms == 0 {
+            return config("--block-ms 0 would block for ever on an idle stream; give at least 1".into());
+        }
+        crate::pg::pool::parse(&self.database_url).map_err(|e| Fatal::Config(e.to_string()))?;
+        redis::Client::open(self.redis_url.as_str())
+            .map_err(|e| Fatal::Config(format!("invalid Redis URL {}: {e}", redact(&self.redis_url))))?;
+        Ok(())
     }
 }

@@ -22,6 +22,7 @@ use tracing::info;
 pub use config::WorkerConfig;
 
 use crate::pg;
+use crate::runtime::exit::Fatal;
 use crate::runtime::retry::until_stopped;
 use crate::runtime::shutdown::with_grace;
 use crate::runtime::telemetry::{DEAD_LETTERS, WORKER_BATCH_SIZE, WORKER_LAG, WORKER_PROCESSED};
@@ -50,16 +51,20 @@ pub struct WorkerSummary {
 /// batch in flight finish (or abandons it unacked while it is retrying), so stopping never
 /// leaves an ack without a commit.
 pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<WorkerSummary> {
+    config.validate()?;
     let started = Instant::now();
     let mut summary = WorkerSummary::default();
-    with_grace(shutdown, |stop| async {
-        // Start-up waits out an outage of PostgreSQL or Redis like any later step.
-        if let Some(mut worker) = Worker::start(&config, stop, &mut summary).await {
+    let outcome = with_grace(shutdown, |stop| async {
+        // Start-up waits out an outage of PostgreSQL or Redis like any later step, and ends
+        // at once on an error no wait can fix.
+        if let Some(mut worker) = Worker::start(&config, stop, &mut summary).await? {
             worker.run().await;
         }
+        Ok::<_, Fatal>(())
     })
     .await;
     summary.elapsed = started.elapsed();
+    outcome.unwrap_or(Ok(()))?;
     Ok(summary)
 }
 
@@ -81,20 +86,42 @@ enum Step {
 }
 
 impl<'a> Worker<'a> {
-    /// Migrate and connect, retrying with backoff; `None` if asked to stop first.
-    async fn start(config: &'a WorkerConfig, mut stop: Stop, summary: &'a mut WorkerSummary) -> Option<Worker<'a>> {
+    /// Migrate and connect, retrying with backoff; `Ok(None)` if asked to stop first, `Err`
+    /// on an error no retry can fix.
+    async fn start(
+        config: &'a WorkerConfig,
+        mut stop: Stop,
+        summary: &'a mut WorkerSummary,
+    ) -> Result<Option<Worker<'a>>, Fatal> {
         let (url, redis) = (&config.database_url, &config.redis_url);
         // Same schema as the engine, so either may start first.
-        until_stopped!(&mut stop, "preparing the database", pg::schema::prepare(url).await)?;
+        let Some(()) = until_stopped!(&mut stop, "preparing the database", pg::schema::prepare(url).await, fail_fast)?
+        else {
+            return Ok(None);
+        };
         let reader_config = config.reader();
-        let reader = until_stopped!(&mut stop, "connecting to Redis", {
-            GroupReader::connect(redis, reader_config.clone()).await
-        })?;
-        let control = until_stopped!(&mut stop, "connecting to Redis", StreamControl::new(redis, &config.group).await)?;
+        let Some(reader) = until_stopped!(
+            &mut stop,
+            "connecting to Redis",
+            GroupReader::connect(redis, reader_config.clone()).await,
+            fail_fast
+        )?
+        else {
+            return Ok(None);
+        };
+        let Some(control) = until_stopped!(
+            &mut stop,
+            "connecting to Redis",
+            StreamControl::new(redis, &config.group).await,
+            fail_fast
+        )?
+        else {
+            return Ok(None);
+        };
         info!(consumer = %reader_config.consumer, group = %config.group, stream = %config.stream, "analytics worker started");
         let in_flight = reader.in_flight();
         let refresher = Refresher::new(url);
-        Some(Worker { config, reader, in_flight, control, refresher, stop, summary })
+        Ok(Some(Worker { config, reader, in_flight, control, refresher, stop, summary }))
     }
 
     /// Never fails: every error is retried, and input errors are dead letters.

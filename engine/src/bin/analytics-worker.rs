@@ -1,7 +1,8 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 use rps::analytics::{self, WorkerConfig};
-use rps::ops::{health, http, monitor};
-use tracing_subscriber::EnvFilter;
+use rps::ops::{cli, health, http, monitor};
 
 /// Keep the level 3 analytics tables (triple_vault, triple_term, predicate_object,
 /// subject_predicate) up to date from the term ids the engine publishes to `term_updates`.
@@ -14,16 +15,22 @@ struct Cli {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+async fn main() -> ExitCode {
     let config = Cli::parse().worker;
+    cli::init(&[&config.database_url, &config.redis_url]);
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => cli::fail(e),
+    }
+}
+
+async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    config.validate()?;
+    let addr = cli::listen_addr("--metrics-addr", &config.metrics_addr).await?;
     // Healthy when PostgreSQL and Redis answer; the body adds the group's lag on term_updates.
     let monitor = monitor::Monitor::new();
     let health = health::health(config.database_url.clone(), config.redis_url.clone(), monitor.clone());
-    http::serve(config.metrics_addr, health).await?;
+    http::serve(addr, health).await?;
     monitor.start_worker(&config, monitor::DEFAULT_MONITOR_INTERVAL);
     let summary = analytics::run(config, rps::runtime::shutdown::signal()).await?;
     tracing::info!(

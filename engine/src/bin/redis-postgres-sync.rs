@@ -1,8 +1,11 @@
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use rps::ops::verify::{compare_all, ANALYTICS_TABLES, STRONG_TABLES};
-use rps::ops::{doctor, health, http, monitor, progress, readers};
+use rps::ops::{cli, doctor, health, http, monitor, progress, readers};
+use rps::runtime::exit::{Permanence, EXIT_FAILED};
+use rps::runtime::redact::scrub;
 use rps::EngineConfig;
-use tracing_subscriber::EnvFilter;
 
 /// Keep PostgreSQL in sync with the Intuition events rindexer publishes to Redis streams.
 /// Without a subcommand it runs the sync engine.
@@ -12,9 +15,10 @@ struct Cli {
     #[command(flatten)]
     engine: EngineConfig,
 
-    /// Where to serve Prometheus `/metrics` and `/health` (e.g. 0.0.0.0:3030 in a container).
+    /// Where to serve Prometheus `/metrics` and `/health`, host:port (e.g. 0.0.0.0:3030 in a
+    /// container).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:3030")]
-    metrics_addr: std::net::SocketAddr,
+    metrics_addr: String,
 
     #[command(flatten)]
     progress: progress::ProgressArgs,
@@ -54,18 +58,23 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(progress::log_writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::init(&[&cli.engine.database_url, &cli.engine.redis_url]);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => cli::fail(e),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => {
+            cli.engine.validate()?;
+            let addr = cli::listen_addr("--metrics-addr", &cli.metrics_addr).await?;
             let monitor = monitor::Monitor::new();
             let health = health::health(cli.engine.database_url.clone(), cli.engine.redis_url.clone(), monitor.clone());
-            http::serve(cli.metrics_addr, health).await?;
+            http::serve(addr, health).await?;
             monitor.start_engine(&cli.engine, cli.progress.monitor_interval());
             let display = progress::Display::start(
                 cli.progress.progress,
@@ -73,21 +82,27 @@ async fn main() -> anyhow::Result<()> {
                 monitor,
                 cli.progress.log_interval(),
             );
-            sync(cli.engine, display).await
+            sync(cli.engine, display).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Some(Command::Verify { analytics }) => verify(&cli.engine.database_url, analytics).await,
         Some(Command::Doctor(args)) => {
             let report = doctor::run(&cli.engine, &args).await;
-            println!("{report}");
-            if !report.healthy() {
-                std::process::exit(1);
-            }
-            Ok(())
+            println!("{}", scrub(&report.to_string()));
+            Ok(if report.healthy() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
         }
         Some(Command::Rollback { to, tables, no_verify }) => {
             rollback(&cli.engine.database_url, to, &tables, no_verify).await
         }
     }
+}
+
+/// One connection for a tool; a refusal no retry can fix ends with its exit code.
+async fn connect(database_url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    rps::pg::connect_one(database_url).await.map_err(|e| match e.fatal("connecting to PostgreSQL") {
+        Some(fatal) => fatal.into(),
+        None => e.into(),
+    })
 }
 
 async fn sync(config: EngineConfig, display: Option<progress::Display>) -> anyhow::Result<()> {
@@ -111,8 +126,8 @@ async fn sync(config: EngineConfig, display: Option<progress::Display>) -> anyho
     Ok(())
 }
 
-async fn verify(database_url: &str, analytics: bool) -> anyhow::Result<()> {
-    let client = rps::pg::connect_one(database_url).await?;
+async fn verify(database_url: &str, analytics: bool) -> anyhow::Result<ExitCode> {
+    let client = connect(database_url).await?;
     let mut strong_ok = true;
     for diff in compare_all(&client, &STRONG_TABLES).await? {
         strong_ok &= diff.matches();
@@ -123,10 +138,7 @@ async fn verify(database_url: &str, analytics: bool) -> anyhow::Result<()> {
             println!("{diff}");
         }
     }
-    if !strong_ok {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(if strong_ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
 
 async fn rollback(
@@ -134,9 +146,9 @@ async fn rollback(
     to: Option<readers::ReaderSource>,
     tables: &[String],
     no_verify: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitCode> {
     use readers::ReaderSource;
-    let client = rps::pg::connect_one(database_url).await?;
+    let client = connect(database_url).await?;
     if to == Some(ReaderSource::Maintained) && !no_verify {
         let diffs = readers::check_maintained(&client, tables).await?;
         let bad: Vec<String> = diffs.iter().filter(|d| !d.matches()).map(|d| d.to_string()).collect();
@@ -146,7 +158,7 @@ async fn rollback(
                 eprintln!("  {line}");
             }
             eprintln!("(level 3 tables lag while analytics-worker catches up; --no-verify switches anyway)");
-            std::process::exit(1);
+            return Ok(ExitCode::from(EXIT_FAILED));
         }
     }
     if let Some(to) = to {
@@ -163,5 +175,5 @@ async fn rollback(
         };
         println!("  readers.{table:<18} <- {source}.{table} ({meaning})");
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

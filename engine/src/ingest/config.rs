@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::runtime::exit::Fatal;
+use crate::runtime::redact::redact;
+
 pub const DEFAULT_STREAMS: &str =
     "intuition_atom_created,intuition_triple_created,intuition_deposited,intuition_redeemed,intuition_share_price_changed";
 
@@ -50,6 +53,11 @@ pub struct EngineConfig {
     /// Exit 0 once every stream is drained and nothing is pending for the group.
     #[arg(long, env = "EXIT_WHEN_IDLE")]
     pub exit_when_idle: bool,
+
+    /// Create missing streams (empty) at start instead of refusing to start; without it a
+    /// stream that does not exist yet is reported as a likely typo.
+    #[arg(long, env = "CREATE_STREAMS")]
+    pub create_streams: bool,
 
     /// Backfill mode: large batches committed with `synchronous_commit = off`; their entries
     /// are acked once a WAL flush covers their commit (nothing acked is lost in a crash).
@@ -98,6 +106,48 @@ impl EngineConfig {
         Duration::from_millis(self.block_ms)
     }
 
+    /// Settings that cannot work, refused before anything connects.
+    pub fn validate(&self) -> Result<(), Fatal> {
+        let config = |msg: String| Err(Fatal::Config(msg));
+        if self.streams.is_empty() || self.streams.iter().any(|s| s.trim().is_empty()) {
+            return config(format!("--streams {:?}: give one or more non-empty stream names", self.streams.join(",")));
+        }
+        if let Some(twice) = self.streams.iter().enumerate().find(|(i, s)| self.streams[..*i].contains(s)) {
+            return config(format!("--streams names `{}` twice", twice.1));
+        }
+        if self.streams.contains(&self.term_updates_stream) {
+            return config(format!("--term-updates-stream `{}` is also an input stream", self.term_updates_stream));
+        }
+        for (flag, value) in [("--group", &self.group), ("--term-updates-stream", &self.term_updates_stream)] {
+            if value.trim().is_empty() {
+                return config(format!("{flag} is empty"));
+            }
+        }
+        if self.consumer.as_ref().is_some_and(|c| c.trim().is_empty()) {
+            return config("--consumer is empty".into());
+        }
+        if self.batch_size == 0 || self.apply_parts == 0 {
+            return config("--batch-size and --apply-parts must be at least 1".into());
+        }
+        if self.block_ms == 0 {
+            return config(
+                "--block-ms 0 would block for ever on an idle stream (no idle check, no claims); give at least 1"
+                    .into(),
+            );
+        }
+        let least = (CONNECTIONS_BESIDE_PARTS + 1) as u32;
+        if self.pool_size < least {
+            return config(format!(
+                "--pool-size {} is too small: at least {least} (a connection per part, one for the batch's lock holder, two for the outbox publisher)",
+                self.pool_size
+            ));
+        }
+        crate::pg::pool::parse(&self.database_url).map_err(|e| Fatal::Config(e.to_string()))?;
+        redis::Client::open(self.redis_url.as_str())
+            .map_err(|e| Fatal::Config(format!("invalid Redis URL {}: {e}", redact(&self.redis_url))))?;
+        Ok(())
+    }
+
     /// A config for local services with the given database and streams, as tests use it.
     pub fn local(database_url: &str, streams: &[String]) -> Self {
         EngineConfig {
@@ -109,6 +159,7 @@ impl EngineConfig {
             batch_size: 1000,
             block_ms: 200,
             exit_when_idle: true,
+            create_streams: true,
             backfill: false,
             claim_idle_ms: 60_000,
             term_updates_stream: "term_updates".into(),

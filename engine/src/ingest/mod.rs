@@ -31,6 +31,7 @@ pub use config::EngineConfig;
 pub use summary::RunSummary;
 
 use crate::pg::{self, PgPool};
+use crate::runtime::exit::Fatal;
 use crate::runtime::retry::until_stopped;
 use crate::runtime::shutdown::with_grace;
 use crate::runtime::{Stop, TaskGuard};
@@ -47,6 +48,7 @@ use write::Writer;
 /// grace is abandoned. Nothing is acked before it committed durably, so whatever was left
 /// behind is redelivered and applied once by the next run.
 pub async fn run(config: EngineConfig, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
+    config.validate()?;
     let started = Instant::now();
     let mut summary = RunSummary::default();
     let outcome = with_grace(shutdown, |stop| run_engine(&config, stop, &mut summary)).await;
@@ -63,10 +65,17 @@ struct Connections {
     publisher: Publisher,
 }
 
-async fn connect(config: &EngineConfig, stop: &mut Stop) -> Option<Connections> {
+/// `Ok(None)` if asked to stop first; `Err` on an error no retry can fix.
+async fn connect(config: &EngineConfig, stop: &mut Stop) -> Result<Option<Connections>, Fatal> {
     let url = &config.database_url;
-    until_stopped!(stop, "preparing the database", pg::schema::prepare(url).await)?;
-    let pool = until_stopped!(stop, "opening the PostgreSQL pool", pg::connect_pool(url, config.pool_size).await)?;
+    let Some(()) = until_stopped!(stop, "preparing the database", pg::schema::prepare(url).await, fail_fast)? else {
+        return Ok(None);
+    };
+    let Some(pool) =
+        until_stopped!(stop, "opening the PostgreSQL pool", pg::connect_pool(url, config.pool_size).await, fail_fast)?
+    else {
+        return Ok(None);
+    };
     let reader_config = ReaderConfig {
         streams: config.streams.clone(),
         group: config.group.clone(),
@@ -74,23 +83,39 @@ async fn connect(config: &EngineConfig, stop: &mut Stop) -> Option<Connections> 
         count: config.batch_size,
         block: config.block(),
         claim_idle: Duration::from_millis(config.claim_idle_ms),
+        create_streams: config.create_streams,
     };
     let redis = &config.redis_url;
-    let reader = until_stopped!(stop, "connecting to Redis", GroupReader::connect(redis, reader_config.clone()).await)?;
-    let control = until_stopped!(stop, "connecting to Redis", StreamControl::new(redis, &config.group).await)?;
+    let Some(reader) = until_stopped!(
+        stop,
+        "connecting to Redis",
+        GroupReader::connect(redis, reader_config.clone()).await,
+        fail_fast
+    )?
+    else {
+        return Ok(None);
+    };
+    let Some(control) =
+        until_stopped!(stop, "connecting to Redis", StreamControl::new(redis, &config.group).await, fail_fast)?
+    else {
+        return Ok(None);
+    };
     // The publisher works beside the writer, on a Redis connection of its own.
-    let mut publishing = until_stopped!(stop, "connecting to Redis", connect_managed(redis).await)?;
+    let Some(mut publishing) = until_stopped!(stop, "connecting to Redis", connect_managed(redis).await, fail_fast)?
+    else {
+        return Ok(None);
+    };
     // Whatever a previous run committed but did not publish goes out first.
     let when = if config.backfill { Publish::Durable } else { Publish::Committed };
     let updates = &config.term_updates_stream;
     outbox::publish_until_sent(&pool, &mut publishing, updates, when, stop).await;
     let publisher = Publisher::spawn(pool.clone(), publishing, updates.clone(), when, stop.clone());
     info!(consumer = %config.consumer_name(), group = %config.group, streams = ?config.streams, "engine started");
-    Some(Connections { pool, reader, control, publisher })
+    Ok(Some(Connections { pool, reader, control, publisher }))
 }
 
 async fn run_engine(config: &EngineConfig, mut stop: Stop, summary: &mut RunSummary) -> Result<()> {
-    let Some(Connections { pool, reader, control, publisher }) = connect(config, &mut stop).await else {
+    let Some(Connections { pool, reader, control, publisher }) = connect(config, &mut stop).await? else {
         return Ok(());
     };
     let in_flight = reader.in_flight();

@@ -3,6 +3,7 @@
 //! tools `doctor`, `rollback` ([`readers`]) and `verify`. The top library layer: it may use
 //! every layer below, none uses it.
 
+pub mod cli;
 pub mod doctor;
 pub mod health;
 pub mod http;

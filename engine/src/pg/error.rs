@@ -2,6 +2,8 @@
 
 use tokio_postgres::error::SqlState;
 
+use crate::runtime::exit::caused_by;
+
 /// A failed pool checkout: no connection within the pool's timeout, or opening one failed.
 pub type PoolError = bb8::RunError<tokio_postgres::Error>;
 
@@ -78,6 +80,21 @@ pub fn classify_code(code: &SqlState) -> Failure {
         DATA_EXCEPTION | INTEGRITY_CONSTRAINT_VIOLATION | PROGRAM_LIMIT_EXCEEDED => Failure::Data("data"),
         _ => Failure::Transient("other"),
     }
+}
+
+/// Errors no retry can fix: a wrong password, an unknown role or a `pg_hba.conf` rejection, a
+/// missing database or privilege, or TLS that cannot be agreed on (the server has none, or
+/// its certificate does not verify). A TLS handshake cut short by the network is not one.
+pub fn is_refusal(e: &tokio_postgres::Error) -> bool {
+    const REFUSED: [SqlState; 4] = [
+        SqlState::INVALID_PASSWORD,
+        SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+        SqlState::INVALID_CATALOG_NAME,
+        SqlState::INSUFFICIENT_PRIVILEGE,
+    ];
+    e.code().is_some_and(|c| REFUSED.contains(c))
+        || caused_by::<rustls::Error>(e)
+        || e.to_string().ends_with("server does not support TLS")
 }
 
 /// The server's message and SQLSTATE when there are some (the plain `Display` of a server

@@ -7,8 +7,9 @@ use bb8::{CustomizeConnection, Pool};
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::{config::Config, Client, NoTls};
 
-use super::error::error_text;
+use super::error::{error_text, is_refusal};
 use super::sql;
+use crate::runtime::exit::{Fatal, Permanence};
 use crate::runtime::redact::redact;
 
 pub type PgPool = Pool<PostgresConnectionManager<NoTls>>;
@@ -24,6 +25,18 @@ pub enum ConnectError {
     InvalidUrl { url: String, source: tokio_postgres::Error },
     #[error("cannot connect to PostgreSQL at {url}: {}", error_text(.source))]
     Connect { url: String, source: tokio_postgres::Error },
+}
+
+impl Permanence for ConnectError {
+    fn fatal(&self, what: &str) -> Option<Fatal> {
+        match self {
+            ConnectError::InvalidUrl { .. } => Some(Fatal::Config(self.to_string())),
+            ConnectError::Connect { source, .. } if is_refusal(source) => {
+                Some(Fatal::Refused(format!("{what}: {self}")))
+            }
+            ConnectError::Connect { .. } => None,
+        }
+    }
 }
 
 impl ConnectError {

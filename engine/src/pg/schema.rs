@@ -13,9 +13,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 use tracing::info;
 
-use super::error::error_text;
+use super::error::{error_text, is_refusal};
 use super::pool::{connect_one, parse, ConnectError};
 use super::sql;
+use crate::runtime::exit::{Fatal, Permanence};
 use crate::runtime::redact::redact;
 
 mod embedded {
@@ -45,6 +46,19 @@ pub enum SchemaError {
          squashed baseline: drop the database (or point DATABASE_URL at a new one) and start again"
     )]
     PreBaseline(String),
+}
+
+impl Permanence for SchemaError {
+    fn fatal(&self, what: &str) -> Option<Fatal> {
+        match self {
+            SchemaError::Connect(e) => e.fatal(what),
+            SchemaError::Statement { source, .. } if is_refusal(source) => {
+                Some(Fatal::Refused(format!("{what}: {self}")))
+            }
+            SchemaError::PreBaseline(_) => Some(Fatal::Refused(self.to_string())),
+            SchemaError::Statement { .. } | SchemaError::Migration(_) => None,
+        }
+    }
 }
 
 fn statement(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> SchemaError {

@@ -2,8 +2,10 @@
 //! or events. Retrying with backoff until stopped ([`retry`]), shutdown and the grace a run
 //! gets ([`shutdown`]), task guards ([`task`]), stage timing ([`timing`]), test-only crash
 //! and fault points ([`faults`]), metric names and the process's counters ([`telemetry`]),
-//! and URLs without their secrets ([`redact`]).
+//! connection strings without their secrets ([`redact`]), and the errors that end a run at
+//! once with their exit codes ([`exit`]).
 
+pub mod exit;
 pub mod faults;
 pub mod redact;
 pub mod retry;

@@ -79,7 +79,26 @@ impl Retry {
 /// A macro rather than a function taking an async closure: the attempt borrows the caller's
 /// state mutably on every try, and a future holding such a closure is not `Send` (a rustc
 /// limitation), while the engine's and the worker's futures must be.
+///
+/// With `fail_fast`, an error that [`Permanence`](super::exit::Permanence) calls permanent
+/// ends it at once: the result is then `Err(Fatal)`, else `Ok(Some(value))` or `Ok(None)`.
 macro_rules! until_stopped {
+    ($stop:expr, $what:expr, $attempt:expr, fail_fast $(,)?) => {{
+        let mut retry = $crate::runtime::Retry::new();
+        loop {
+            match $attempt {
+                Ok(value) => break Ok(Some(value)),
+                Err(error) => {
+                    if let Some(fatal) = $crate::runtime::exit::Permanence::fatal(&error, $what) {
+                        break Err(fatal);
+                    }
+                    if !retry.failed($stop, $what, &error).await {
+                        break Ok(None);
+                    }
+                }
+            }
+        }
+    }};
     ($stop:expr, $what:expr, $attempt:expr $(,)?) => {{
         let mut retry = $crate::runtime::Retry::new();
         loop {
@@ -159,6 +178,47 @@ mod tests {
         let mut calls = 0;
         let done = until_stopped!(&mut stop, "the test operation", attempt(&mut calls, 1).await);
         assert_eq!(done, Some(1), "an attempt that succeeds still counts");
+    }
+
+    struct Flaky(&'static str);
+
+    impl std::fmt::Display for Flaky {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl crate::runtime::exit::Permanence for Flaky {
+        fn fatal(&self, what: &str) -> Option<crate::runtime::exit::Fatal> {
+            (self.0 == "wrong password").then(|| crate::runtime::exit::Fatal::Refused(format!("{what}: {}", self.0)))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_fast_retries_transient_errors_and_ends_on_a_permanent_one() {
+        let (_switch, mut stop) = StopSwitch::new();
+        let started = Instant::now();
+        let mut errors = vec![Flaky("wrong password"), Flaky("connection refused")].into_iter();
+        let outcome: Result<Option<()>, _> =
+            until_stopped!(&mut stop, "connecting", Err(errors.next().unwrap()), fail_fast);
+        assert_eq!(outcome, Err(crate::runtime::exit::Fatal::Refused("connecting: wrong password".into())));
+        assert_eq!(started.elapsed(), Duration::ZERO, "no wait before failing fast");
+        let mut calls = 0;
+        let outcome = until_stopped!(
+            &mut stop,
+            "connecting",
+            {
+                calls += 1;
+                if calls < 3 {
+                    Err(Flaky("connection refused"))
+                } else {
+                    Ok(calls)
+                }
+            },
+            fail_fast
+        );
+        assert_eq!(outcome, Ok(Some(3)));
+        assert_eq!(started.elapsed(), Duration::from_millis(600), "transient errors are retried");
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,10 +11,12 @@
 pub mod connect;
 pub mod control;
 pub mod entry;
+pub mod error;
 pub mod reader;
 pub mod status;
 
 pub use connect::{connect, connect_managed};
 pub use control::StreamControl;
 pub use entry::{dead_letter_stream, DeadLetter, Entry, EntryKey};
+pub use error::StreamError;
 pub use reader::{default_consumer_name, GroupReader, InFlight, Read, ReaderConfig};

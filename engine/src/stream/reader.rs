@@ -29,7 +29,7 @@ use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, RedisResult};
 
-use super::{connect_managed, Entry, EntryKey};
+use super::{connect_managed, Entry, EntryKey, StreamError};
 
 /// What a reader reads, as whom, and how much.
 #[derive(Clone, Debug)]
@@ -43,6 +43,9 @@ pub struct ReaderConfig {
     pub block: Duration,
     /// Entries pending this long on another consumer are claimed.
     pub claim_idle: Duration,
+    /// Create missing streams (empty) instead of refusing to start: a stream name with a
+    /// typo would otherwise be read, empty, for ever.
+    pub create_streams: bool,
 }
 
 /// `<hostname>-<pid>`: unique per process.
@@ -126,8 +129,9 @@ pub struct GroupReader {
 }
 
 impl GroupReader {
-    /// Connect, and create the group on every stream if missing.
-    pub async fn connect(redis_url: &str, mut config: ReaderConfig) -> RedisResult<GroupReader> {
+    /// Connect, check that every stream exists (unless it may create them), and create the
+    /// group on every stream if missing.
+    pub async fn connect(redis_url: &str, mut config: ReaderConfig) -> Result<GroupReader, StreamError> {
         config.count = config.count.max(1);
         let pending_after = vec!["0".to_owned(); config.streams.len()];
         let con = connect_managed(redis_url).await?;
@@ -139,8 +143,23 @@ impl GroupReader {
             pending_after,
             in_flight: InFlight::default(),
         };
+        if !reader.config.create_streams {
+            reader.check_streams().await?;
+        }
         reader.ensure_groups().await?;
         Ok(reader)
+    }
+
+    async fn check_streams(&mut self) -> Result<(), StreamError> {
+        for stream in &self.config.streams {
+            let kind: String = redis::cmd("TYPE").arg(stream).query_async(&mut self.con).await?;
+            match kind.as_str() {
+                "stream" => {}
+                "none" => return Err(StreamError::Missing(stream.clone())),
+                _ => return Err(StreamError::NotAStream { key: stream.clone(), found: kind }),
+            }
+        }
+        Ok(())
     }
 
     /// The reader's in-flight set, for whoever acks its entries.

@@ -36,6 +36,7 @@ impl Streams {
             count,
             block: Duration::from_millis(10),
             claim_idle,
+            create_streams: false,
         }
     }
 
@@ -68,6 +69,17 @@ async fn drain(reader: &mut GroupReader) -> Vec<EntryKey> {
 fn sorted(mut keys: Vec<EntryKey>) -> Vec<EntryKey> {
     keys.sort();
     keys
+}
+
+#[tokio::test]
+async fn a_missing_stream_is_refused_unless_it_may_be_created() {
+    let s = Streams::new("missing", 1, 0).await;
+    let mut config = s.config("a", 1, LONG);
+    let refused = GroupReader::connect(REDIS, config.clone()).await.err().expect("a missing stream is refused");
+    assert!(matches!(&refused, StreamError::Missing(name) if *name == s.names[0]), "{refused}");
+    config.create_streams = true;
+    let mut reader = GroupReader::connect(REDIS, config).await.expect("created");
+    assert!(matches!(reader.next().await.unwrap(), Read::Idle));
 }
 
 #[tokio::test]
