@@ -113,12 +113,21 @@ impl RedisArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> std::process::ExitCode {
+    // Whatever connection strings it was given, by flag or environment, are never printed.
+    let env_urls = ["REDIS_URL", "BENCH_PG_URL", "CHAOS_PG_URL"].into_iter().filter_map(|k| std::env::var(k).ok());
+    for given in std::env::args().chain(env_urls) {
+        rps::runtime::redact::register(&given);
+    }
+    let outcome = match Cli::parse().command {
         Command::Generate(args) => run_generate(args).await,
         Command::Feed(args) => run_feed(args).await,
         Command::Bench(config) => run_bench(config).await,
         Command::Chaos(args) => chaos::run(args).await,
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => rps::ops::cli::fail(e),
     }
 }
 

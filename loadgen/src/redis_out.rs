@@ -64,8 +64,8 @@ impl WriteSummary {
 }
 
 pub async fn connect(url: &str) -> anyhow::Result<MultiplexedConnection> {
-    let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
-    client.get_multiplexed_async_connection().await.with_context(|| format!("cannot connect to Redis at {url}"))
+    let redacted = rps::runtime::redact::redact(url);
+    rps::stream::connect(url).await.with_context(|| format!("cannot connect to Redis at {redacted}"))
 }
 
 /// XADD a workload's messages, in order, to `<prefix>intuition_<stream>`.

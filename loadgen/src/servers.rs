@@ -97,8 +97,30 @@ impl PrivatePostgres {
         Ok(())
     }
 
-    fn data_dir(&self) -> PathBuf {
+    pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Write a file into the data directory, owned by the server's user and readable by it
+    /// alone (as PostgreSQL requires of a TLS key).
+    pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.data_dir().join(name);
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        self.give_to_server_user(&path)
+    }
+
+    /// Replace `pg_hba.conf` and append `settings` to `postgresql.conf`, then reload.
+    pub async fn reconfigure(&self, hba: &str, settings: &[(&str, &str)]) -> Result<()> {
+        self.write_file("pg_hba.conf", hba.as_bytes())?;
+        let conf_path = self.data_dir().join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).context("reading postgresql.conf")?;
+        for (key, value) in settings {
+            text.push_str(&format!("{key} = '{value}'\n"));
+        }
+        std::fs::write(&conf_path, text).context("writing postgresql.conf")?;
+        self.pg_ctl(&["reload"]).await.context("pg_ctl reload")
     }
 
     async fn pg_ctl(&self, args: &[&str]) -> Result<()> {
@@ -209,45 +231,73 @@ pub fn postgres_bindir() -> Result<PathBuf> {
 pub struct PrivateRedis {
     pub port: u16,
     dir: PathBuf,
+    /// Extra `redis-server` arguments (a password, TLS), kept for restarts.
+    args: Vec<String>,
+    /// The port speaks TLS only.
+    tls: bool,
     child: Option<std::process::Child>,
 }
 
 impl PrivateRedis {
     pub async fn start(tag: &str) -> Result<PrivateRedis> {
+        PrivateRedis::start_with(tag, &[], false).await
+    }
+
+    /// With extra `redis-server` arguments; with `tls`, the port is a `--tls-port` and no
+    /// plain port is open (the caller passes the certificate arguments).
+    pub async fn start_with(tag: &str, args: &[String], tls: bool) -> Result<PrivateRedis> {
         let port = free_port();
         let dir = scratch_dir("redis", tag, port)?;
-        let mut r = PrivateRedis { port, dir, child: None };
+        let mut r = PrivateRedis { port, dir, args: args.to_vec(), tls, child: None };
         r.launch().await?;
         Ok(r)
     }
 
+    /// `redis://127.0.0.1:<port>` (without credentials).
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     async fn launch(&mut self) -> Result<()> {
+        let port = self.port.to_string();
+        let ports = if self.tls { ["--port", "0", "--tls-port", &port] } else { ["--port", &port, "--tls-port", "0"] };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", "always", "--dir"])
             .arg(&self.dir)
             .args(["--logfile", "redis.log"])
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
             .context("redis-server must be installed (scripts/services.sh installs it)")?;
         self.child = Some(child);
         for _ in 0..200 {
-            if let Ok(client) = redis::Client::open(self.url()) {
-                if let Ok(mut con) = client.get_multiplexed_async_connection().await {
-                    let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut con).await;
-                    if pong.is_ok() {
-                        return Ok(());
-                    }
-                }
+            if self.answers().await {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         bail!("private redis-server on port {} did not start; see {}", self.port, self.dir.join("redis.log").display())
+    }
+
+    /// Whether the server accepts connections (and, on a plain port, answers a PING, if only
+    /// with a demand for a password).
+    async fn answers(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut socket) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
+        if self.tls {
+            return true;
+        }
+        let mut reply = [0u8; 1];
+        socket.write_all(b"PING\r\n").await.is_ok() && matches!(socket.read(&mut reply).await, Ok(1))
     }
 
     /// SIGKILL the server (connections drop at once).

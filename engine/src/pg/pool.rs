@@ -50,7 +50,20 @@ impl ConnectError {
 }
 
 pub(crate) fn parse(database_url: &str) -> Result<Config, ConnectError> {
-    database_url.parse().map_err(|source| ConnectError::InvalidUrl { url: redact(database_url), source })
+    let normalized = encode_userinfo_at(database_url);
+    normalized.parse().map_err(|source| ConnectError::InvalidUrl { url: redact(database_url), source })
+}
+
+/// A URL's userinfo runs to its last `@` (as WHATWG URLs and redis-rs read it), while
+/// tokio-postgres stops at the first: an unencoded `@` in a password is percent-encoded.
+fn encode_userinfo_at(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = url.find("://").map(|i| i + 3) else { return url.into() };
+    match url[start..].rfind('@').map(|i| start + i) {
+        Some(last) if url[start..last].contains('@') => {
+            format!("{}{}{}", &url[..start], url[start..last].replace('@', "%40"), &url[last..]).into()
+        }
+        _ => url.into(),
+    }
 }
 
 /// The engine's pool. Every connection gets its session setup once ([`sql::SESSION_SETUP`],
@@ -94,6 +107,17 @@ impl bb8::ErrorSink<tokio_postgres::Error> for LogErrors {
 
     fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<tokio_postgres::Error>> {
         Box::new(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unencoded_at_in_a_password_stays_in_the_password() {
+        let config = super::parse("postgres://app:p@ss@db.example:5433/x").unwrap();
+        assert_eq!(config.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(config.get_user(), Some("app"));
+        assert_eq!(super::encode_userinfo_at("host=db password=a@b"), "host=db password=a@b");
     }
 }
 
