@@ -8,6 +8,7 @@ pub mod analytics;
 pub mod env;
 pub mod faults;
 pub mod poison;
+pub mod tls;
 pub mod workload;
 
 pub use env::TestEnv;

@@ -105,7 +105,7 @@ impl WorkerConfig {
             return config("--block-ms 0 would block for ever on an idle stream; give at least 1".into());
         }
         crate::pg::pool::parse(&self.database_url).map_err(|e| Fatal::Config(e.to_string()))?;
-        redis::Client::open(self.redis_url.as_str())
+        crate::stream::connect::client(&self.redis_url)
             .map_err(|e| Fatal::Config(format!("invalid Redis URL {}: {e}", redact(&self.redis_url))))?;
         Ok(())
     }

@@ -143,7 +143,7 @@ impl EngineConfig {
             ));
         }
         crate::pg::pool::parse(&self.database_url).map_err(|e| Fatal::Config(e.to_string()))?;
-        redis::Client::open(self.redis_url.as_str())
+        crate::stream::connect::client(&self.redis_url)
             .map_err(|e| Fatal::Config(format!("invalid Redis URL {}: {e}", redact(&self.redis_url))))?;
         Ok(())
     }

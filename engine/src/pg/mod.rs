@@ -1,12 +1,14 @@
 //! PostgreSQL: the connection pool and single connections ([`pool`]), the schema and its
 //! migrations ([`schema`]), what an error means for retrying ([`error`]), every statement
-//! the crate sends ([`sql`]) and WAL flush primitives ([`wal`]). Depends only on
+//! the crate sends ([`sql`]), TLS as libpq's `sslmode` describes it ([`tls`]) and WAL flush
+//! primitives ([`wal`]). Depends only on
 //! [`crate::runtime`].
 
 pub mod error;
 pub mod pool;
 pub mod schema;
 pub mod sql;
+pub mod tls;
 pub mod wal;
 
 pub use error::{Failure, PgError};

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use bb8::{CustomizeConnection, Pool};
 use bb8_postgres::PostgresConnectionManager;
-use tokio_postgres::{config::Config, Client, NoTls};
+use tokio_postgres::{config::Config, Client};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::error::{error_text, is_refusal};
-use super::sql;
+use super::{sql, tls};
 use crate::runtime::exit::{Fatal, Permanence};
 use crate::runtime::redact::redact;
 
-pub type PgPool = Pool<PostgresConnectionManager<NoTls>>;
+pub type PgPool = Pool<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// While PostgreSQL is unreachable, a checkout fails after this long, so that the caller's
 /// backoff (and its shutdown check) runs instead of a 30 s wait inside the pool.
@@ -23,6 +24,8 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ConnectError {
     #[error("invalid PostgreSQL URL {url}: {source}")]
     InvalidUrl { url: String, source: tokio_postgres::Error },
+    #[error("PostgreSQL URL {url}: {reason}")]
+    InvalidTls { url: String, reason: String },
     #[error("cannot connect to PostgreSQL at {url}: {}", error_text(.source))]
     Connect { url: String, source: tokio_postgres::Error },
 }
@@ -30,7 +33,7 @@ pub enum ConnectError {
 impl Permanence for ConnectError {
     fn fatal(&self, what: &str) -> Option<Fatal> {
         match self {
-            ConnectError::InvalidUrl { .. } => Some(Fatal::Config(self.to_string())),
+            ConnectError::InvalidUrl { .. } | ConnectError::InvalidTls { .. } => Some(Fatal::Config(self.to_string())),
             ConnectError::Connect { source, .. } if is_refusal(source) => {
                 Some(Fatal::Refused(format!("{what}: {self}")))
             }
@@ -43,15 +46,26 @@ impl ConnectError {
     /// The server's SQLSTATE, when it answered with one (a wrong password, say).
     pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
         match self {
-            ConnectError::InvalidUrl { .. } => None,
+            ConnectError::InvalidUrl { .. } | ConnectError::InvalidTls { .. } => None,
             ConnectError::Connect { source, .. } => source.code(),
         }
     }
 }
 
-pub(crate) fn parse(database_url: &str) -> Result<Config, ConnectError> {
+/// A parsed connection string: what tokio-postgres reads, and the TLS connector its
+/// `sslmode` and `sslrootcert` call for (see [`tls`]).
+pub(crate) struct Target {
+    pub config: Config,
+    pub tls: MakeRustlsConnect,
+}
+
+pub(crate) fn parse(database_url: &str) -> Result<Target, ConnectError> {
     let normalized = encode_userinfo_at(database_url);
-    normalized.parse().map_err(|source| ConnectError::InvalidUrl { url: redact(database_url), source })
+    let invalid_tls = |reason| ConnectError::InvalidTls { url: redact(database_url), reason };
+    let (driver, params) = tls::split(&normalized).map_err(invalid_tls)?;
+    let config = driver.parse().map_err(|source| ConnectError::InvalidUrl { url: redact(database_url), source })?;
+    let tls = tls::connector(&params).map_err(invalid_tls)?;
+    Ok(Target { config, tls })
 }
 
 /// A URL's userinfo runs to its last `@` (as WHATWG URLs and redis-rs read it), while
@@ -70,7 +84,8 @@ fn encode_userinfo_at(url: &str) -> std::borrow::Cow<'_, str> {
 /// [`sql::DURABLE_COMMITS`]); a connection found dead on checkout (backend terminated,
 /// server restarted) is replaced, not used.
 pub async fn connect_pool(database_url: &str, size: u32) -> Result<PgPool, ConnectError> {
-    let manager = PostgresConnectionManager::new(parse(database_url)?, NoTls);
+    let Target { config, tls } = parse(database_url)?;
+    let manager = PostgresConnectionManager::new(config, tls);
     Ok(Pool::builder()
         .max_size(size)
         .test_on_check_out(true)
@@ -114,7 +129,7 @@ impl bb8::ErrorSink<tokio_postgres::Error> for LogErrors {
 mod tests {
     #[test]
     fn an_unencoded_at_in_a_password_stays_in_the_password() {
-        let config = super::parse("postgres://app:p@ss@db.example:5433/x").unwrap();
+        let config = super::parse("postgres://app:p@ss@db.example:5433/x").unwrap().config;
         assert_eq!(config.get_password(), Some(&b"p@ss"[..]));
         assert_eq!(config.get_user(), Some("app"));
         assert_eq!(super::encode_userinfo_at("host=db password=a@b"), "host=db password=a@b");
@@ -123,9 +138,9 @@ mod tests {
 
 /// One plain connection, its connection task spawned.
 pub async fn connect_one(database_url: &str) -> Result<Client, ConnectError> {
-    let config = parse(database_url)?;
+    let Target { config, tls } = parse(database_url)?;
     let (client, connection) =
-        config.connect(NoTls).await.map_err(|source| ConnectError::Connect { url: redact(database_url), source })?;
+        config.connect(tls).await.map_err(|source| ConnectError::Connect { url: redact(database_url), source })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("postgres connection closed: {e}");

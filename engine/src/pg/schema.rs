@@ -10,11 +10,10 @@
 
 use refinery::Migration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 use tracing::info;
 
 use super::error::{error_text, is_refusal};
-use super::pool::{connect_one, parse, ConnectError};
+use super::pool::{connect_one, parse, ConnectError, Target};
 use super::sql;
 use crate::runtime::exit::{Fatal, Permanence};
 use crate::runtime::redact::redact;
@@ -114,18 +113,18 @@ async fn apply(client: &mut tokio_postgres::Client) -> Result<usize, SchemaError
 
 /// Create the target database through the `postgres` maintenance database if it is missing.
 pub async fn ensure_database(database_url: &str) -> Result<(), SchemaError> {
-    let config = parse(database_url)?;
+    let Target { config, tls } = parse(database_url)?;
     let Some(name) = config.get_dbname().map(str::to_owned) else {
         return Ok(());
     };
-    match config.connect(NoTls).await {
+    match config.connect(tls.clone()).await {
         Ok(_) => return Ok(()),
         Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
         Err(source) => return Err(ConnectError::Connect { url: redact(database_url), source }.into()),
     }
     let mut maintenance = config.clone();
     maintenance.dbname("postgres");
-    let (client, connection) = maintenance.connect(NoTls).await.map_err(|source| ConnectError::Connect {
+    let (client, connection) = maintenance.connect(tls).await.map_err(|source| ConnectError::Connect {
         url: format!("{} (database postgres)", redact(database_url)),
         source,
     })?;

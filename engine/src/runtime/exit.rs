@@ -34,17 +34,21 @@ pub trait Permanence {
 }
 
 /// Whether `T` is among the causes of `error`, looking inside I/O errors too (TLS libraries
-/// report handshake failures as an I/O error wrapping their own).
+/// report handshake failures as an I/O error wrapping their own, and redis-rs keeps that
+/// behind an `Arc`).
 pub fn caused_by<T: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
     let mut cause = Some(error);
     while let Some(e) = cause {
         if e.is::<T>() {
             return true;
         }
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            if caused_by::<T>(inner) {
-                return true;
-            }
+        let inner: Option<&(dyn std::error::Error + 'static)> = match e.downcast_ref::<Shared>() {
+            Some(shared) => Some(shared.as_ref()),
+            None => e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as _),
+        };
+        if inner.is_some_and(caused_by::<T>) {
+            return true;
         }
         cause = e.source();
     }
