@@ -499,6 +499,28 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(health["lag"].is_u64() && health["pending"].is_u64(), "{health}");
 
+    // However often /health is called, each binary keeps one connection per dependency.
+    let calls = (0..40).map(|i| {
+        let addr = if i % 2 == 0 { engine_addr.clone() } else { worker_addr.clone() };
+        tokio::spawn(async move { http_get(&addr, "/health").await.map(|(status, _)| status) })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        assert_eq!(call.await.unwrap().expect("/health"), 200);
+    }
+    let client = env.client().await;
+    let mut redis = env.redis.clone();
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut redis).await.unwrap();
+    for process in [&engine, &worker] {
+        let name = format!("rps-health-{}", process.child.id().expect("running"));
+        let postgres: i64 = client
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", &[&name])
+            .await
+            .unwrap()
+            .get(0);
+        let redis = clients.lines().filter(|l| l.contains(&format!(" name={name} "))).count();
+        assert_eq!((postgres, redis), (1, 1), "{name}: health connections to PostgreSQL and Redis");
+    }
+
     engine.stop().await;
     worker.stop().await;
     env.cleanup().await;

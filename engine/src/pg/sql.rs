@@ -114,6 +114,10 @@ pub const USE_MAINTAINED_TABLES: &str = "SELECT use_maintained_tables($1::text[]
 
 pub const PING: &str = "SELECT 1";
 
+pub fn set_application_name(name: &str) -> String {
+    format!("SET application_name = '{}'", name.replace('\'', "''"))
+}
+
 /// Doctor is run when something is stuck, often behind a lock: it must report that, not
 /// queue behind it.
 pub const DOCTOR_SESSION: &str = "SET lock_timeout = '2s'; SET application_name = 'redis-postgres-sync doctor'";
