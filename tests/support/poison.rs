@@ -162,12 +162,27 @@ pub fn corpus() -> Vec<Case> {
     );
     let big_hex = format!(r#""0x1{}""#, "0".repeat(64));
     add("hex amount over 256 bits", deposit_with(c(18), "assets", &big_hex), vec!["does not fit in 256 bits"], 0);
+    // Read as its digits (simd-json holds 64 bits; the decoder quotes longer literals).
+    add("integer literal beyond 64 bits", deposit_with(c(19), "assets", &"9".repeat(40)), vec![], 1);
     add(
-        "integer literal beyond 64 bits",
-        deposit_with(c(19), "assets", &"9".repeat(40)),
-        vec!["not valid JSON: InvalidNumber at character"],
+        "integer literal beyond 256 bits",
+        deposit_with(c(50), "assets", &"9".repeat(80)),
+        vec!["`assets`: number \"99999"],
         0,
     );
+    add("float 1.0", deposit_with(c(51), "shares", "1.0"), vec!["`shares`: 1.0 is not an integer"], 0);
+    let twice = String::from_utf8(deposit_with(c(52), "assets", r#""7""#)).unwrap().replacen(
+        r#""assets":"7""#,
+        r#""assets":"7","assets":"8""#,
+        1,
+    );
+    add("duplicate key in an event", twice.into_bytes(), vec!["duplicate key `assets`"], 0);
+    let renamed = bytes(envelope("Deposited", json!([deposit(c(53), 0)])));
+    let renamed = String::from_utf8(renamed).unwrap().replacen('{', r#"{"event_name":"Redeemed","#, 1);
+    add("duplicate event_name", renamed.into_bytes(), vec!["duplicate key `event_name` in the message"], 0);
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend(bytes(envelope("Deposited", json!([deposit(c(54), 0)]))));
+    add("UTF-8 byte order mark", bom, vec!["byte order mark"], 0);
     add("empty amount", deposit_with(c(20), "assets", r#""""#), vec!["`assets`: empty number"], 0);
     add("amount a boolean", deposit_with(c(21), "assets", "true"), vec!["`assets`: expected an integer"], 0);
     add(

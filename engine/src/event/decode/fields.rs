@@ -23,7 +23,9 @@ impl<'a, 'v> Fields<'a, 'v> {
             Value::Static(StaticNode::U64(n)) => Ok(U256::from(*n)),
             Value::Static(StaticNode::I64(n)) if *n >= 0 => Ok(U256::from(*n as u64)),
             Value::Static(StaticNode::I64(n)) => err(format!("field `{name}`: negative number {n}")),
-            Value::Static(StaticNode::F64(n)) => err(format!("field `{name}`: {n} is not an integer")),
+            Value::Static(StaticNode::F64(n)) => {
+                err(format!("field `{name}`: {n:?} is not an integer (a JSON number with a fraction or an exponent)"))
+            }
             Value::String(s) => parse_u256(s).map_err(|e| DecodeError(format!("field `{name}`: {e}"))),
             _ => err(format!("field `{name}`: expected an integer (number, decimal or 0x-hex string)")),
         }

@@ -53,13 +53,19 @@ pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
     if raw.len() > MAX_PAYLOAD_BYTES {
         return err(format!("payload of {} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", raw.len()));
     }
-    prescan(raw)?;
+    if raw.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return err("payload starts with a UTF-8 byte order mark (EF BB BF), which JSON does not allow");
+    }
     // simd-json parses in place; the caller keeps `raw` for the dead-letter entry.
-    let mut buf = raw.to_vec();
+    let mut buf = prescan(raw)?.unwrap_or_else(|| raw.to_vec());
     let root = simd_json::to_borrowed_value(&mut buf).map_err(json_error)?;
     let Value::Object(envelope) = &root else {
         return err("payload is not a JSON object");
     };
+    // JSON parsers disagree on which of two equal keys wins: refuse, rather than pick one.
+    if let Some(key) = duplicate_key(envelope.iter().map(|(k, _)| k.as_ref())) {
+        return err(format!("duplicate key `{key}` in the message"));
+    }
     let name = match envelope.get("event_name") {
         Some(Value::String(s)) if !s.is_empty() => s.as_ref(),
         Some(Value::String(_)) => return err("`event_name` is empty"),
@@ -88,11 +94,29 @@ pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
     Ok(out)
 }
 
+/// A key that appears twice among `keys`. Objects here hold about ten keys: comparing each
+/// pair is cheaper than hashing.
+fn duplicate_key<'k>(keys: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+    let keys: Vec<&str> = keys.collect();
+    let twice = (1..keys.len()).find(|&i| keys[..i].contains(&keys[i]))?;
+    Some(keys[twice])
+}
+
+/// A key that appears twice in one object anywhere inside `value`.
+fn duplicate_key_within<'v>(value: &'v Value) -> Option<&'v str> {
+    match value {
+        Value::Object(o) => duplicate_key(o.iter().map(|(k, _)| k.as_ref()))
+            .or_else(|| o.iter().find_map(|(_, v)| duplicate_key_within(v))),
+        Value::Array(a) => a.iter().find_map(duplicate_key_within),
+        _ => None,
+    }
+}
+
 fn json_error(e: simd_json::Error) -> DecodeError {
     let hint = if matches!(e.error(), simd_json::ErrorType::InvalidNumber) {
-        // simd-json holds numbers in 64 bits: a larger integer literal fails the whole
-        // payload. Producers send uint256 values as strings for that reason.
-        " (a number beyond 64 bits or the float range; send big integers as decimal or 0x-hex strings)"
+        // Integer literals too long for 64 bits are quoted before parsing: what is left is a
+        // float beyond the f64 range, or a malformed number.
+        " (a number beyond the float range, or malformed)"
     } else {
         ""
     };
@@ -109,6 +133,9 @@ fn decode_event(name: &str, network: Option<&str>, item: &Value) -> Result<Event
     let Value::Object(_) = item else {
         return err("event is not a JSON object");
     };
+    if let Some(key) = duplicate_key_within(item) {
+        return err(format!("duplicate key `{key}`"));
+    }
     let tx = tx_info(item, network)?;
     let f = Fields(item);
     let kind = match name {

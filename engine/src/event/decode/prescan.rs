@@ -2,11 +2,18 @@
 
 use super::{err, DecodeError, MAX_DEPTH};
 
+/// Integer literals with this many digits or more may not fit 64 bits, where simd-json keeps
+/// numbers; u64::MAX has 20.
+const LONG_INTEGER_DIGITS: usize = 20;
+
 /// Checks made on the raw bytes before parsing: nesting depth (a hostile input guard), and
 /// `\u` escapes of lone UTF-16 surrogates, which simd-json would silently turn into a NUL
-/// character instead of rejecting.
-pub(super) fn prescan(raw: &[u8]) -> Result<(), DecodeError> {
+/// character instead of rejecting. Integer literals of 20 digits or more, which simd-json
+/// cannot hold (it would fail the whole message), are returned quoted, as the decimal
+/// strings every integer field also accepts: `Some(rewritten)` when there were any.
+pub(super) fn prescan(raw: &[u8]) -> Result<Option<Vec<u8>>, DecodeError> {
     let (mut depth, mut in_str, mut i) = (0usize, false, 0usize);
+    let mut long_integers = Vec::new();
     while i < raw.len() {
         let b = raw[i];
         if in_str {
@@ -48,11 +55,39 @@ pub(super) fn prescan(raw: &[u8]) -> Result<(), DecodeError> {
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let end = i + raw[i..]
+                    .iter()
+                    .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .unwrap_or(raw.len() - i);
+                let token = &raw[i..end];
+                let digits = token.iter().filter(|b| b.is_ascii_digit()).count();
+                if digits >= LONG_INTEGER_DIGITS && token.iter().skip(1).all(u8::is_ascii_digit) {
+                    long_integers.push(i..end);
+                }
+                i = end;
+                continue;
+            }
             _ => {}
         }
         i += 1;
     }
-    Ok(())
+    Ok((!long_integers.is_empty()).then(|| quote(raw, &long_integers)))
+}
+
+/// `raw` with each of `ranges` (in order, disjoint) put in double quotes.
+fn quote(raw: &[u8], ranges: &[std::ops::Range<usize>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 2 * ranges.len());
+    let mut copied = 0;
+    for r in ranges {
+        out.extend_from_slice(&raw[copied..r.start]);
+        out.push(b'"');
+        out.extend_from_slice(&raw[r.clone()]);
+        out.push(b'"');
+        copied = r.end;
+    }
+    out.extend_from_slice(&raw[copied..]);
+    out
 }
 
 /// The code unit of a `\uXXXX` escape starting at `at`, if well formed.

@@ -278,11 +278,89 @@ fn lone_surrogate_escapes_are_rejected_by_name() {
     assert!(g.event_data.contains('😀'), "{}", g.event_data);
 }
 
+/// A deposit's fields with `assets` given as the raw JSON `assets`.
+fn deposit_fields(assets: &str) -> String {
+    format!(
+        r#""sender":"0x7fc73719c543e39651b0f6188f9b7341e163e7ce","receiver":"0x7fc73719c543e39651b0f6188f9b7341e163e7ce",
+           "termId":"{TERM}","curveId":1,"assets":{assets},"assetsAfterFees":"1","shares":"1","totalShares":"1","vaultType":0"#
+    )
+}
+
+/// Two deposit events in one message, with `assets` raw JSON `first` and `second`.
+fn two_deposits(first: &str, second: &str) -> Decoded {
+    let ev = |assets: &str, log: &str| {
+        format!(r#"{{{},"transaction_information":{}}}"#, deposit_fields(assets), tx_info("9", log, "0", "null"))
+    };
+    decode_payload(&envelope("Deposited", &format!("[{},{}]", ev(first, "1"), ev(second, "2"))))
+        .expect("message decodes")
+}
+
 #[test]
-fn integer_literals_beyond_64_bits_are_explained() {
-    let raw = format!(r#"{{"event_name":"X","event_data":{{"n":{}}}}}"#, "9".repeat(30));
-    let e = decode_payload(raw.as_bytes()).unwrap_err().0;
-    assert!(e.contains("beyond 64 bits") && e.contains("strings"), "{e}");
+fn integer_literals_beyond_64_bits_are_read_as_their_digits() {
+    let forty_nines = "9".repeat(40);
+    let d = two_deposits(&forty_nines, "5");
+    let EventKind::Deposited(dep) = &d.events[0].kind else { panic!("a deposit") };
+    assert_eq!(dep.assets.to_string(), forty_nines);
+    assert!(d.failures.is_empty());
+    // Beyond 256 bits: that event alone is refused, its neighbour is kept.
+    let d = two_deposits(&"9".repeat(80), "5");
+    assert_eq!(d.events.len(), 1);
+    assert!(d.failures[0].error.0.contains("does not fit in 256 bits"), "{}", d.failures[0].error.0);
+    // Quoting keeps the rest of the payload byte for byte (long numbers inside strings too).
+    let long_in_text = format!(r#""note {}""#, "1".repeat(30));
+    let d = decode_payload(&envelope(
+        "Custom",
+        &format!(
+            r#"{{"n":{},"s":{long_in_text},"transaction_information":{}}}"#,
+            "7".repeat(25),
+            tx_info("5", "1", "0", "null")
+        ),
+    ))
+    .unwrap();
+    let EventKind::Generic(g) = &d.events[0].kind else { panic!("generic") };
+    assert!(
+        g.event_data.contains(&format!(r#""n":"{}""#, "7".repeat(25))) && g.event_data.contains(&long_in_text),
+        "{}",
+        g.event_data
+    );
+}
+
+#[test]
+fn duplicate_keys_are_refused_where_they_are() {
+    // In an event: that event is dead-lettered, naming the key; its neighbour is applied.
+    let ev = format!(
+        r#"{{{},"assets":"2","transaction_information":{}}}"#,
+        deposit_fields("1"),
+        tx_info("9", "1", "0", "null")
+    );
+    let good = format!(r#"{{{},"transaction_information":{}}}"#, deposit_fields("1"), tx_info("9", "2", "0", "null"));
+    let d = decode_payload(&envelope("Deposited", &format!("[{ev},{good}]"))).unwrap();
+    assert_eq!((d.events.len(), d.failures[0].error.0.as_str()), (1, "duplicate key `assets`"));
+    // Inside transaction_information too.
+    let tx = tx_info("9", "1", "0", "null").replacen('{', r#"{"log_index":"0x5","#, 1);
+    let d = decode_payload(&envelope(
+        "Deposited",
+        &format!(r#"[{{{},"transaction_information":{tx}}}]"#, deposit_fields("1")),
+    ))
+    .unwrap();
+    assert_eq!(d.failures[0].error.0, "duplicate key `log_index`");
+    // In the envelope: nothing in it can be trusted.
+    let twice = String::from_utf8(envelope("Deposited", &format!("[{good}]"))).unwrap().replacen(
+        '{',
+        r#"{"event_name":"Redeemed","#,
+        1,
+    );
+    assert_eq!(decode_payload(twice.as_bytes()).unwrap_err().0, "duplicate key `event_name` in the message");
+}
+
+#[test]
+fn reasons_name_what_was_seen() {
+    let one_point_zero = failure("Deposited", &deposit_fields("1.0"));
+    assert!(one_point_zero.contains("`assets`: 1.0 is not an integer"), "{one_point_zero}");
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend(envelope("Deposited", "[]"));
+    let e = decode_payload(&bom).unwrap_err().0;
+    assert!(e.contains("byte order mark"), "{e}");
 }
 
 /// The payload a dead letter gets for an event PostgreSQL refused decodes back to the
