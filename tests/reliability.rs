@@ -579,8 +579,11 @@ async fn poison_input_is_dead_lettered_precisely_and_good_input_applied() {
     let expected: usize = cases.iter().map(|c| c.dead.len()).sum();
     assert_eq!(summary.dead_letters as usize, expected, "dead letters counted");
     assert_eq!(dlq.len(), expected);
-    // Raw payloads are kept whole, the 20 MB one included.
-    assert!(dlq.iter().any(|d| d.1.len() > 20 * 1024 * 1024));
+    // Raw payloads are kept whole, but of one over the per-entry limit only its first KiB.
+    let oversized: Vec<_> = dlq.iter().filter(|d| d.0.contains("exceeds the 16777216-byte limit")).collect();
+    assert_eq!(oversized.len(), 1);
+    assert_eq!(oversized[0].1.len(), 1024, "the dead letter of the 20 MB payload keeps its first KiB");
+    assert!(dlq.iter().all(|d| d.1.len() < 1024 * 1024), "no dead letter carries a large payload");
     let good: usize = cases.iter().map(|c| c.good).sum();
     assert_eq!(logged_events(&env).await as usize, distinct + good, "every good event applied");
     let c = |n: usize| poison::term(1000 + n, 0);

@@ -63,6 +63,7 @@ impl TestEnv {
             block: std::time::Duration::from_millis(1),
             claim_idle: std::time::Duration::from_secs(3600),
             create_streams: true,
+            budget: rps::stream::ReadBudget::DEFAULT,
         };
         let mut reader = rps::stream::GroupReader::connect(REDIS, config).await.expect("connect a group reader");
         match reader.next().await.expect("XREADGROUP") {

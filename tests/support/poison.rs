@@ -231,7 +231,7 @@ pub fn corpus() -> Vec<Case> {
     );
     let mut huge = bytes(envelope("Deposited", json!([deposit(c(31), 0)])));
     huge.extend(std::iter::repeat_n(b' ', 20 * 1024 * 1024));
-    let too_big = format!("payload of {} bytes exceeds the 16777216-byte limit", huge.len());
+    let too_big = format!("entry of {} bytes exceeds the 16777216-byte limit per entry", huge.len());
     add("20 MB payload", huge, vec![too_big.as_str()], 0);
     let mut bad_utf8 = bytes(envelope("Deposited", json!([deposit(c(32), 0)])));
     let at = bad_utf8.windows(4).position(|w| w == b"1000").unwrap();

@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::runtime::exit::Fatal;
 use crate::runtime::redact::redact;
+use crate::stream::reader::ReadBudget;
 use crate::stream::ReaderConfig;
 
 /// Settings of `analytics-worker`.
@@ -87,6 +88,8 @@ impl WorkerConfig {
             claim_idle: Duration::from_millis(self.claim_idle_ms),
             // The engines publish to it; the worker may well start first.
             create_streams: true,
+            // Entries hold up to 1,000 term ids (about 67 KB).
+            budget: ReadBudget::DEFAULT,
         }
     }
 

@@ -123,8 +123,15 @@ impl UpdateBatch {
         let mut batch = UpdateBatch::default();
         let mut ids = BTreeSet::new();
         for e in entries {
-            let entry = parse(&e.fields);
             batch.acks.push(e.key());
+            if let Some(oversized) = &e.oversized {
+                let error = oversized.reason();
+                tracing::warn!(stream = %e.stream, id = %e.id, %error, "dead-lettering term_updates entry");
+                let (stream, id, payload) = (e.stream.clone(), e.id.clone(), oversized.prefix.clone());
+                batch.dead_letters.push(DeadLetter { stream, id, payload, error });
+                continue;
+            }
+            let entry = parse(&e.fields);
             if let Some(error) = entry.error {
                 tracing::warn!(stream = %e.stream, id = %e.id, %error, "dead-lettering term_updates entry");
                 batch.dead_letters.push(DeadLetter {
@@ -205,7 +212,7 @@ mod tests {
 
     #[test]
     fn batch_dedups_and_finds_the_oldest_commit() {
-        let entry = |id: &str, fields| Entry { stream: "s".into(), id: id.into(), fields };
+        let entry = |id: &str, fields| Entry { stream: "s".into(), id: id.into(), fields, oversized: None };
         let entries = vec![
             entry("1-0", fields(&[("term_ids", &format!(r#"["{A}"]"#)), ("committed_at_ms", "20")])),
             entry("2-0", fields(&[("term_ids", &format!(r#"["{A}"]"#)), ("committed_at_ms", "10")])),

@@ -111,9 +111,10 @@ impl Batch {
         self.acks.push((m.stream.clone(), m.id.clone()));
         let (raw, decoded) = match (m.payload, decoded) {
             (Ok(raw), Some(decoded)) => (raw, decoded),
-            (Err(error), _) => {
+            (Err(unreadable), _) => {
+                let error = unreadable.reason;
                 tracing::warn!(stream = %m.stream, id = %m.id, %error, "dead-lettering message");
-                self.dead_letters.push(DeadLetter { stream: m.stream, id: m.id, payload: Vec::new(), error });
+                self.dead_letters.push(DeadLetter { stream: m.stream, id: m.id, payload: unreadable.kept, error });
                 return;
             }
             (Ok(_), None) => unreachable!("every payload is decoded"),

@@ -6,6 +6,7 @@ use clap::Args;
 
 use crate::runtime::exit::Fatal;
 use crate::runtime::redact::redact;
+use crate::stream::reader::ReadBudget;
 
 pub const DEFAULT_STREAMS: &str =
     "intuition_atom_created,intuition_triple_created,intuition_deposited,intuition_redeemed,intuition_share_price_changed";
@@ -33,6 +34,17 @@ pub struct EngineConfig {
     /// Streams to consume, comma separated. Events are routed by `event_name`, not stream.
     #[arg(long, env = "STREAMS", global = true, value_delimiter = ',', default_value = DEFAULT_STREAMS)]
     pub streams: Vec<String>,
+
+    /// Bytes of entries one read brings in at most (the first entry of a read always comes):
+    /// with the batch that is applied meanwhile, what bounds the engine's memory whatever
+    /// the input (README → Limits).
+    #[arg(long, env = "MAX_READ_BYTES", global = true, default_value_t = ReadBudget::DEFAULT.read_bytes)]
+    pub max_read_bytes: u64,
+
+    /// Largest entry accepted, in bytes; a larger one is dead-lettered with its size, its
+    /// SHA-1 and its first KiB, and never read whole.
+    #[arg(long, env = "MAX_ENTRY_BYTES", global = true, default_value_t = ReadBudget::DEFAULT.entry_bytes)]
+    pub max_entry_bytes: u64,
 
     /// Consumer group shared by every engine process.
     #[arg(long, env = "CONSUMER_GROUP", global = true, default_value = "redis-postgres-sync")]
@@ -106,6 +118,10 @@ impl EngineConfig {
         Duration::from_millis(self.block_ms)
     }
 
+    pub fn read_budget(&self) -> ReadBudget {
+        ReadBudget { read_bytes: self.max_read_bytes, entry_bytes: self.max_entry_bytes, ..ReadBudget::DEFAULT }
+    }
+
     /// Settings that cannot work, refused before anything connects.
     pub fn validate(&self) -> Result<(), Fatal> {
         let config = |msg: String| Err(Fatal::Config(msg));
@@ -128,6 +144,12 @@ impl EngineConfig {
         }
         if self.batch_size == 0 || self.apply_parts == 0 {
             return config("--batch-size and --apply-parts must be at least 1".into());
+        }
+        if self.max_entry_bytes < 1024 || self.max_entry_bytes > self.max_read_bytes {
+            return config(format!(
+                "--max-entry-bytes {} must be at least 1024 and at most --max-read-bytes ({})",
+                self.max_entry_bytes, self.max_read_bytes
+            ));
         }
         if self.block_ms == 0 {
             return config(
@@ -154,6 +176,8 @@ impl EngineConfig {
             database_url: database_url.to_owned(),
             redis_url: "redis://127.0.0.1:6379".into(),
             streams: streams.to_vec(),
+            max_read_bytes: ReadBudget::DEFAULT.read_bytes,
+            max_entry_bytes: ReadBudget::DEFAULT.entry_bytes,
             group: "redis-postgres-sync".into(),
             consumer: None,
             batch_size: 1000,

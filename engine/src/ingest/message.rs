@@ -12,25 +12,44 @@ pub struct Message {
     pub stream: String,
     pub id: String,
     /// The raw JSON bytes, or why the entry has none.
-    pub payload: Result<Vec<u8>, String>,
+    pub payload: Result<Vec<u8>, Unreadable>,
+}
+
+/// Why an entry has no payload to decode, and what of it its dead letter keeps.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    pub reason: String,
+    pub kept: Vec<u8>,
+}
+
+impl Unreadable {
+    fn because(reason: String) -> Unreadable {
+        Unreadable { reason, kept: Vec::new() }
+    }
 }
 
 impl Message {
     /// The payload is moved out of the entry, not copied: a backfill read carries tens of
     /// megabytes.
     pub fn from_entry(mut entry: Entry) -> Message {
+        if let Some(oversized) = entry.oversized.take() {
+            let payload = Err(Unreadable { reason: oversized.reason(), kept: oversized.prefix });
+            return Message { stream: entry.stream, id: entry.id, payload };
+        }
         let payload = PAYLOAD_FIELDS
             .iter()
             .find_map(|f| entry.fields.remove(*f))
             .map(|v| match v {
                 Value::BulkString(b) => Ok(b),
                 Value::SimpleString(s) => Ok(s.into_bytes()),
-                other => Err(format!("payload field is not a string: {other:?}")),
+                other => Err(Unreadable::because(format!("payload field is not a string: {other:?}"))),
             })
             .unwrap_or_else(|| {
                 let mut fields: Vec<&String> = entry.fields.keys().collect();
                 fields.sort();
-                Err(format!("no payload field (expected one of payload, event_data, data; found {fields:?})"))
+                Err(Unreadable::because(format!(
+                    "no payload field (expected one of payload, event_data, data; found {fields:?})"
+                )))
             });
         Message { stream: entry.stream, id: entry.id, payload }
     }

@@ -84,6 +84,7 @@ async fn connect(config: &EngineConfig, stop: &mut Stop) -> Result<Option<Connec
         block: config.block(),
         claim_idle: Duration::from_millis(config.claim_idle_ms),
         create_streams: config.create_streams,
+        budget: config.read_budget(),
     };
     let redis = &config.redis_url;
     let Some(reader) = until_stopped!(

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use redis::streams::StreamId;
 use redis::Value;
 
 /// An entry's identity: (stream, id).
@@ -13,15 +12,41 @@ pub type EntryKey = (String, String);
 pub struct Entry {
     pub stream: String,
     pub id: String,
+    /// Empty when the entry is [`Entry::oversized`] (or was deleted from the stream).
     pub fields: HashMap<String, Value>,
+    /// Set when the entry was larger than the reader's per-entry limit: what was read of it
+    /// instead of its fields.
+    pub oversized: Option<Oversized>,
+}
+
+/// What a reader keeps of an entry over its per-entry limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oversized {
+    /// The entry's size: all its field values, in bytes.
+    pub bytes: u64,
+    /// SHA-1 of its largest field (as Redis's scripting computes it), hex.
+    pub sha1: String,
+    /// The first bytes of that field.
+    pub prefix: Vec<u8>,
+    /// The limit it exceeded.
+    pub limit: u64,
+}
+
+impl Oversized {
+    /// Why the entry was refused, for its dead letter.
+    pub fn reason(&self) -> String {
+        format!(
+            "entry of {} bytes exceeds the {}-byte limit per entry; its dead letter keeps the first {} bytes \
+             of its largest field (SHA-1 {})",
+            self.bytes,
+            self.limit,
+            self.prefix.len(),
+            self.sha1
+        )
+    }
 }
 
 impl Entry {
-    /// Moved out of the reply, not copied: a backfill read carries tens of megabytes.
-    pub(crate) fn from_reply(stream: &str, entry: StreamId) -> Entry {
-        Entry { stream: stream.to_owned(), id: entry.id, fields: entry.map }
-    }
-
     pub fn key(&self) -> EntryKey {
         (self.stream.clone(), self.id.clone())
     }

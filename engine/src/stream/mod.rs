@@ -17,6 +17,6 @@ pub mod status;
 
 pub use connect::{connect, connect_managed};
 pub use control::StreamControl;
-pub use entry::{dead_letter_stream, DeadLetter, Entry, EntryKey};
+pub use entry::{dead_letter_stream, DeadLetter, Entry, EntryKey, Oversized};
 pub use error::StreamError;
-pub use reader::{default_consumer_name, GroupReader, InFlight, Read, ReaderConfig};
+pub use reader::{default_consumer_name, GroupReader, InFlight, Read, ReadBudget, ReaderConfig};

@@ -6,9 +6,17 @@
 //!    acked (`XREADGROUP … 0`; `>` never returns them again), page after page, each page
 //!    starting after the last entry of the previous one.
 //! 2. **Stale entries** of other consumers, pending longer than `claim_idle` (they died):
-//!    `XAUTOCLAIM`, as long as claims return entries.
-//! 3. **New entries** (`XREADGROUP … >`), blocking up to `block`; claiming again every
+//!    claimed, as long as claims return entries.
+//! 3. **New entries** (`XREADGROUP … >`), waiting up to `block` for some; claiming again every
 //!    `claim_idle`.
+//!
+//! **Bounded in bytes, whatever the input.** Every read is one server-side script
+//! (`reader/read.lua`) that takes entries one at a time and stops at the read's byte budget;
+//! an entry over the per-entry limit arrives as an [`Oversized`] stub (size, SHA-1, first
+//! bytes) instead of its fields. So neither Redis nor this process ever holds more than a
+//! budget of entries for a read, however large the entries producers wrote. (A blocking
+//! `XREADGROUP` would deliver whole entries of any size, so waiting for new entries polls the
+//! script every few milliseconds instead.)
 //!
 //! Every entry returned is *in flight* until its consumer says it is [`InFlight::done`]
 //! (acked) or [`InFlight::give_back`]s it. In-flight entries are never returned again: a
@@ -20,16 +28,18 @@
 //! reply was lost with the connection left its entries delivered to this consumer. A group
 //! that is gone (Redis restarted without persistence) is created again, from the start.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, RedisResult};
+use redis::{AsyncCommands, ErrorKind, RedisError, RedisResult, Script, Value};
 
-use super::{connect_managed, Entry, EntryKey, StreamError};
+use super::{connect_managed, Entry, EntryKey, Oversized, StreamError};
+
+/// How long a read of new entries waits before asking again when there were none.
+const POLL: Duration = Duration::from_millis(5);
 
 /// What a reader reads, as whom, and how much.
 #[derive(Clone, Debug)]
@@ -46,6 +56,23 @@ pub struct ReaderConfig {
     /// Create missing streams (empty) instead of refusing to start: a stream name with a
     /// typo would otherwise be read, empty, for ever.
     pub create_streams: bool,
+    pub budget: ReadBudget,
+}
+
+/// What one read may bring in, in bytes of entry fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadBudget {
+    /// All the entries of one read (the first entry of a read always fits).
+    pub read_bytes: u64,
+    /// One entry: a larger one arrives as an [`Oversized`] stub.
+    pub entry_bytes: u64,
+    /// How much of an oversized entry's largest field its stub keeps.
+    pub prefix_bytes: u64,
+}
+
+impl ReadBudget {
+    /// Reads of up to 256 MiB (about 170,000 events of rindexer's), entries up to 16 MiB.
+    pub const DEFAULT: ReadBudget = ReadBudget { read_bytes: 256 << 20, entry_bytes: 16 << 20, prefix_bytes: 1024 };
 }
 
 /// `<hostname>-<pid>`: unique per process.
@@ -121,6 +148,10 @@ impl InFlight {
 pub struct GroupReader {
     con: ConnectionManager,
     config: ReaderConfig,
+    script: Script,
+    /// The stream the next read starts with: reads go round the streams, so one stream's
+    /// backlog cannot hold the others' budget.
+    first: usize,
     phase: Phase,
     last_claim: Instant,
     /// Per stream, the id after which the next read of own pending entries starts.
@@ -138,6 +169,8 @@ impl GroupReader {
         let mut reader = GroupReader {
             con,
             config,
+            script: Script::new(include_str!("reader/read.lua")),
+            first: 0,
             phase: Phase::OwnPending,
             last_claim: Instant::now(),
             pending_after,
@@ -247,60 +280,121 @@ impl GroupReader {
     }
 
     async fn read_own_pending(&mut self) -> RedisResult<Vec<Entry>> {
-        let c = &self.config;
-        let opts = StreamReadOptions::default().group(&c.group, &c.consumer).count(c.count);
-        let reply: StreamReadReply = self.con.xread_options(&c.streams, &self.pending_after, &opts).await?;
-        for key in &reply.keys {
-            if let (Some(i), Some(last)) = (c.streams.iter().position(|s| *s == key.key), key.ids.last()) {
-                self.pending_after[i] = last.id.clone();
+        let entries = self.read("own").await?;
+        for entry in &entries {
+            if let Some(i) = self.config.streams.iter().position(|s| *s == entry.stream) {
+                self.pending_after[i] = entry.id.clone();
             }
         }
-        Ok(flatten(reply))
+        Ok(entries)
     }
 
+    /// New entries, asking again every few milliseconds until `block` has passed.
     async fn read_new(&mut self) -> RedisResult<Vec<Entry>> {
-        let c = &self.config;
-        let ids = vec![">"; c.streams.len()];
-        let block_ms = c.block.as_millis() as usize;
-        let opts = StreamReadOptions::default().group(&c.group, &c.consumer).count(c.count).block(block_ms);
-        let reply: Option<StreamReadReply> = self.con.xread_options(&c.streams, &ids, &opts).await?;
-        Ok(reply.map(flatten).unwrap_or_default())
+        let started = Instant::now();
+        loop {
+            let entries = self.read("new").await?;
+            if !entries.is_empty() || started.elapsed() >= self.config.block {
+                return Ok(entries);
+            }
+            tokio::time::sleep(POLL.min(self.config.block)).await;
+        }
     }
 
-    /// Up to `count` stale entries not already in flight, paging through each stream's
-    /// pending list (this reader's own entries in flight may fill its first pages).
     async fn claim_stale(&mut self) -> RedisResult<Vec<Entry>> {
+        self.read("claim").await
+    }
+
+    /// One run of the read script in `mode`, the streams taken from `first` round.
+    async fn read(&mut self, mode: &str) -> RedisResult<Vec<Entry>> {
         let c = &self.config;
-        let idle_ms = c.claim_idle.as_millis() as u64;
-        let mut out = Vec::new();
-        for stream in &c.streams {
-            let mut start = "0-0".to_owned();
-            while out.len() < c.count {
-                let opts = StreamAutoClaimOptions::default().count(c.count);
-                let reply: StreamAutoClaimReply =
-                    self.con.xautoclaim_options(stream, &c.group, &c.consumer, idle_ms, &start, opts).await?;
-                let mut claimed: Vec<Entry> = reply.claimed.into_iter().map(|e| Entry::from_reply(stream, e)).collect();
-                self.in_flight.retain_new(&mut claimed);
-                out.extend(claimed);
-                if reply.next_stream_id == "0-0" {
-                    break;
-                }
-                start = reply.next_stream_id;
+        let n = c.streams.len();
+        let order: Vec<usize> = (0..n).map(|i| (self.first + i) % n).collect();
+        self.first = (self.first + 1) % n.max(1);
+        let mut invocation = self.script.prepare_invoke();
+        for &i in &order {
+            invocation.key(&c.streams[i]);
+        }
+        let b = c.budget;
+        invocation
+            .arg(&c.group)
+            .arg(&c.consumer)
+            .arg(mode)
+            .arg(c.count)
+            .arg(b.read_bytes)
+            .arg(b.entry_bytes)
+            .arg(b.prefix_bytes)
+            .arg(c.claim_idle.as_millis() as u64);
+        if mode == "own" {
+            for &i in &order {
+                invocation.arg(&self.pending_after[i]);
             }
         }
-        Ok(out)
+        let reply: Value = invocation.invoke_async(&mut self.con).await?;
+        parse_reply(reply, b)
     }
 }
 
-fn flatten(reply: StreamReadReply) -> Vec<Entry> {
-    reply
-        .keys
-        .into_iter()
-        .flat_map(|key| {
-            let stream = key.key;
-            key.ids.into_iter().map(move |entry| Entry::from_reply(&stream, entry))
-        })
-        .collect()
+/// `{stream, {{id, fields}, ...}}` per stream, as read.lua returns them.
+fn parse_reply(reply: Value, budget: ReadBudget) -> RedisResult<Vec<Entry>> {
+    let mut out = Vec::new();
+    for per_stream in array(reply)? {
+        let mut parts = array(per_stream)?.into_iter();
+        let (Some(stream), Some(entries)) = (parts.next(), parts.next()) else { return Err(malformed()) };
+        let stream = text(stream)?;
+        for entry in array(entries)? {
+            let mut parts = array(entry)?.into_iter();
+            let id = text(parts.next().ok_or_else(malformed)?)?;
+            let values = match parts.next() {
+                Some(Value::Array(values)) => values,
+                _ => Vec::new(),
+            };
+            out.push(entry_of(&stream, id, values, budget.entry_bytes)?);
+        }
+    }
+    Ok(out)
+}
+
+fn entry_of(stream: &str, id: String, values: Vec<Value>, limit: u64) -> RedisResult<Entry> {
+    let mut values = values.into_iter();
+    let mut fields = HashMap::new();
+    while let (Some(name), Some(value)) = (values.next(), values.next()) {
+        fields.insert(text(name)?, value);
+    }
+    let oversized = match fields.remove("rps-oversized") {
+        None => None,
+        Some(bytes) => {
+            // The stub's four values came as two pairs: size / SHA-1, prefix / (none).
+            let (sha1, prefix) = fields.drain().next().ok_or_else(malformed)?;
+            let prefix = match prefix {
+                Value::BulkString(b) => b,
+                _ => Vec::new(),
+            };
+            Some(Oversized { bytes: text(bytes)?.parse().map_err(|_| malformed())?, sha1, prefix, limit })
+        }
+    };
+    Ok(Entry { stream: stream.to_owned(), id, fields, oversized })
+}
+
+fn array(v: Value) -> RedisResult<Vec<Value>> {
+    match v {
+        Value::Array(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        _ => Err(malformed()),
+    }
+}
+
+fn text(v: Value) -> RedisResult<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).map_err(|_| malformed()),
+        Value::SimpleString(s) => Ok(s),
+        Value::Int(i) => Ok(i.to_string()),
+        _ => Err(malformed()),
+    }
+}
+
+fn malformed() -> RedisError {
+    RedisError::from((ErrorKind::Parse, "unexpected reply from the read script"))
 }
 
 #[cfg(test)]

@@ -41,8 +41,6 @@ pub struct Decoded {
     pub failures: Vec<EventFailure>,
 }
 
-/// Largest payload accepted; rindexer chunks its messages at about 75 KB.
-pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 /// 10000-01-01T00:00:00Z: later block timestamps are not real and do not fit PostgreSQL's range comfortably.
 const MAX_TIMESTAMP: i64 = 253_402_300_800;
 /// Deepest JSON nesting accepted before parsing (hostile input guard).
@@ -50,9 +48,6 @@ const MAX_DEPTH: usize = 64;
 
 /// Decode one message payload. `Err` means nothing in it could be read.
 pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
-    if raw.len() > MAX_PAYLOAD_BYTES {
-        return err(format!("payload of {} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", raw.len()));
-    }
     if raw.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return err("payload starts with a UTF-8 byte order mark (EF BB BF), which JSON does not allow");
     }

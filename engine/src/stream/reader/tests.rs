@@ -37,6 +37,7 @@ impl Streams {
             block: Duration::from_millis(10),
             claim_idle,
             create_streams: false,
+            budget: ReadBudget::DEFAULT,
         }
     }
 
@@ -166,4 +167,53 @@ async fn a_lost_group_is_created_again_without_redelivering_what_is_in_flight() 
     let _: String = con.xadd(&s.names[0], "*", &[("n", "new")]).await.unwrap();
     assert_eq!(drain(&mut reader).await.len(), 1, "the recreated group delivers new entries");
     assert_eq!(reader.in_flight().len(), 4);
+}
+
+/// Streams whose entries have a `payload` field of `sizes[i]` bytes each, in order.
+async fn sized_entries(tag: &str, sizes: &[usize]) -> Streams {
+    let s = Streams::new(tag, 1, 0).await;
+    let mut con = crate::stream::connect(REDIS).await.unwrap();
+    for (i, size) in sizes.iter().enumerate() {
+        let payload = format!("{i:08}").repeat(size / 8 + 1)[..*size].to_owned();
+        let _: String = con.xadd(&s.names[0], "*", &[("payload", payload)]).await.unwrap();
+    }
+    s
+}
+
+#[tokio::test]
+async fn every_read_stays_within_its_byte_budget() {
+    let s = sized_entries("budget", &[1000; 20]).await;
+    let mut config = s.config("a", 100, LONG);
+    config.budget = ReadBudget { read_bytes: 4500, entry_bytes: 2000, prefix_bytes: 16 };
+    let mut reader = GroupReader::connect(REDIS, config).await.unwrap();
+    let mut seen = Vec::new();
+    while let Read::Entries(entries) = reader.next().await.unwrap() {
+        assert!(entries.len() <= 4, "4 entries of 1,000 bytes fit a 4,500-byte read, not {}", entries.len());
+        seen.extend(entries.iter().map(Entry::key));
+    }
+    assert_eq!(sorted(seen.clone()).len(), 20);
+    // Read back as own pending entries (a restart): the same budget.
+    let mut heir = GroupReader::connect(REDIS, reader.config.clone()).await.unwrap();
+    let mut again = Vec::new();
+    while let Read::Entries(entries) = heir.next().await.unwrap() {
+        assert!(entries.len() <= 4);
+        again.extend(entries.iter().map(Entry::key));
+    }
+    assert_eq!(again, seen, "own pending entries come back in order, once");
+}
+
+#[tokio::test]
+async fn an_entry_over_the_limit_arrives_as_a_stub_never_whole() {
+    let s = sized_entries("oversized", &[100, 300_000, 200]).await;
+    let mut config = s.config("a", 100, LONG);
+    config.budget = ReadBudget { read_bytes: 100_000, entry_bytes: 50_000, prefix_bytes: 64 };
+    let mut reader = GroupReader::connect(REDIS, config).await.unwrap();
+    let Read::Entries(entries) = reader.next().await.unwrap() else { panic!("entries") };
+    assert_eq!(entries.len(), 3, "a stub costs its prefix, so all three fit one read");
+    assert!(entries[0].oversized.is_none() && entries[2].oversized.is_none());
+    let stub = entries[1].oversized.as_ref().expect("the large entry is a stub");
+    assert_eq!((stub.bytes, stub.prefix.len(), stub.sha1.len(), stub.limit), (300_000, 64, 40, 50_000));
+    assert_eq!(&stub.prefix[..8], b"00000001");
+    assert!(entries[1].fields.is_empty(), "none of its fields crossed the wire");
+    assert!(stub.reason().contains("entry of 300000 bytes exceeds the 50000-byte limit"), "{}", stub.reason());
 }

@@ -1,0 +1,116 @@
+-- One read of a consumer group's streams, bounded in bytes (see reader.rs).
+--
+-- Entries are taken one at a time, server-side, so neither this script nor its reply ever
+-- holds more than the budget plus one entry. An entry over the per-entry limit costs only
+-- its stub: its size, the SHA-1 of its largest field and that field's first bytes. The
+-- first entry of a read always fits, so every read makes progress.
+--
+-- KEYS: the streams. ARGV: group, consumer, mode ('own' | 'claim' | 'new'), entries per
+-- stream, budget (bytes), entry limit (bytes), prefix length (bytes), claim idle (ms), then
+-- for 'own' one cursor per stream (the id after which to read).
+--
+-- Returns, for each stream that gave entries, {stream, {{id, fields}, ...}}: fields as
+-- {field, value, ...}; a stub's as {'rps-oversized', size, sha1, prefix}; a pending entry
+-- deleted from the stream has no fields (false).
+local group, consumer, mode = ARGV[1], ARGV[2], ARGV[3]
+local count, budget, limit, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local idle = ARGV[8]
+local used = 0
+local out = {}
+
+local function size_of(fields)
+  local n = 0
+  if fields then
+    for i = 2, #fields, 2 do n = n + #fields[i] end
+  end
+  return n
+end
+
+local function cost(fields)
+  local n = size_of(fields)
+  if n > limit then return prefix + 64 end
+  return n
+end
+
+-- Whether an entry costing `c` still fits in this read.
+local function fits(c)
+  return used == 0 or used + c <= budget
+end
+
+local function shaped(entry)
+  local fields = entry[2]
+  if not fields or size_of(fields) <= limit then return entry end
+  local largest = ''
+  for i = 2, #fields, 2 do
+    if #fields[i] > #largest then largest = fields[i] end
+  end
+  return {entry[1], {'rps-oversized', tostring(size_of(fields)), redis.sha1hex(largest), string.sub(largest, 1, prefix)}}
+end
+
+local function take(list, entry)
+  used = used + cost(entry[2])
+  list[#list + 1] = shaped(entry)
+end
+
+local function last_delivered(key)
+  if redis.call('EXISTS', key) == 0 then return nil end
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    if info['name'] == group then return info['last-delivered-id'] end
+  end
+  return nil
+end
+
+for k, key in ipairs(KEYS) do
+  local taken = {}
+  if mode == 'new' then
+    local cursor = last_delivered(key)
+    if not cursor then
+      return redis.error_reply('NOGROUP no consumer group ' .. group .. ' on ' .. key)
+    end
+    while #taken < count do
+      -- Look at the next undelivered entry before delivering it.
+      local peek = redis.call('XRANGE', key, '(' .. cursor, '+', 'COUNT', 1)[1]
+      if not peek or not fits(cost(peek[2])) then break end
+      local entry = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', key, '>')[1][2][1]
+      take(taken, entry)
+      cursor = entry[1]
+    end
+  elseif mode == 'own' then
+    local cursor = ARGV[8 + k]
+    while #taken < count do
+      local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', key, cursor)
+      local entry = reply[1] and reply[1][2][1]
+      if not entry or not fits(cost(entry[2])) then break end
+      take(taken, entry)
+      cursor = entry[1]
+    end
+  else
+    -- Claim entries other consumers left pending for `idle` ms; this consumer's own are
+    -- read back as its own pending entries, never claimed from itself.
+    local start = '-'
+    local full = false
+    while not full and #taken < count do
+      local stale = redis.call('XPENDING', key, group, 'IDLE', idle, start, '+', count)
+      if #stale == 0 then break end
+      for _, p in ipairs(stale) do
+        if p[2] ~= consumer then
+          local peek = redis.call('XRANGE', key, p[1], p[1])[1]
+          if peek and not fits(cost(peek[2])) then
+            full = true
+            break
+          end
+          -- A deleted entry is dropped from the pending list by the claim.
+          local claimed = redis.call('XCLAIM', key, group, consumer, idle, p[1])[1]
+          if claimed then take(taken, claimed) end
+          if #taken >= count then break end
+        end
+      end
+      start = '(' .. stale[#stale][1]
+    end
+  end
+  if #taken > 0 then out[#out + 1] = {key, taken} end
+  if used >= budget then break end
+end
+return out
