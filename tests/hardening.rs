@@ -202,3 +202,82 @@ async fn permanent_errors_end_the_run_at_once_and_transient_ones_are_retried() {
     let admin = rps::pg::connect_one(&database("postgres")).await.unwrap();
     admin.batch_execute("DROP DATABASE IF EXISTS rps_t_hardening WITH (FORCE)").await.unwrap();
 }
+
+/// Peak resident memory of a process so far, in bytes (VmHWM).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process runs");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb * 1024
+}
+
+/// Run an engine on `env` until its group has drained every stream, and return its peak
+/// memory; the engine is stopped afterwards.
+async fn drain_and_measure(env: &integration_tests::TestEnv, vars: &[(&str, &str)]) -> u64 {
+    let mut engine = integration_tests::faults::Proc::engine(env, REDIS, "memory", vars);
+    integration_tests::faults::wait_drained(REDIS, &env.streams, "redis-postgres-sync", Duration::from_secs(120)).await;
+    let peak = peak_rss(engine.child.id());
+    engine.signal("TERM");
+    assert!(engine.wait_for(Duration::from_secs(15)).is_some_and(|(s, _)| s.success()), "the engine stops");
+    peak
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_within_the_read_budget_whatever_the_entries() {
+    use integration_tests::faults::{feed_workload, logged_events, noisy_workload};
+    const BUDGET: u64 = 32 << 20;
+    let budget = BUDGET.to_string();
+    let vars = [("MAX_READ_BYTES", budget.as_str()), ("MAX_ENTRY_BYTES", "8388608"), ("DEAD_LETTER_MAXLEN", "5")];
+    let work = noisy_workload(6_000, 71);
+    // The baseline: the same traffic without the hostile entries.
+    let calm = integration_tests::TestEnv::new("memory_calm").await;
+    feed_workload(&calm, REDIS, &work).await;
+    let baseline = drain_and_measure(&calm, &vars).await;
+    calm.cleanup().await;
+
+    let mut hostile = integration_tests::TestEnv::new("memory_hostile").await;
+    feed_workload(&hostile, REDIS, &work).await;
+    let huge = vec![b'x'; 40 << 20];
+    for _ in 0..10 {
+        hostile.xadd(2, &huge).await;
+    }
+    drop(huge);
+    let peak = drain_and_measure(&hostile, &vars).await;
+    eprintln!("peak RSS {} MiB, baseline {} MiB, budget {} MiB", peak >> 20, baseline >> 20, BUDGET >> 20);
+    assert!(peak <= baseline + BUDGET, "peak {peak} over baseline {baseline} + budget {BUDGET}");
+    assert_eq!(logged_events(&hostile).await as usize, work.stats.events, "every good event applied");
+    // The dead-letter stream keeps its last 5 entries, each small: the ten payloads' dead
+    // letters hold their size and first KiB, not 40 MB.
+    let dead = hostile.dead_letters(2).await;
+    assert_eq!(dead.len(), 5, "trimmed to DEAD_LETTER_MAXLEN");
+    for (error, payload, _, _) in &dead {
+        assert!(error.contains("entry of 41943040 bytes exceeds the 8388608-byte limit"), "{error}");
+        assert_eq!(payload.len(), 1024);
+    }
+    hostile.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_trims_term_updates_it_has_finished() {
+    use integration_tests::analytics::{run_workers, worker_config};
+    use integration_tests::faults::{feed_workload, noisy_workload};
+    let env = integration_tests::TestEnv::new("trim").await;
+    feed_workload(&env, REDIS, &noisy_workload(4_000, 72)).await;
+    let mut config = env.config();
+    config.batch_size = 20;
+    env.run(config).await;
+    let mut redis = env.redis.clone();
+    let updates = env.term_updates_stream();
+    let published: usize = redis::cmd("XLEN").arg(&updates).query_async(&mut redis).await.unwrap();
+    assert!(published > 5, "the engine published term updates ({published})");
+    let mut worker = worker_config(&env);
+    worker.batch_size = 2;
+    run_workers(&worker, 1, None).await;
+    let left: usize = redis::cmd("XLEN").arg(&updates).query_async(&mut redis).await.unwrap();
+    assert!(left <= 1, "the drained stream keeps at most its last delivered entry, not {left}");
+    integration_tests::analytics::assert_analytics_match(&env).await;
+    env.cleanup().await;
+}

@@ -10,7 +10,7 @@ use clap::Args;
 use crate::runtime::exit::Fatal;
 use crate::runtime::redact::redact;
 use crate::stream::reader::ReadBudget;
-use crate::stream::ReaderConfig;
+use crate::stream::{ReaderConfig, DEAD_LETTER_MAXLEN};
 
 /// Settings of `analytics-worker`.
 #[derive(Args, Clone, Debug)]
@@ -51,6 +51,15 @@ pub struct WorkerConfig {
     #[arg(long, env = "ANALYTICS_CLAIM_IDLE_MS", default_value_t = 60_000)]
     pub claim_idle_ms: u64,
 
+    /// Dead letters kept in `<stream>:dlq`; older ones are trimmed.
+    #[arg(long, env = "ANALYTICS_DEAD_LETTER_MAXLEN", default_value_t = DEAD_LETTER_MAXLEN)]
+    pub dead_letter_maxlen: usize,
+
+    /// After each batch, delete the term_updates entries the group has finished with (turn
+    /// it off if anything else reads the stream).
+    #[arg(long, env = "ANALYTICS_TRIM_TERM_UPDATES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub trim_term_updates: bool,
+
     /// Where /metrics and /health are served, host:port (the engine uses 3030).
     #[arg(long, env = "ANALYTICS_METRICS_ADDR", default_value = "127.0.0.1:3031")]
     pub metrics_addr: String,
@@ -69,6 +78,8 @@ impl WorkerConfig {
             block_ms: 100,
             exit_when_idle: true,
             claim_idle_ms: 60_000,
+            dead_letter_maxlen: DEAD_LETTER_MAXLEN,
+            trim_term_updates: true,
             metrics_addr: "127.0.0.1:3031".into(),
         }
     }

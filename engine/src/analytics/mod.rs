@@ -112,7 +112,7 @@ impl<'a> Worker<'a> {
         let Some(control) = until_stopped!(
             &mut stop,
             "connecting to Redis",
-            StreamControl::new(redis, &config.group).await,
+            StreamControl::new(redis, &config.group, config.dead_letter_maxlen).await,
             fail_fast
         )?
         else {
@@ -162,6 +162,12 @@ impl<'a> Worker<'a> {
             return Step::Stopped;
         }
         self.in_flight.done(&batch.acks);
+        if self.config.trim_term_updates {
+            // Best effort: what is not trimmed now is trimmed after the next batch.
+            if let Err(e) = self.control.trim_processed(&self.config.stream).await {
+                tracing::debug!(error = %e, "trimming term_updates failed");
+            }
+        }
         self.record(&batch, triples);
         Step::Applied
     }

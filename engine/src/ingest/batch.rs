@@ -10,11 +10,14 @@ use std::ops::Range;
 
 use super::copy::{encode_events, EncodedTable};
 use super::message::Message;
-use crate::event::decode::{decode_payload, DecodeError, Decoded};
+use crate::event::decode::{decode_payload, DecodeError, Decoded, EventFailure};
 use crate::event::encode::encode_payload;
 use crate::event::Event;
 use crate::runtime::StageTimes;
 use crate::stream::{DeadLetter, EntryKey};
+
+/// A message with more events failing decoding than this is dead-lettered once, whole.
+pub const MAX_EVENT_DEAD_LETTERS: usize = 100;
 
 /// A batch is cut into parts only when each part gets at least this many events: below
 /// it, one more transaction costs more than the concurrency saves (live batches stay whole).
@@ -121,21 +124,44 @@ impl Batch {
         };
         match decoded {
             Ok(decoded) => {
+                let total = decoded.events.len() + decoded.failures.len();
                 events.extend(decoded.events.into_iter().map(|e| (e, origin)));
-                for f in decoded.failures {
-                    tracing::warn!(stream = %m.stream, id = %m.id, error = %f.error, "dead-lettering event");
-                    self.dead_letters.push(DeadLetter {
-                        stream: m.stream.clone(),
-                        id: m.id.clone(),
-                        payload: f.payload.into_bytes(),
-                        error: f.error.0,
-                    });
+                if !decoded.failures.is_empty() {
+                    self.dead_letter_events(m.stream, m.id, raw, total, decoded.failures);
                 }
             }
             Err(error) => {
                 tracing::warn!(stream = %m.stream, id = %m.id, %error, "dead-lettering message");
                 self.dead_letters.push(DeadLetter { stream: m.stream, id: m.id, payload: raw, error: error.0 });
             }
+        }
+    }
+
+    /// The events of one message that failed decoding, with one log line for them all: a
+    /// dead letter each (replayable alone), or, past [`MAX_EVENT_DEAD_LETTERS`], one for the
+    /// whole message, so a message of 50,000 bad events cannot write 50,000 dead letters.
+    fn dead_letter_events(
+        &mut self,
+        stream: String,
+        id: String,
+        raw: Vec<u8>,
+        total: usize,
+        failures: Vec<EventFailure>,
+    ) {
+        let first = failures[0].error.0.clone();
+        let failed = failures.len();
+        tracing::warn!(%stream, %id, failed, events = total, first_error = %first, "dead-lettering events of a message");
+        if failed > MAX_EVENT_DEAD_LETTERS {
+            let error = format!(
+                "{failed} of the message's {total} events failed (the message is dead-lettered whole; its good \
+                 events were applied); the first: {first}"
+            );
+            self.dead_letters.push(DeadLetter { stream, id, payload: raw, error });
+            return;
+        }
+        for f in failures {
+            let (stream, id) = (stream.clone(), id.clone());
+            self.dead_letters.push(DeadLetter { stream, id, payload: f.payload.into_bytes(), error: f.error.0 });
         }
     }
 
@@ -330,6 +356,23 @@ mod tests {
         }
         messages.reverse();
         messages
+    }
+
+    #[test]
+    fn a_message_of_many_bad_events_is_one_dead_letter() {
+        let message = |n: usize, events: String| {
+            let payload = format!(r#"{{"event_name":"Deposited","network":"intuition","event_data":[{events}]}}"#);
+            Message { stream: "s".into(), id: format!("0-{n}"), payload: Ok(payload.into_bytes()) }
+        };
+        let empties = vec!["{}"; 500].join(",");
+        let batch = Batch::from_messages(vec![message(1, empties)]);
+        assert_eq!(batch.dead_letters.len(), 1);
+        let error = &batch.dead_letters[0].error;
+        assert!(error.starts_with("500 of the message's 500 events failed"), "{error}");
+        // A few bad events among good ones: one dead letter each.
+        let few = vec!["{}"; 3].join(",");
+        let batch = Batch::from_messages(vec![message(2, few)]);
+        assert_eq!(batch.dead_letters.len(), 3);
     }
 
     #[test]

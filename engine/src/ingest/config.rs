@@ -7,6 +7,7 @@ use clap::Args;
 use crate::runtime::exit::Fatal;
 use crate::runtime::redact::redact;
 use crate::stream::reader::ReadBudget;
+use crate::stream::DEAD_LETTER_MAXLEN;
 
 pub const DEFAULT_STREAMS: &str =
     "intuition_atom_created,intuition_triple_created,intuition_deposited,intuition_redeemed,intuition_share_price_changed";
@@ -45,6 +46,10 @@ pub struct EngineConfig {
     /// SHA-1 and its first KiB, and never read whole.
     #[arg(long, env = "MAX_ENTRY_BYTES", global = true, default_value_t = ReadBudget::DEFAULT.entry_bytes)]
     pub max_entry_bytes: u64,
+
+    /// Dead letters kept per dead-letter stream (`<stream>:dlq`); older ones are trimmed.
+    #[arg(long, env = "DEAD_LETTER_MAXLEN", global = true, default_value_t = DEAD_LETTER_MAXLEN)]
+    pub dead_letter_maxlen: usize,
 
     /// Consumer group shared by every engine process.
     #[arg(long, env = "CONSUMER_GROUP", global = true, default_value = "redis-postgres-sync")]
@@ -178,6 +183,7 @@ impl EngineConfig {
             streams: streams.to_vec(),
             max_read_bytes: ReadBudget::DEFAULT.read_bytes,
             max_entry_bytes: ReadBudget::DEFAULT.entry_bytes,
+            dead_letter_maxlen: DEAD_LETTER_MAXLEN,
             group: "redis-postgres-sync".into(),
             consumer: None,
             batch_size: 1000,

@@ -96,8 +96,12 @@ async fn connect(config: &EngineConfig, stop: &mut Stop) -> Result<Option<Connec
     else {
         return Ok(None);
     };
-    let Some(control) =
-        until_stopped!(stop, "connecting to Redis", StreamControl::new(redis, &config.group).await, fail_fast)?
+    let Some(control) = until_stopped!(
+        stop,
+        "connecting to Redis",
+        StreamControl::new(redis, &config.group, config.dead_letter_maxlen).await,
+        fail_fast
+    )?
     else {
         return Ok(None);
     };

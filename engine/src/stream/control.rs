@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use redis::aio::ConnectionManager;
-use redis::streams::StreamPendingReply;
+use redis::streams::{StreamInfoGroupsReply, StreamMaxlen, StreamPendingReply};
 use redis::{AsyncCommands, RedisResult};
 
 use super::{connect_managed, dead_letter_stream, DeadLetter, EntryKey};
@@ -12,11 +12,16 @@ use super::{connect_managed, dead_letter_stream, DeadLetter, EntryKey};
 pub struct StreamControl {
     con: ConnectionManager,
     group: String,
+    /// Each dead-letter stream is trimmed to this many entries (the oldest go first).
+    dead_letter_maxlen: usize,
 }
 
+/// Dead letters kept per dead-letter stream by default.
+pub const DEAD_LETTER_MAXLEN: usize = 100_000;
+
 impl StreamControl {
-    pub async fn new(redis_url: &str, group: &str) -> RedisResult<Self> {
-        Ok(StreamControl { con: connect_managed(redis_url).await?, group: group.to_owned() })
+    pub async fn new(redis_url: &str, group: &str, dead_letter_maxlen: usize) -> RedisResult<Self> {
+        Ok(StreamControl { con: connect_managed(redis_url).await?, group: group.to_owned(), dead_letter_maxlen })
     }
 
     /// Write dead letters, then ack every entry, in one round trip. Dead letters go first:
@@ -26,9 +31,11 @@ impl StreamControl {
     pub async fn finish(&mut self, acks: &[EntryKey], dead: &[DeadLetter]) -> RedisResult<()> {
         let mut pipe = redis::pipe();
         pipe.atomic();
+        let maxlen = StreamMaxlen::Equals(self.dead_letter_maxlen);
         for d in dead {
-            pipe.xadd(
+            pipe.xadd_maxlen(
                 dead_letter_stream(&d.stream),
+                maxlen,
                 "*",
                 &[
                     ("payload", d.payload.as_slice()),
@@ -47,6 +54,22 @@ impl StreamControl {
             pipe.xack(stream, &self.group, &ids).ignore();
         }
         pipe.query_async(&mut self.con).await
+    }
+
+    /// Delete the entries of `stream` this group is done with: those before its oldest
+    /// pending entry, or up to its last delivered one when nothing is pending. Only right
+    /// when no other group reads the stream.
+    pub async fn trim_processed(&mut self, stream: &str) -> RedisResult<()> {
+        let groups: StreamInfoGroupsReply = self.con.xinfo_groups(stream).await?;
+        let Some(group) = groups.groups.into_iter().find(|g| g.name == self.group) else { return Ok(()) };
+        let oldest_pending = match self.con.xpending(stream, &self.group).await? {
+            StreamPendingReply::Data(data) => Some(data.start_id),
+            _ => None,
+        };
+        let keep_from = oldest_pending.unwrap_or(group.last_delivered_id);
+        let _trimmed: i64 =
+            redis::cmd("XTRIM").arg(stream).arg("MINID").arg(keep_from).query_async(&mut self.con).await?;
+        Ok(())
     }
 
     /// Entries delivered to some consumer of the group and not yet acked, over `streams`.

@@ -16,7 +16,7 @@ pub mod reader;
 pub mod status;
 
 pub use connect::{connect, connect_managed};
-pub use control::StreamControl;
+pub use control::{StreamControl, DEAD_LETTER_MAXLEN};
 pub use entry::{dead_letter_stream, DeadLetter, Entry, EntryKey, Oversized};
 pub use error::StreamError;
 pub use reader::{default_consumer_name, GroupReader, InFlight, Read, ReadBudget, ReaderConfig};
