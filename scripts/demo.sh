@@ -19,7 +19,9 @@ echo "== publishing samples/rindexer-messages.jsonl and $EVENTS generated events
 $bin/loadgen feed --file samples/rindexer-messages.jsonl
 $bin/loadgen generate --events "$EVENTS" --seed 1
 
-echo "== syncing into $DATABASE_URL"
+# The URL without its password (userinfo, or a password= parameter).
+redacted() { sed -E 's#(://[^:/@]*:).*@#\1***@#; s#(password=)[^ &]*#\1***#g' <<<"$1"; }
+echo "== syncing into $(redacted "$DATABASE_URL")"
 $bin/redis-postgres-sync --exit-when-idle --backfill
 
 echo "== analytics tier: applying the term updates the engine published"
