@@ -11,10 +11,11 @@
 //!    `claim_idle`.
 //!
 //! **Bounded in bytes, whatever the input.** Every read is one server-side script
-//! (`reader/read.lua`) that takes entries one at a time and stops at the read's byte budget;
-//! an entry over the per-entry limit arrives as an [`Oversized`] stub (size, SHA-1, first
-//! bytes) instead of its fields. So neither Redis nor this process ever holds more than a
-//! budget of entries for a read, however large the entries producers wrote. (A blocking
+//! (`reader/read.lua`) that delivers entries in chunks sized so that the read stops at its
+//! byte budget (overshooting by one entry at most); an entry over the per-entry limit arrives
+//! as an [`Oversized`] stub (size, SHA-1, first bytes) instead of its fields. So this process
+//! never holds more than a budget (plus one entry) of entries per read, however large the
+//! entries producers wrote. (A blocking
 //! `XREADGROUP` would deliver whole entries of any size, so waiting for new entries polls the
 //! script every few milliseconds instead.)
 //!
@@ -62,7 +63,7 @@ pub struct ReaderConfig {
 /// What one read may bring in, in bytes of entry fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadBudget {
-    /// All the entries of one read (the first entry of a read always fits).
+    /// All the entries of one read (which may exceed it by one entry).
     pub read_bytes: u64,
     /// One entry: a larger one arrives as an [`Oversized`] stub.
     pub entry_bytes: u64,

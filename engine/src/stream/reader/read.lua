@@ -1,9 +1,10 @@
 -- One read of a consumer group's streams, bounded in bytes (see reader.rs).
 --
--- Entries are taken one at a time, server-side, so neither this script nor its reply ever
--- holds more than the budget plus one entry. An entry over the per-entry limit costs only
--- its stub: its size, the SHA-1 of its largest field and that field's first bytes. The
--- first entry of a read always fits, so every read makes progress.
+-- Entries are delivered in chunks no larger than what the rest of the budget allows at the
+-- per-entry limit (one at a time once that is less than one), so the reply never holds more
+-- than the budget plus one entry. An entry over the per-entry limit costs only its stub: its
+-- size, the SHA-1 of its largest field and that field's first bytes. Every read takes at
+-- least one entry, so every read makes progress.
 --
 -- KEYS: the streams. ARGV: group, consumer, mode ('own' | 'claim' | 'new'), entries per
 -- stream, budget (bytes), entry limit (bytes), prefix length (bytes), claim idle (ms), then
@@ -37,6 +38,12 @@ local function fits(c)
   return used == 0 or used + c <= budget
 end
 
+-- How many entries the next chunk may hold: at the per-entry limit each, what the rest of
+-- the budget allows, at least one, at most `left`.
+local function chunk(left)
+  return math.max(1, math.min(left, math.floor((budget - used) / limit)))
+end
+
 local function shaped(entry)
   local fields = entry[2]
   if not fields or size_of(fields) <= limit then return entry end
@@ -52,39 +59,23 @@ local function take(list, entry)
   list[#list + 1] = shaped(entry)
 end
 
-local function last_delivered(key)
-  if redis.call('EXISTS', key) == 0 then return nil end
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
-    local info = {}
-    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-    if info['name'] == group then return info['last-delivered-id'] end
-  end
-  return nil
-end
-
 for k, key in ipairs(KEYS) do
   local taken = {}
   if mode == 'new' then
-    local cursor = last_delivered(key)
-    if not cursor then
-      return redis.error_reply('NOGROUP no consumer group ' .. group .. ' on ' .. key)
-    end
-    while #taken < count do
-      -- Look at the next undelivered entry before delivering it.
-      local peek = redis.call('XRANGE', key, '(' .. cursor, '+', 'COUNT', 1)[1]
-      if not peek or not fits(cost(peek[2])) then break end
-      local entry = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', key, '>')[1][2][1]
-      take(taken, entry)
-      cursor = entry[1]
+    -- A lost group or stream fails here with NOGROUP, which the reader handles.
+    while #taken < count and used < budget do
+      local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', chunk(count - #taken), 'STREAMS', key, '>')
+      if not reply then break end
+      for _, entry in ipairs(reply[1][2]) do take(taken, entry) end
     end
   elseif mode == 'own' then
     local cursor = ARGV[8 + k]
-    while #taken < count do
-      local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', key, cursor)
-      local entry = reply[1] and reply[1][2][1]
-      if not entry or not fits(cost(entry[2])) then break end
-      take(taken, entry)
-      cursor = entry[1]
+    while #taken < count and used < budget do
+      local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', chunk(count - #taken), 'STREAMS', key, cursor)
+      local entries = reply[1] and reply[1][2] or {}
+      if #entries == 0 then break end
+      for _, entry in ipairs(entries) do take(taken, entry) end
+      cursor = entries[#entries][1]
     end
   else
     -- Claim entries other consumers left pending for `idle` ms; this consumer's own are
