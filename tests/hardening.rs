@@ -153,9 +153,10 @@ async fn permanent_errors_end_the_run_at_once_and_transient_ones_are_retried() {
         e.retain(|(k, _)| *k != "CREATE_STREAMS");
         e.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>()
     };
-    let unknown_role = format!("postgres://no_such_role_rps@127.0.0.1:5432/rps_t_hardening");
+    let unknown_role = "postgres://no_such_role_rps@127.0.0.1:5432/rps_t_hardening".to_string();
     // (what, program, args, database, streams, exit code)
-    let cases: Vec<(&str, &str, Vec<&str>, String, &str, i32)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<&'a str>, String, &'a str, i32);
+    let cases: Vec<Case> = vec![
         ("an invalid database URL", "redis-postgres-sync", vec![], "postgres://[::1".into(), existing, 2),
         ("an unknown role", "redis-postgres-sync", vec![], unknown_role.clone(), existing, 3),
         ("an empty stream list", "redis-postgres-sync", vec!["--streams", ""], base.clone(), existing, 2),

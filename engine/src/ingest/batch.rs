@@ -370,7 +370,7 @@ mod tests {
         let error = &batch.dead_letters[0].error;
         assert!(error.starts_with("500 of the message's 500 events failed"), "{error}");
         // A few bad events among good ones: one dead letter each.
-        let few = vec!["{}"; 3].join(",");
+        let few = ["{}"; 3].join(",");
         let batch = Batch::from_messages(vec![message(2, few)]);
         assert_eq!(batch.dead_letters.len(), 3);
     }

@@ -125,17 +125,6 @@ impl bb8::ErrorSink<tokio_postgres::Error> for LogErrors {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn an_unencoded_at_in_a_password_stays_in_the_password() {
-        let config = super::parse("postgres://app:p@ss@db.example:5433/x").unwrap().config;
-        assert_eq!(config.get_password(), Some(&b"p@ss"[..]));
-        assert_eq!(config.get_user(), Some("app"));
-        assert_eq!(super::encode_userinfo_at("host=db password=a@b"), "host=db password=a@b");
-    }
-}
-
 /// One plain connection, its connection task spawned.
 pub async fn connect_one(database_url: &str) -> Result<Client, ConnectError> {
     let Target { config, tls } = parse(database_url)?;
@@ -147,4 +136,15 @@ pub async fn connect_one(database_url: &str) -> Result<Client, ConnectError> {
         }
     });
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unencoded_at_in_a_password_stays_in_the_password() {
+        let config = super::parse("postgres://app:p@ss@db.example:5433/x").unwrap().config;
+        assert_eq!(config.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(config.get_user(), Some("app"));
+        assert_eq!(super::encode_userinfo_at("host=db password=a@b"), "host=db password=a@b");
+    }
 }
