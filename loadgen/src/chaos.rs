@@ -29,6 +29,7 @@ pub struct ChaosArgs {
     /// Good (distinct) events in the workload.
     #[arg(long, default_value_t = 500_000)]
     events: usize,
+    /// Random seed of the workload, the kills and the outages.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Engine processes sharing the consumer group.
@@ -49,9 +50,11 @@ pub struct ChaosArgs {
     /// Out-of-order delivery within windows of this many messages.
     #[arg(long, default_value_t = 200)]
     shuffle_window: usize,
-    /// Time between two kills, drawn between these bounds (milliseconds).
+    /// Shortest time between two kills (milliseconds); each wait is drawn between this and
+    /// --kill-max-ms.
     #[arg(long, default_value_t = 300)]
     kill_min_ms: u64,
+    /// Longest time between two kills (milliseconds).
     #[arg(long, default_value_t = 2_500)]
     kill_max_ms: u64,
     /// Time between two PostgreSQL outages (milliseconds).
@@ -64,11 +67,14 @@ pub struct ChaosArgs {
     /// processes die while the load is still arriving.
     #[arg(long, default_value_t = 120)]
     feed_slices: usize,
+    /// Milliseconds between two slices of the workload.
     #[arg(long, default_value_t = 1_000)]
     feed_interval_ms: u64,
     /// PostgreSQL server (without a database name); the run uses a fresh database on it.
     #[arg(long, env = "CHAOS_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
     pg_url: String,
+    /// Redis URL; the run uses keys of its own (`rps_chaos_<time>:…`, and a database of that
+    /// name) and deletes them unless --keep.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
     /// Where redis-postgres-sync and analytics-worker are (default: next to loadgen).

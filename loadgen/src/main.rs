@@ -43,6 +43,7 @@ struct GenerateArgs {
     /// Good events to generate (exactly).
     #[arg(long, env = "LOADGEN_EVENTS", default_value_t = WorkloadConfig::default().events)]
     events: usize,
+    /// Random seed: the same seed and settings give the same workload, byte for byte.
     #[arg(long, env = "LOADGEN_SEED", default_value_t = WorkloadConfig::default().seed)]
     seed: u64,
     /// Atoms to create (at most a quarter of --events).
@@ -51,8 +52,10 @@ struct GenerateArgs {
     /// Triples to create (at most a quarter of --events).
     #[arg(long, env = "LOADGEN_TRIPLES", default_value_t = WorkloadConfig::default().triples)]
     triples: usize,
+    /// Distinct depositing accounts (receivers of positions).
     #[arg(long, env = "LOADGEN_ACCOUNTS", default_value_t = WorkloadConfig::default().accounts)]
     accounts: usize,
+    /// Events per stream message (rindexer batches several into one `event_data` array).
     #[arg(long, env = "LOADGEN_EVENTS_PER_MESSAGE", default_value_t = WorkloadConfig::default().events_per_message)]
     events_per_message: usize,
     /// Deliver messages out of order within sliding windows of this many messages.
@@ -67,6 +70,7 @@ struct GenerateArgs {
     /// Share of vault operations that are redeems.
     #[arg(long, env = "LOADGEN_REDEEM_RATIO", default_value_t = WorkloadConfig::default().redeem_ratio)]
     redeem_ratio: f64,
+    /// Block number of the first event; blocks advance with the events.
     #[arg(long, env = "LOADGEN_START_BLOCK", default_value_t = WorkloadConfig::default().start_block)]
     start_block: u64,
     /// Also (or, without an explicit --redis-url, only) write the workload to this
@@ -88,8 +92,8 @@ struct FeedArgs {
 
 #[derive(Args)]
 struct RedisArgs {
-    /// Redis URL [env: REDIS_URL, default: redis://127.0.0.1:6379]. Read from the
-    /// environment only when no --out file is given, so `--out f` alone never touches Redis.
+    /// Redis URL [env: REDIS_URL] [default: redis://127.0.0.1:6379]. (For `generate`, the
+    /// environment is read only without --out, so `--out f` alone never touches Redis.)
     #[arg(long)]
     redis_url: Option<String>,
     /// Prepended to every stream name (generate writes to <prefix>intuition_<event stream>).
@@ -219,4 +223,16 @@ async fn run_feed(args: FeedArgs) -> anyhow::Result<()> {
 fn timing(events: usize, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
     format!("seconds={secs:.3} events_per_sec={:.0}", events as f64 / secs.max(1e-9))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_is_described_with_its_default() {
+        let command = super::Cli::command();
+        command.clone().debug_assert();
+        assert_eq!(rps::ops::cli::help_gaps(&command), Vec::<String>::new());
+    }
 }

@@ -7,28 +7,29 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::pg::DEFAULT_DATABASE_URL;
 use crate::runtime::exit::Fatal;
 use crate::runtime::redact::redact;
 use crate::stream::reader::ReadBudget;
-use crate::stream::{ReaderConfig, DEAD_LETTER_MAXLEN};
+use crate::stream::{ReaderConfig, DEAD_LETTER_MAXLEN, DEFAULT_REDIS_URL, DEFAULT_TERM_UPDATES_STREAM, WORKER_GROUP};
 
 /// Settings of `analytics-worker`.
 #[derive(Args, Clone, Debug)]
 pub struct WorkerConfig {
     /// PostgreSQL connection URL (the engine's database).
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/intuition")]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
     /// Redis connection URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
     pub redis_url: String,
 
     /// Stream the engine publishes affected term ids to.
-    #[arg(long, env = "TERM_UPDATES_STREAM", default_value = "term_updates")]
+    #[arg(long, env = "TERM_UPDATES_STREAM", default_value = DEFAULT_TERM_UPDATES_STREAM)]
     pub stream: String,
 
     /// Consumer group shared by every worker.
-    #[arg(long, env = "ANALYTICS_GROUP", default_value = "analytics-worker")]
+    #[arg(long, env = "ANALYTICS_GROUP", default_value = WORKER_GROUP)]
     pub group: String,
 
     /// Consumer name, unique per process (default: <hostname>-<pid>).
@@ -70,9 +71,9 @@ impl WorkerConfig {
     pub fn local(database_url: &str, stream: &str) -> WorkerConfig {
         WorkerConfig {
             database_url: database_url.to_owned(),
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_url: DEFAULT_REDIS_URL.into(),
             stream: stream.to_owned(),
-            group: "analytics-worker".into(),
+            group: WORKER_GROUP.into(),
             consumer: None,
             batch_size: 20,
             block_ms: 100,

@@ -25,7 +25,7 @@ use crate::pg;
 use crate::runtime::exit::Fatal;
 use crate::runtime::retry::until_stopped;
 use crate::runtime::shutdown::with_grace;
-use crate::runtime::telemetry::{DEAD_LETTERS, WORKER_BATCH_SIZE, WORKER_LAG, WORKER_PROCESSED};
+use crate::runtime::telemetry::{WORKER_BATCH_SIZE, WORKER_DEAD_LETTERS, WORKER_LAG, WORKER_PROCESSED};
 use crate::runtime::Stop;
 use crate::stream::{GroupReader, InFlight, Read, StreamControl};
 use refresh::{Refresher, IDS_PER_TRANSACTION};
@@ -201,7 +201,7 @@ impl<'a> Worker<'a> {
 
     fn record(&mut self, batch: &UpdateBatch, triples: u64) {
         metrics::counter!(WORKER_PROCESSED).increment(batch.applied_entries);
-        metrics::counter!(DEAD_LETTERS).increment(batch.dead_letters.len() as u64);
+        metrics::counter!(WORKER_DEAD_LETTERS).increment(batch.dead_letters.len() as u64);
         metrics::histogram!(WORKER_BATCH_SIZE).record(batch.term_ids.len() as f64);
         if let Some(oldest) = batch.oldest_committed_ms {
             metrics::gauge!(WORKER_LAG).set(lag_seconds(oldest));

@@ -1,16 +1,19 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rps::ops::cli::{self, DatabaseArgs, HealthArgs, LogArgs};
 use rps::ops::verify::{compare_all, ANALYTICS_TABLES, STRONG_TABLES};
-use rps::ops::{cli, doctor, health, http, monitor, progress, readers};
+use rps::ops::{doctor, health, http, monitor, progress, readers};
+use rps::pg::error::RETRY_REASONS;
 use rps::runtime::exit::{Permanence, EXIT_FAILED};
 use rps::runtime::redact::scrub;
+use rps::runtime::telemetry;
 use rps::EngineConfig;
 
 /// Keep PostgreSQL in sync with the Intuition events rindexer publishes to Redis streams.
-/// Without a subcommand it runs the sync engine.
+/// Without a subcommand it runs the sync engine; each subcommand takes only its own flags.
 #[derive(Parser)]
-#[command(name = "redis-postgres-sync", version, about)]
+#[command(name = "redis-postgres-sync", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(flatten)]
     engine: EngineConfig,
@@ -23,6 +26,9 @@ struct Cli {
     #[command(flatten)]
     progress: progress::ProgressArgs,
 
+    #[command(flatten)]
+    log: LogArgs,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -30,9 +36,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Compare the maintained tables with the `snapshot` reference views (full recompute
-    /// from the event log). Exits 1 on any mismatch in the level 1-2 tables.
+    /// from the event log). Exits 1 on any mismatch it prints.
     Verify {
-        /// Also compare the level 3 analytics tables (kept by analytics-worker).
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Also compare the level 3 analytics tables (kept by analytics-worker, so equal only
+        /// once it has caught up).
         #[arg(long)]
         analytics: bool,
     },
@@ -45,9 +54,12 @@ enum Command {
     /// `snapshot` reference views (the rollback path; the event log is never touched).
     /// Without --to, print where each view reads from.
     Rollback {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Where the readers views should read from.
         #[arg(long, value_enum)]
         to: Option<readers::ReaderSource>,
-        /// Only these tables, comma separated (default: all nine).
+        /// Only these tables, comma separated [default: all nine].
         #[arg(long, value_delimiter = ',')]
         tables: Vec<String>,
         /// Switch back to the maintained tables without first checking that they equal
@@ -55,12 +67,23 @@ enum Command {
         #[arg(long)]
         no_verify: bool,
     },
+    /// Ask a running engine's /health: exit 0 when it answers 200, 1 otherwise (the
+    /// containers' HEALTHCHECK).
+    Health(HealthArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init(&[&cli.engine.database_url, &cli.engine.redis_url]);
+    let secrets = match &cli.command {
+        None => vec![cli.engine.database_url.as_str(), cli.engine.redis_url.as_str()],
+        Some(Command::Verify { database, .. } | Command::Rollback { database, .. }) => {
+            vec![database.database_url.as_str()]
+        }
+        Some(Command::Doctor(args)) => vec![args.database_url.as_str(), args.redis_url.as_str()],
+        Some(Command::Health(_)) => vec![],
+    };
+    cli::init(cli.log.log_format, &secrets);
     match run(cli).await {
         Ok(code) => code,
         Err(e) => cli::fail(e),
@@ -70,42 +93,34 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => {
-            cli.engine.validate()?;
-            let addr = cli::listen_addr("--metrics-addr", &cli.metrics_addr).await?;
-            let monitor = monitor::Monitor::new();
-            let health = health::health(cli.engine.database_url.clone(), cli.engine.redis_url.clone(), monitor.clone());
-            http::serve(addr, health).await?;
-            monitor.start_engine(&cli.engine, cli.progress.monitor_interval());
-            let display = progress::Display::start(
-                cli.progress.progress,
-                cli.engine.backfill,
-                monitor,
-                cli.progress.log_interval(),
-            );
-            sync(cli.engine, display).await?;
+            engine(cli.engine, &cli.metrics_addr, cli.progress).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Verify { analytics }) => verify(&cli.engine.database_url, analytics).await,
+        Some(Command::Verify { database, analytics }) => verify(&database.database_url, analytics).await,
         Some(Command::Doctor(args)) => {
-            let report = doctor::run(&cli.engine, &args).await;
+            let report = doctor::run(&args).await;
             println!("{}", scrub(&report.to_string()));
             Ok(if report.healthy() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
         }
-        Some(Command::Rollback { to, tables, no_verify }) => {
-            rollback(&cli.engine.database_url, to, &tables, no_verify).await
+        Some(Command::Rollback { database, to, tables, no_verify }) => {
+            rollback(&database.database_url, to, &tables, no_verify).await
         }
+        Some(Command::Health(args)) => Ok(cli::health(&args.url(&cli.metrics_addr)).await),
     }
 }
 
-/// One connection for a tool; a refusal no retry can fix ends with its exit code.
-async fn connect(database_url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    rps::pg::connect_one(database_url).await.map_err(|e| match e.fatal("connecting to PostgreSQL") {
-        Some(fatal) => fatal.into(),
-        None => e.into(),
-    })
-}
-
-async fn sync(config: EngineConfig, display: Option<progress::Display>) -> anyhow::Result<()> {
+/// Run the engine, with its metrics (every series created before /metrics answers), health
+/// and progress display.
+async fn engine(config: EngineConfig, metrics_addr: &str, progress: progress::ProgressArgs) -> anyhow::Result<()> {
+    config.validate()?;
+    let addr = cli::listen_addr("--metrics-addr", metrics_addr).await?;
+    let metrics = http::install()?;
+    telemetry::register_engine(&RETRY_REASONS);
+    let monitor = monitor::Monitor::new();
+    monitor.start_engine(&config, progress.monitor_interval()).await;
+    let health = health::health(config.database_url.clone(), config.redis_url.clone(), monitor.clone());
+    http::serve(addr, metrics, health).await?;
+    let display = progress::Display::start(progress.progress, config.backfill, monitor, progress.log_interval());
     let summary = rps::run(config, rps::runtime::shutdown::signal()).await;
     if let Some(display) = display {
         display.finish().await;
@@ -120,25 +135,32 @@ async fn sync(config: EngineConfig, display: Option<progress::Display>) -> anyho
         rate = format!("{:.0} events/s", summary.events_per_second()),
         "done"
     );
-    let stages: Vec<String> =
-        summary.stage_time.0.iter().map(|(stage, took)| format!("{stage}={:.2}s", took.as_secs_f64())).collect();
-    tracing::info!("time per stage: {}", stages.join(" "));
+    tracing::info!(
+        "time per stage (summed over the concurrent parts of a batch; wall: counted once; read, idle and decode \
+         overlap the rest): {}",
+        summary.stage_time
+    );
     Ok(())
+}
+
+/// One connection for a tool; a refusal no retry can fix ends with its exit code.
+async fn connect(database_url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    rps::pg::connect_one(database_url).await.map_err(|e| match e.fatal("connecting to PostgreSQL") {
+        Some(fatal) => fatal.into(),
+        None => e.into(),
+    })
 }
 
 async fn verify(database_url: &str, analytics: bool) -> anyhow::Result<ExitCode> {
     let client = connect(database_url).await?;
-    let mut strong_ok = true;
-    for diff in compare_all(&client, &STRONG_TABLES).await? {
-        strong_ok &= diff.matches();
+    let tables: Vec<&str> =
+        STRONG_TABLES.iter().chain(if analytics { &ANALYTICS_TABLES[..] } else { &[] }).copied().collect();
+    let mut all_match = true;
+    for diff in compare_all(&client, &tables).await? {
+        all_match &= diff.matches();
         println!("{diff}");
     }
-    if analytics {
-        for diff in compare_all(&client, &ANALYTICS_TABLES).await? {
-            println!("{diff}");
-        }
-    }
-    Ok(if strong_ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+    Ok(if all_match { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
 
 async fn rollback(
@@ -176,4 +198,16 @@ async fn rollback(
         println!("  readers.{table:<18} <- {source}.{table} ({meaning})");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_is_described_with_its_default() {
+        let command = super::Cli::command();
+        command.clone().debug_assert();
+        assert_eq!(rps::ops::cli::help_gaps(&command), Vec::<String>::new());
+    }
 }

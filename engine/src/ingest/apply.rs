@@ -187,7 +187,8 @@ enum Locks<'a> {
 /// committed part's events are no-ops.
 ///
 /// `Err` when the locks could not be taken (nothing was tried); otherwise each part's
-/// outcome, in part order. Every stage's time (the parts' summed) goes into `times`.
+/// outcome, in part order. Every stage's time goes into `times`, summed over the parts and
+/// as wall time (the longest part).
 async fn apply_parts(
     pool: &PgPool,
     batch: &Batch,
@@ -219,13 +220,8 @@ async fn apply_parts(
     if let Err(e) = locks.rollback().await {
         warn!(error = %error_text(&e), "ending the batch's lock holder failed; its locks went with its connection");
     }
-    Ok(results
-        .into_iter()
-        .map(|(part_times, result)| {
-            times.merge(&part_times);
-            result
-        })
-        .collect())
+    times.merge_concurrent(results.iter().map(|(part_times, _)| part_times));
+    Ok(results.into_iter().map(|(_, result)| result).collect())
 }
 
 /// One transaction: lock → COPY → merge (triggers) → cascade → outbox row → COMMIT.

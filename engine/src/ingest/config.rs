@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::pg::DEFAULT_DATABASE_URL;
 use crate::runtime::exit::Fatal;
 use crate::runtime::redact::redact;
 use crate::stream::reader::ReadBudget;
-use crate::stream::DEAD_LETTER_MAXLEN;
+use crate::stream::{DEAD_LETTER_MAXLEN, DEFAULT_REDIS_URL, DEFAULT_TERM_UPDATES_STREAM, ENGINE_GROUP};
 
 pub const DEFAULT_STREAMS: &str =
     "intuition_atom_created,intuition_triple_created,intuition_deposited,intuition_redeemed,intuition_share_price_changed";
@@ -25,34 +26,34 @@ const CONNECTIONS_BESIDE_PARTS: usize = 3;
 #[derive(Args, Clone, Debug)]
 pub struct EngineConfig {
     /// PostgreSQL connection URL. The database is created if it does not exist.
-    #[arg(long, env = "DATABASE_URL", global = true, default_value = "postgres://postgres@127.0.0.1:5432/intuition")]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
     /// Redis connection URL.
-    #[arg(long, env = "REDIS_URL", global = true, default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
     pub redis_url: String,
 
     /// Streams to consume, comma separated. Events are routed by `event_name`, not stream.
-    #[arg(long, env = "STREAMS", global = true, value_delimiter = ',', default_value = DEFAULT_STREAMS)]
+    #[arg(long, env = "STREAMS", value_delimiter = ',', default_value = DEFAULT_STREAMS)]
     pub streams: Vec<String>,
 
     /// Bytes of entries one read brings in at most (the first entry of a read always comes):
     /// with the batch that is applied meanwhile, what bounds the engine's memory whatever
     /// the input (README → Limits).
-    #[arg(long, env = "MAX_READ_BYTES", global = true, default_value_t = ReadBudget::DEFAULT.read_bytes)]
+    #[arg(long, env = "MAX_READ_BYTES", default_value_t = ReadBudget::DEFAULT.read_bytes)]
     pub max_read_bytes: u64,
 
     /// Largest entry accepted, in bytes; a larger one is dead-lettered with its size, its
     /// SHA-1 and its first KiB, and never read whole.
-    #[arg(long, env = "MAX_ENTRY_BYTES", global = true, default_value_t = ReadBudget::DEFAULT.entry_bytes)]
+    #[arg(long, env = "MAX_ENTRY_BYTES", default_value_t = ReadBudget::DEFAULT.entry_bytes)]
     pub max_entry_bytes: u64,
 
     /// Dead letters kept per dead-letter stream (`<stream>:dlq`); older ones are trimmed.
-    #[arg(long, env = "DEAD_LETTER_MAXLEN", global = true, default_value_t = DEAD_LETTER_MAXLEN)]
+    #[arg(long, env = "DEAD_LETTER_MAXLEN", default_value_t = DEAD_LETTER_MAXLEN)]
     pub dead_letter_maxlen: usize,
 
     /// Consumer group shared by every engine process.
-    #[arg(long, env = "CONSUMER_GROUP", global = true, default_value = "redis-postgres-sync")]
+    #[arg(long, env = "CONSUMER_GROUP", default_value = ENGINE_GROUP)]
     pub group: String,
 
     /// Consumer name, unique per process (default: <hostname>-<pid>).
@@ -86,7 +87,7 @@ pub struct EngineConfig {
     pub claim_idle_ms: u64,
 
     /// Stream the outbox publishes affected term ids to (read by analytics-worker).
-    #[arg(long, env = "TERM_UPDATES_STREAM", global = true, default_value = "term_updates")]
+    #[arg(long, env = "TERM_UPDATES_STREAM", default_value = DEFAULT_TERM_UPDATES_STREAM)]
     pub term_updates_stream: String,
 
     /// PostgreSQL connections in the pool (backfill mode opens one more beside it, see
@@ -179,12 +180,12 @@ impl EngineConfig {
     pub fn local(database_url: &str, streams: &[String]) -> Self {
         EngineConfig {
             database_url: database_url.to_owned(),
-            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_url: DEFAULT_REDIS_URL.into(),
             streams: streams.to_vec(),
             max_read_bytes: ReadBudget::DEFAULT.read_bytes,
             max_entry_bytes: ReadBudget::DEFAULT.entry_bytes,
             dead_letter_maxlen: DEAD_LETTER_MAXLEN,
-            group: "redis-postgres-sync".into(),
+            group: ENGINE_GROUP.into(),
             consumer: None,
             batch_size: 1000,
             block_ms: 200,
@@ -192,7 +193,7 @@ impl EngineConfig {
             create_streams: true,
             backfill: false,
             claim_idle_ms: 60_000,
-            term_updates_stream: "term_updates".into(),
+            term_updates_stream: DEFAULT_TERM_UPDATES_STREAM.into(),
             pool_size: 5,
             apply_parts: 2,
         }

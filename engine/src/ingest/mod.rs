@@ -141,7 +141,8 @@ async fn run_engine(config: &EngineConfig, mut stop: Stop, summary: &mut RunSumm
                     break;
                 }
             }
-            Some(Work::Idle) => {
+            Some(Work::Idle(times)) => {
+                writer.summary.stage_time.merge(&times);
                 // The streams ran dry: nothing later will flush the held commits.
                 if !writer.flush_held().await {
                     break;

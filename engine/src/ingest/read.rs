@@ -1,6 +1,8 @@
 //! The reader task: reads the next entries, decodes them into a batch (on every core for a
 //! large one) and hands it to the writer, one batch ahead of it.
 
+use std::time::Instant;
+
 use tokio::sync::mpsc;
 use tokio::task::JoinError;
 
@@ -13,8 +15,9 @@ use crate::stream::{GroupReader, Read};
 /// What the reader hands the writer.
 pub enum Work {
     Batch(Batch),
-    /// A read found nothing new; everything read before it has been handed over.
-    Idle,
+    /// A read found nothing new; everything read before it has been handed over. With the
+    /// time that read took.
+    Idle(StageTimes),
 }
 
 /// Read, decode and send until the writer is gone or a stop is requested; read failures are
@@ -28,11 +31,19 @@ pub async fn read_loop(
     let mut retry = Retry::new();
     loop {
         let mut times = StageTimes::default();
-        let entries = match timed(&mut times, "read", reader.next()).await {
+        let started = Instant::now();
+        let read = reader.next().await;
+        // Waiting for entries to arrive is idle time, reported apart from reading them.
+        let idle = reader.take_waited();
+        if !idle.is_zero() {
+            times.add("idle", idle);
+        }
+        times.add("read", started.elapsed().saturating_sub(idle));
+        let entries = match read {
             Ok(Read::Entries(entries)) => entries,
             Ok(Read::Idle) => {
                 retry.succeeded();
-                if tx.send(Work::Idle).await.is_err() {
+                if tx.send(Work::Idle(times)).await.is_err() {
                     return Ok(());
                 }
                 continue;

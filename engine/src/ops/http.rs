@@ -10,8 +10,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use super::health::HealthCheck;
 use crate::runtime::telemetry::{self, BATCH_EVENTS, WORKER_BATCH_SIZE};
 
+/// Install the metrics recorder (before anything records) with every name's help text.
 /// Buckets from 100 µs to ~100 s for durations; powers of 4 for sizes.
-fn recorder() -> Result<PrometheusHandle> {
+pub fn install() -> Result<PrometheusHandle> {
     let seconds = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 100.0];
     let sizes: Vec<f64> = (0..12).map(|i| 4f64.powi(i)).collect();
     let handle = PrometheusBuilder::new()
@@ -24,9 +25,9 @@ fn recorder() -> Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// Install the recorder and serve `/metrics` and `/health` on `addr` in the background.
-pub async fn serve(addr: SocketAddr, health: HealthCheck) -> Result<()> {
-    let handle = recorder()?;
+/// Serve `/metrics` (from the installed recorder's `handle`) and `/health` on `addr` in the
+/// background.
+pub async fn serve(addr: SocketAddr, handle: PrometheusHandle, health: HealthCheck) -> Result<()> {
     let app = Router::new().route("/metrics", get(move || std::future::ready(handle.render()))).route(
         "/health",
         get(move || {

@@ -93,83 +93,97 @@ impl Monitor {
         self.latest.lock().ok().and_then(|l| l.clone())
     }
 
-    /// Watch the engine's group on every configured stream, and the outbox. Call after the
-    /// metrics recorder is installed: it also registers counters that only move on trouble
-    /// (retries, dead letters) so dashboards and alerts see 0 instead of no series.
-    pub fn start_engine(&self, config: &EngineConfig, interval: Duration) -> JoinHandle<()> {
-        for name in [m::EVENTS_PROCESSED, m::EVENTS_FAILED, m::DEAD_LETTERS, m::BATCH_RETRIES, m::OUTBOX_PUBLISHED] {
-            metrics::counter!(name).increment(0);
-        }
+    /// Watch the engine's group on every configured stream, and the outbox. Returns once
+    /// the first round is done (or failed), so the gauges exist before /metrics is served.
+    pub async fn start_engine(&self, config: &EngineConfig, interval: Duration) -> JoinHandle<()> {
         let targets = config.streams.iter().map(|s| (s.clone(), config.group.clone())).collect();
-        self.start(config.redis_url.clone(), Some(config.database_url.clone()), targets, ENGINE_GAUGES, interval)
+        let watch = Watch::new(config.redis_url.clone(), Some(config.database_url.clone()), targets, ENGINE_GAUGES);
+        self.start(watch, interval).await
     }
 
-    /// Watch the worker's group on `term_updates`.
-    pub fn start_worker(&self, config: &WorkerConfig, interval: Duration) -> JoinHandle<()> {
-        for name in [m::WORKER_PROCESSED, m::DEAD_LETTERS] {
-            metrics::counter!(name).increment(0);
-        }
+    /// Watch the worker's group on `term_updates`; returns after the first round.
+    pub async fn start_worker(&self, config: &WorkerConfig, interval: Duration) -> JoinHandle<()> {
         let targets = vec![(config.stream.clone(), config.group.clone())];
-        self.start(config.redis_url.clone(), None, targets, WORKER_GAUGES, interval)
+        self.start(Watch::new(config.redis_url.clone(), None, targets, WORKER_GAUGES), interval).await
     }
 
-    fn start(
-        &self,
-        redis_url: String,
-        database_url: Option<String>,
-        targets: Vec<(String, String)>,
-        gauges: Gauges,
-        interval: Duration,
-    ) -> JoinHandle<()> {
+    async fn start(&self, mut watch: Watch, interval: Duration) -> JoinHandle<()> {
+        // A hung server must not stall the loop: each round has a deadline.
+        let deadline = interval.max(Duration::from_secs(5));
+        watch.round(&self.latest, deadline).await;
         let latest = self.latest.clone();
         tokio::spawn(async move {
-            let mut redis: Option<MultiplexedConnection> = None;
-            let mut postgres: Option<tokio_postgres::Client> = None;
-            let mut failing = false;
-            let mut ticker = tokio::time::interval(interval);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                // A hung server must not stall the loop: each round has a deadline.
-                let round = observe(&redis_url, database_url.as_deref(), &targets, &mut redis, &mut postgres);
-                match tokio::time::timeout(interval.max(Duration::from_secs(5)), round).await {
-                    Ok(Ok(observation)) => {
-                        for g in &observation.groups {
-                            let stream = g.stream.clone();
-                            if let Some(lag) = g.lag {
-                                metrics::gauge!(gauges.lag, "stream" => stream.clone()).set(lag as f64);
-                            }
-                            metrics::gauge!(gauges.pending, "stream" => stream.clone()).set(g.pending as f64);
-                            metrics::gauge!(gauges.length, "stream" => stream).set(g.length as f64);
-                        }
-                        if let Some(outbox) = observation.outbox {
-                            metrics::gauge!(m::OUTBOX_BACKLOG).set(outbox.rows as f64);
-                            metrics::gauge!(m::OUTBOX_OLDEST_AGE).set(outbox.oldest_age_seconds.unwrap_or(0.0));
-                        }
-                        if let Ok(mut l) = latest.lock() {
-                            *l = Some(observation);
-                        }
-                        if failing {
-                            info!("stream monitor recovered");
-                            failing = false;
-                        }
-                    }
-                    outcome => {
-                        // Reconnect next round; say so once per outage, not every round.
-                        redis = None;
-                        postgres = None;
-                        if !failing {
-                            let why = match outcome {
-                                Ok(Err(e)) => format!("{e:#}"),
-                                _ => "timed out".into(),
-                            };
-                            warn!(error = %why, "stream monitor cannot observe lag; retrying");
-                            failing = true;
-                        }
-                    }
-                }
+                watch.round(&latest, deadline).await;
             }
         })
+    }
+}
+
+/// What one monitor observes, its connections, and whether the last round failed.
+struct Watch {
+    redis_url: String,
+    database_url: Option<String>,
+    targets: Vec<(String, String)>,
+    gauges: Gauges,
+    redis: Option<MultiplexedConnection>,
+    postgres: Option<tokio_postgres::Client>,
+    failing: bool,
+}
+
+impl Watch {
+    fn new(redis_url: String, database_url: Option<String>, targets: Vec<(String, String)>, gauges: Gauges) -> Watch {
+        Watch { redis_url, database_url, targets, gauges, redis: None, postgres: None, failing: false }
+    }
+
+    /// Observe once: set the gauges and the latest observation, or note the failure.
+    async fn round(&mut self, latest: &Mutex<Option<Observation>>, deadline: Duration) {
+        let Watch { redis_url, database_url, targets, redis, postgres, .. } = self;
+        let round = observe(redis_url, database_url.as_deref(), targets, redis, postgres);
+        match tokio::time::timeout(deadline, round).await {
+            Ok(Ok(observation)) => {
+                self.record(&observation);
+                if let Ok(mut l) = latest.lock() {
+                    *l = Some(observation);
+                }
+                if self.failing {
+                    info!("stream monitor recovered");
+                    self.failing = false;
+                }
+            }
+            outcome => {
+                // Reconnect next round; say so once per outage, not every round.
+                self.redis = None;
+                self.postgres = None;
+                if !self.failing {
+                    let why = match outcome {
+                        Ok(Err(e)) => format!("{e:#}"),
+                        _ => "timed out".into(),
+                    };
+                    warn!(error = %why, "stream monitor cannot observe lag; retrying");
+                    self.failing = true;
+                }
+            }
+        }
+    }
+
+    fn record(&self, observation: &Observation) {
+        let gauges = self.gauges;
+        for g in &observation.groups {
+            let stream = g.stream.clone();
+            if let Some(lag) = g.lag {
+                metrics::gauge!(gauges.lag, "stream" => stream.clone()).set(lag as f64);
+            }
+            metrics::gauge!(gauges.pending, "stream" => stream.clone()).set(g.pending as f64);
+            metrics::gauge!(gauges.length, "stream" => stream).set(g.length as f64);
+        }
+        if let Some(outbox) = observation.outbox {
+            metrics::gauge!(m::OUTBOX_BACKLOG).set(outbox.rows as f64);
+            metrics::gauge!(m::OUTBOX_OLDEST_AGE).set(outbox.oldest_age_seconds.unwrap_or(0.0));
+        }
     }
 }
 
@@ -187,7 +201,13 @@ async fn observe(
     let con = redis.as_mut().expect("connected above");
     let mut groups = Vec::with_capacity(targets.len());
     for (stream, group) in targets {
-        groups.push(group_status(con, stream, group).await?);
+        let mut status = group_status(con, stream, group).await?;
+        // A group not created yet will be, at the start of its stream (GroupReader): the
+        // whole stream is ahead of it.
+        if !status.group_exists {
+            status.lag = Some(status.length);
+        }
+        groups.push(status);
     }
     // The outbox is secondary: before the engine has created the database and applied its
     // migrations there is none, and a PostgreSQL outage shows in /health already.

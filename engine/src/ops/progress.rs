@@ -59,8 +59,8 @@ impl ProgressArgs {
 // Log lines must not tear the bar: while one is drawn, writes go through `suspend`.
 static BAR: RwLock<Option<ProgressBar>> = RwLock::new(None);
 
-/// A `tracing_subscriber` writer (`.with_writer(rps::progress::log_writer)`) that prints
-/// to stdout and keeps the progress bar intact.
+/// A `tracing_subscriber` writer that prints to stderr and keeps the progress bar (on
+/// stdout, when it is a terminal) intact.
 pub fn log_writer() -> LogWriter {
     LogWriter
 }
@@ -71,14 +71,14 @@ impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let bar = BAR.read().ok().and_then(|b| b.clone());
         match bar {
-            Some(bar) => bar.suspend(|| std::io::stdout().lock().write_all(buf))?,
-            None => std::io::stdout().lock().write_all(buf)?,
+            Some(bar) => bar.suspend(|| std::io::stderr().lock().write_all(buf))?,
+            None => std::io::stderr().lock().write_all(buf)?,
         }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stdout().flush()
+        std::io::stderr().flush()
     }
 }
 
@@ -126,18 +126,22 @@ impl Rates {
     }
 }
 
-/// Combine an observation with what this process has done since it was taken.
+/// Combine an observation with what this process has done since it was taken; `None` while
+/// Redis cannot tell a group's lag (then neither a total nor a percentage would be true).
 pub fn estimate(
     observation: &Observation,
     messages_now: u64,
     events_per_second: f64,
     messages_per_second: f64,
-) -> Estimate {
+) -> Option<Estimate> {
+    if !observation.lag_known() {
+        return None;
+    }
     let since = messages_now.saturating_sub(observation.messages_at);
     let remaining = (observation.lag() + observation.pending()).saturating_sub(since);
     let total = observation.length().max(remaining);
     let eta = (messages_per_second > 0.0).then(|| Duration::from_secs_f64(remaining as f64 / messages_per_second));
-    Estimate {
+    Some(Estimate {
         total,
         done: total - remaining,
         remaining,
@@ -146,7 +150,7 @@ pub fn estimate(
         events_per_second,
         messages_per_second,
         eta,
-    }
+    })
 }
 
 /// The backfill progress display, drawn until [`Display::finish`].
@@ -181,15 +185,21 @@ impl Display {
     }
 }
 
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.green} {elapsed_precise} [{bar:24.cyan/blue}] {percent:>3}% {wide_msg}")
+        .expect("valid template")
+        .progress_chars("=> ")
+}
+
+/// Until the totals are known there is no bar to fill: a spinner and the counters.
+fn waiting_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.green} {elapsed_precise} {wide_msg}").expect("valid template")
+}
+
 async fn draw_bar(monitor: Monitor, mut stopped: watch::Receiver<bool>) {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner:.green} {elapsed_precise} [{bar:24.cyan/blue}] {percent:>3}% {wide_msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
+    bar.set_style(waiting_style());
+    let mut known = false;
     if let Ok(mut b) = BAR.write() {
         *b = Some(bar.clone());
     }
@@ -202,9 +212,14 @@ async fn draw_bar(monitor: Monitor, mut stopped: watch::Receiver<bool>) {
         }
         let (events_per_second, messages_per_second) = rates.sample();
         let messages_now = PROGRESS.messages.load(Ordering::Relaxed);
-        match monitor.latest() {
-            Some(o) => {
-                let e = estimate(&o, messages_now, events_per_second, messages_per_second);
+        let estimated =
+            monitor.latest().and_then(|o| estimate(&o, messages_now, events_per_second, messages_per_second));
+        match estimated {
+            Some(e) => {
+                if !known {
+                    bar.set_style(bar_style());
+                    known = true;
+                }
                 bar.set_length(e.total.max(1));
                 bar.set_position(e.done);
                 bar.set_message(format!(
@@ -218,7 +233,7 @@ async fn draw_bar(monitor: Monitor, mut stopped: watch::Receiver<bool>) {
                 ));
             }
             None => bar.set_message(format!(
-                "{} events | {}/s | waiting for the first lag observation",
+                "{} events | {} events/s | stream totals not known yet",
                 HumanCount(PROGRESS.events.load(Ordering::Relaxed)),
                 HumanCount(events_per_second as u64)
             )),
@@ -231,6 +246,8 @@ async fn draw_bar(monitor: Monitor, mut stopped: watch::Receiver<bool>) {
     bar.finish_and_clear();
 }
 
+/// One log line per interval: where the backfill stands, or, while the totals are not
+/// known, what this process has done.
 async fn log_lines(monitor: Monitor, mut stopped: watch::Receiver<bool>, every: Duration) {
     let mut rates = Rates::new(every.max(Duration::from_secs(10)));
     rates.sample();
@@ -241,14 +258,21 @@ async fn log_lines(monitor: Monitor, mut stopped: watch::Receiver<bool>, every: 
             _ = stopped.changed() => return,
         }
         let (events_per_second, messages_per_second) = rates.sample();
-        let Some(o) = monitor.latest() else { continue };
-        let e = estimate(&o, PROGRESS.messages.load(Ordering::Relaxed), events_per_second, messages_per_second);
+        let events = PROGRESS.events.load(Ordering::Relaxed);
+        let messages_now = PROGRESS.messages.load(Ordering::Relaxed);
+        let rate = format!("{events_per_second:.0} events/s");
+        let estimated =
+            monitor.latest().and_then(|o| estimate(&o, messages_now, events_per_second, messages_per_second));
+        let Some(e) = estimated else {
+            info!(events, rate, "backfill progress: stream totals not known yet");
+            continue;
+        };
         let percent = if e.total == 0 { 100.0 } else { 100.0 * e.done as f64 / e.total as f64 };
         info!(
             messages = format!("{}/{}", e.done, e.total),
             percent = format!("{percent:.1}"),
-            events = PROGRESS.events.load(Ordering::Relaxed),
-            rate = format!("{events_per_second:.0} events/s"),
+            events,
+            rate,
             lag = e.lag,
             pending = e.pending,
             eta = e.eta.map(|d| HumanDuration(d).to_string()).unwrap_or_else(|| "-".into()),
@@ -270,9 +294,16 @@ mod tests {
     }
 
     #[test]
+    fn no_estimate_while_a_lag_is_unknown() {
+        let mut o = observation(10, 0, 4094, 0);
+        o.groups.push(GroupStatus { lag: None, length: 4094, ..Default::default() });
+        assert_eq!(estimate(&o, 0, 0.0, 0.0), None);
+    }
+
+    #[test]
     fn estimate_subtracts_work_done_since_the_observation() {
         let o = observation(900, 100, 2000, 50);
-        let e = estimate(&o, 250, 5000.0, 100.0);
+        let e = estimate(&o, 250, 5000.0, 100.0).expect("lag known");
         assert_eq!(e.remaining, 800);
         assert_eq!((e.done, e.total), (1200, 2000));
         assert_eq!(e.eta, Some(Duration::from_secs(8)));
@@ -281,10 +312,10 @@ mod tests {
     #[test]
     fn estimate_never_goes_negative_or_past_the_total() {
         let o = observation(10, 0, 5, 0);
-        let e = estimate(&o, 100, 0.0, 0.0);
+        let e = estimate(&o, 100, 0.0, 0.0).expect("lag known");
         assert_eq!((e.remaining, e.done, e.total), (0, 5, 5));
         assert_eq!(e.eta, None);
-        let e = estimate(&o, 0, 0.0, 0.0);
+        let e = estimate(&o, 0, 0.0, 0.0).expect("lag known");
         assert_eq!((e.remaining, e.done, e.total), (10, 0, 10));
     }
 }

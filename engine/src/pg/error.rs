@@ -36,6 +36,19 @@ pub enum Failure {
     Data(&'static str),
 }
 
+/// Every [`Failure::reason`] there is: the `reason` label values of the retry metric.
+pub const RETRY_REASONS: [&str; 9] = [
+    "connection",
+    "deadlock",
+    "serialization",
+    "lock_timeout",
+    "canceled",
+    "server_shutdown",
+    "resources",
+    "data",
+    "other",
+];
+
 impl Failure {
     /// Label for the `reason` of the retry metric.
     pub fn reason(self) -> &'static str {
@@ -125,5 +138,14 @@ mod tests {
         assert_eq!(f("54000"), Failure::Data("data"));
         assert_eq!(f("42P01"), Failure::Transient("other"));
         assert_eq!(PgError::Pool(bb8::RunError::TimedOut).failure(), Failure::Transient("connection"));
+    }
+
+    #[test]
+    fn every_reason_is_listed_for_the_metric() {
+        let codes = ["40P01", "40001", "55P03", "57014", "57P01", "08006", "53300", "22P02", "42P01"];
+        let seen: std::collections::BTreeSet<&str> =
+            codes.iter().map(|c| classify_code(&SqlState::from_code(c)).reason()).collect();
+        let listed: std::collections::BTreeSet<&str> = RETRY_REASONS.into_iter().collect();
+        assert_eq!(seen, listed);
     }
 }

@@ -12,4 +12,7 @@ pub mod tls;
 pub mod wal;
 
 pub use error::{Failure, PgError};
+
+/// The database every binary uses unless told otherwise.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/intuition";
 pub use pool::{connect_one, connect_pool, PgPool};

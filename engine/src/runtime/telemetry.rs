@@ -24,7 +24,14 @@ pub const STREAM_LENGTH: &str = "redis_postgres_sync_stream_length";
 pub const OUTBOX_BACKLOG: &str = "redis_postgres_sync_outbox_backlog_rows";
 pub const OUTBOX_OLDEST_AGE: &str = "redis_postgres_sync_outbox_oldest_age_seconds";
 
+/// The `stage` label values of [`STAGE_SECONDS`], in pipeline order. `idle` is the time a
+/// read waited for entries to arrive; `publish` is the outbox publisher's, beside the
+/// pipeline.
+pub const STAGES: [&str; 12] =
+    ["read", "idle", "decode", "lock", "copy", "merge", "cascade", "outbox", "commit", "flush", "ack", "publish"];
+
 // Analytics worker.
+pub const WORKER_DEAD_LETTERS: &str = "analytics_worker_dead_letters_total";
 pub const WORKER_PROCESSED: &str = "analytics_worker_term_updates_processed_total";
 pub const WORKER_BATCH_SIZE: &str = "analytics_worker_batch_size";
 pub const WORKER_LAG: &str = "analytics_worker_lag_seconds";
@@ -54,9 +61,40 @@ pub fn describe() {
     describe_gauge!(WORKER_STREAM_LAG, "term_updates entries not yet delivered to the worker's group");
     describe_gauge!(WORKER_STREAM_PENDING, "term_updates entries delivered to the worker's group and not acked");
     describe_gauge!(WORKER_STREAM_LENGTH, "Entries in the term_updates stream (XLEN)");
+    describe_counter!(WORKER_DEAD_LETTERS, "term_updates entries written to the dead-letter stream");
     describe_counter!(WORKER_PROCESSED, "term_updates entries applied by the analytics worker");
     describe_histogram!(WORKER_BATCH_SIZE, "Distinct term ids per analytics batch");
     describe_gauge!(WORKER_LAG, Unit::Seconds, "Age of the oldest update in the last analytics batch");
+}
+
+/// Create every engine series at its starting value, so dashboards and alerts see zeros
+/// rather than nothing before the first event (and while nothing happens): counters at 0,
+/// histograms empty, one series per stage and per retry reason (`retry_reasons`: the labels
+/// the caller can record), and the last commit at 0 until the first. The stream gauges come
+/// from the monitor's first observation.
+pub fn register_engine(retry_reasons: &[&'static str]) {
+    for name in [EVENTS_PROCESSED, EVENTS_FAILED, MESSAGES_READ, DEAD_LETTERS, OUTBOX_PUBLISHED] {
+        metrics::counter!(name).increment(0);
+    }
+    for &reason in retry_reasons {
+        metrics::counter!(BATCH_RETRIES, "reason" => reason).increment(0);
+    }
+    for name in [CASCADE_SECONDS, BATCH_EVENTS, COMMIT_LATENCY] {
+        let _ = metrics::histogram!(name);
+    }
+    for stage in STAGES {
+        let _ = metrics::histogram!(STAGE_SECONDS, "stage" => stage);
+    }
+    metrics::gauge!(LAST_COMMIT).set(0.0);
+}
+
+/// The same for the analytics worker; its stream gauges come from its monitor.
+pub fn register_worker() {
+    for name in [WORKER_PROCESSED, WORKER_DEAD_LETTERS] {
+        metrics::counter!(name).increment(0);
+    }
+    let _ = metrics::histogram!(WORKER_BATCH_SIZE);
+    metrics::gauge!(WORKER_LAG).set(0.0);
 }
 
 /// Running totals of the engines in this process, for progress displays and health.

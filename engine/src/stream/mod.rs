@@ -17,6 +17,14 @@ pub mod status;
 
 pub use connect::{connect, connect_managed};
 pub use control::{StreamControl, DEAD_LETTER_MAXLEN};
+
+/// The Redis every binary uses unless told otherwise.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Where the engine publishes the term ids its batches touched, for the analytics worker.
+pub const DEFAULT_TERM_UPDATES_STREAM: &str = "term_updates";
+/// The consumer groups of the engine and of the analytics worker.
+pub const ENGINE_GROUP: &str = "redis-postgres-sync";
+pub const WORKER_GROUP: &str = "analytics-worker";
 pub use entry::{dead_letter_stream, DeadLetter, Entry, EntryKey, Oversized};
 pub use error::StreamError;
 pub use reader::{default_consumer_name, GroupReader, InFlight, Read, ReadBudget, ReaderConfig};

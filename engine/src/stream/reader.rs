@@ -158,6 +158,9 @@ pub struct GroupReader {
     /// Per stream, the id after which the next read of own pending entries starts.
     pending_after: Vec<String>,
     in_flight: InFlight,
+    /// Time spent waiting for new entries (empty polls and the sleeps between them) since
+    /// [`GroupReader::take_waited`] was last called: idle time, not reading.
+    waited: Duration,
 }
 
 impl GroupReader {
@@ -176,6 +179,7 @@ impl GroupReader {
             last_claim: Instant::now(),
             pending_after,
             in_flight: InFlight::default(),
+            waited: Duration::ZERO,
         };
         if !reader.config.create_streams {
             reader.check_streams().await?;
@@ -294,12 +298,23 @@ impl GroupReader {
     async fn read_new(&mut self) -> RedisResult<Vec<Entry>> {
         let started = Instant::now();
         loop {
+            let attempt = Instant::now();
             let entries = self.read("new").await?;
-            if !entries.is_empty() || started.elapsed() >= self.config.block {
+            if !entries.is_empty() {
+                self.waited += attempt - started;
+                return Ok(entries);
+            }
+            if started.elapsed() >= self.config.block {
+                self.waited += started.elapsed();
                 return Ok(entries);
             }
             tokio::time::sleep(POLL.min(self.config.block)).await;
         }
+    }
+
+    /// The idle time since the last call (see `waited`), reset to zero.
+    pub fn take_waited(&mut self) -> Duration {
+        std::mem::take(&mut self.waited)
     }
 
     async fn claim_stale(&mut self) -> RedisResult<Vec<Entry>> {

@@ -26,11 +26,14 @@ pub struct BenchConfig {
     /// PostgreSQL URL without a database name; scratch databases are created under it.
     #[arg(long, env = "BENCH_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
     pub pg_url: String,
+    /// Redis URL; the bench writes only to keys of its own (`rps_bench_<run>_<tag>:…`, with
+    /// databases of the same names) and deletes them.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Events in the backfill workload (also used for the raw-ingest floor).
     #[arg(long, default_value_t = 300_000)]
     pub events: usize,
+    /// Random seed of the workloads (the same seed, the same events).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// How many times the backfill and the raw-ingest floor (alternately, so drift on a

@@ -230,11 +230,21 @@ impl Report {
     fn stage_table(&self, md: &mut String) {
         let Some(b) = &self.backfill else { return };
         let _ = writeln!(md, "## Where the backfill's time goes (seconds, summed over batches)\n");
-        let stages: Vec<String> = b.engine.stage_seconds.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+        let wall = &b.engine.stage_wall_seconds;
+        let stages: Vec<String> = b
+            .engine
+            .stage_seconds
+            .iter()
+            .map(|(k, v)| match wall.get(k) {
+                Some(w) if w + 0.005 < *v => format!("{k} {v:.2} (wall {w:.2})"),
+                _ => format!("{k} {v:.2}"),
+            })
+            .collect();
         let _ = writeln!(
             md,
             "{}  \n(read and decode run on the reader task, overlapping the database stages; {} of {} batches \
-             were applied as concurrent term-disjoint parts, whose database stages are summed over the parts.)",
+             were applied as concurrent term-disjoint parts, whose database stages are summed over the parts; \
+             wall counts concurrent parts once, by the longest.)",
             stages.join(" · "),
             b.engine.parallel_batches,
             b.engine.batches

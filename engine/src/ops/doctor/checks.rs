@@ -7,7 +7,6 @@ use redis::aio::MultiplexedConnection;
 use tokio_postgres::Client;
 
 use super::{reported_tables, DoctorArgs, Level, TRIGGERS};
-use crate::ingest::EngineConfig;
 use crate::ops::monitor::outbox_status;
 use crate::pg::{schema, sql};
 use crate::stream::dead_letter_stream;
@@ -193,7 +192,7 @@ pub(super) async fn outbox(client: &Client, args: &DoctorArgs) -> CheckResult {
     }
 }
 
-pub(super) async fn streams(con: &mut MultiplexedConnection, engine: &EngineConfig, args: &DoctorArgs) -> CheckResult {
+pub(super) async fn streams(con: &mut MultiplexedConnection, args: &DoctorArgs) -> CheckResult {
     let mut out = vec![(
         Level::Info,
         format!(
@@ -201,11 +200,11 @@ pub(super) async fn streams(con: &mut MultiplexedConnection, engine: &EngineConf
             "stream", "group", "length", "lag", "pending", "consumers", "oldest pending"
         ),
     )];
-    let targets = engine
+    let targets = args
         .streams
         .iter()
-        .map(|s| (s.as_str(), engine.group.as_str()))
-        .chain(std::iter::once((engine.term_updates_stream.as_str(), args.analytics_group.as_str())));
+        .map(|s| (s.as_str(), args.group.as_str()))
+        .chain(std::iter::once((args.term_updates_stream.as_str(), args.analytics_group.as_str())));
     for (stream, group) in targets {
         let status = group_status(con, stream, group).await?;
         out.push(stream_finding(&status));
@@ -238,9 +237,9 @@ fn stream_finding(s: &GroupStatus) -> (Level, String) {
     )
 }
 
-pub(super) async fn dead_letters(con: &mut MultiplexedConnection, engine: &EngineConfig) -> CheckResult {
+pub(super) async fn dead_letters(con: &mut MultiplexedConnection, args: &DoctorArgs) -> CheckResult {
     let mut out = Vec::new();
-    let sources = engine.streams.iter().chain(std::iter::once(&engine.term_updates_stream));
+    let sources = args.streams.iter().chain(std::iter::once(&args.term_updates_stream));
     for stream in sources {
         let key = dead_letter_stream(stream);
         let len: u64 = redis::cmd("XLEN").arg(&key).query_async(con).await?;

@@ -13,12 +13,14 @@ mod checks;
 
 use clap::Args;
 
+use crate::ingest::config::DEFAULT_STREAMS;
 use crate::ingest::copy::EVENT_TABLES;
-use crate::ingest::EngineConfig;
 use crate::ops::verify::DERIVED_TABLES;
+use crate::pg::DEFAULT_DATABASE_URL;
 use crate::pg::{self, sql};
 use crate::runtime::redact::redact;
 use crate::stream;
+use crate::stream::{DEFAULT_REDIS_URL, DEFAULT_TERM_UPDATES_STREAM, ENGINE_GROUP, WORKER_GROUP};
 
 /// The statement-level triggers that keep level 1, and the table each belongs on
 /// (migrations/repeatable/merge.sql creates them, and re-creates a missing one at every
@@ -36,10 +38,32 @@ pub fn reported_tables() -> Vec<&'static str> {
     EVENT_TABLES.into_iter().chain(DERIVED_TABLES).chain(["term_update_outbox"]).collect()
 }
 
+/// What doctor looks at: the engine's database, Redis, streams and group, and the worker's
+/// group on `term_updates`.
 #[derive(Args, Clone, Debug)]
 pub struct DoctorArgs {
+    /// PostgreSQL connection URL (the engine's database).
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Redis connection URL.
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+
+    /// The engine's input streams, comma separated.
+    #[arg(long, env = "STREAMS", value_delimiter = ',', default_value = DEFAULT_STREAMS)]
+    pub streams: Vec<String>,
+
+    /// The engine's consumer group.
+    #[arg(long, env = "CONSUMER_GROUP", default_value = ENGINE_GROUP)]
+    pub group: String,
+
+    /// The stream the engine publishes term updates to.
+    #[arg(long, env = "TERM_UPDATES_STREAM", default_value = DEFAULT_TERM_UPDATES_STREAM)]
+    pub term_updates_stream: String,
+
     /// The analytics-worker consumer group to report on `term_updates`.
-    #[arg(long, env = "ANALYTICS_GROUP", default_value = "analytics-worker")]
+    #[arg(long, env = "ANALYTICS_GROUP", default_value = WORKER_GROUP)]
     pub analytics_group: String,
 
     /// Count rows exactly (count(*), slow on large tables) instead of the statistics' estimate.
@@ -49,12 +73,6 @@ pub struct DoctorArgs {
     /// Warn when the oldest unpublished outbox row is older than this many seconds.
     #[arg(long, default_value_t = 60)]
     pub outbox_max_age_secs: u64,
-}
-
-impl Default for DoctorArgs {
-    fn default() -> Self {
-        DoctorArgs { analytics_group: "analytics-worker".into(), exact_counts: false, outbox_max_age_secs: 60 }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,11 +144,11 @@ impl fmt::Display for Report {
 
 /// Run every check. Connection failures are findings, not errors, so one dead dependency
 /// still leaves the other's checks on screen.
-pub async fn run(engine: &EngineConfig, args: &DoctorArgs) -> Report {
+pub async fn run(args: &DoctorArgs) -> Report {
     let mut report = Report::default();
-    match pg::connect_one(&engine.database_url).await {
+    match pg::connect_one(&args.database_url).await {
         Ok(client) => {
-            report.push("postgres", Level::Ok, format!("connected to {}", redact(&engine.database_url)));
+            report.push("postgres", Level::Ok, format!("connected to {}", redact(&args.database_url)));
             if let Err(e) = client.batch_execute(sql::DOCTOR_SESSION).await {
                 report.push("postgres", Level::Warn, format!("cannot set the session's lock timeout: {e}"));
             }
@@ -155,12 +173,12 @@ pub async fn run(engine: &EngineConfig, args: &DoctorArgs) -> Report {
         }
         Err(e) => report.push("postgres", Level::Fail, format!("{e:#}")),
     }
-    match stream::connect(&engine.redis_url).await {
+    match stream::connect(&args.redis_url).await {
         Ok(mut con) => {
-            report.push("redis", Level::Ok, format!("connected to {}", redact(&engine.redis_url)));
+            report.push("redis", Level::Ok, format!("connected to {}", redact(&args.redis_url)));
             for (section, result) in [
-                ("streams", checks::streams(&mut con, engine, args).await),
-                ("dead letters", checks::dead_letters(&mut con, engine).await),
+                ("streams", checks::streams(&mut con, args).await),
+                ("dead letters", checks::dead_letters(&mut con, args).await),
             ] {
                 match result {
                     Ok(findings) => {
@@ -173,7 +191,7 @@ pub async fn run(engine: &EngineConfig, args: &DoctorArgs) -> Report {
             }
         }
         Err(e) => {
-            report.push("redis", Level::Fail, format!("cannot connect to Redis at {}: {e}", redact(&engine.redis_url)))
+            report.push("redis", Level::Fail, format!("cannot connect to Redis at {}: {e}", redact(&args.redis_url)))
         }
     }
     report
