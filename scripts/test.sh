@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/services.sh
+# The alert rules' unit tests need promtool; they fail without it.
+PROMTOOL=${PROMTOOL:-$(./scripts/promtool.sh)}
+export PROMTOOL
 # The crash tests run the real engine binary: build it first (test builds do not).
 cargo build --workspace --bins
 cargo test --workspace --all-targets "$@"

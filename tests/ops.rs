@@ -11,23 +11,13 @@ use std::time::{Duration, Instant};
 
 use integration_tests::analytics::{counter_vault_messages, run_workers, shared_pair_messages, worker_config};
 use integration_tests::env::{LOGICAL_STREAMS, REDIS};
+use integration_tests::faults::binary;
 use integration_tests::TestEnv;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A binary of the workspace, built next to this test binary or in target/debug.
-fn binary(name: &str) -> PathBuf {
-    let beside_tests = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.parent()?.join(name)));
-    let in_workspace = repo().join("target/debug").join(name);
-    [beside_tests, Some(in_workspace)]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} binary not found: run `cargo build --workspace --bins` first"))
 }
 
 async fn feed_samples(env: &mut TestEnv) {
@@ -356,6 +346,37 @@ fn dashboard_and_alert_files() -> Vec<PathBuf> {
     files
 }
 
+/// Every metric name the dashboards and alerts reference is in `exported` (`when`: for the
+/// message).
+fn assert_dashboards_and_alerts_find(exported: &BTreeSet<String>, when: &str) {
+    let mut checked = 0;
+    for file in dashboard_and_alert_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let names = referenced_names(&text);
+        assert!(!names.is_empty(), "{} references no metric", file.display());
+        let missing: Vec<&String> = names.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(
+            missing.is_empty(),
+            "{} references metrics not exported {when}: {missing:?}\nexported: {exported:?}",
+            file.display()
+        );
+        checked += names.len();
+    }
+    assert!(checked > 20);
+}
+
+/// The first /metrics a starting process serves.
+async fn first_answer(addr: &str, process: &Running) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, body)) = http_get(addr, "/metrics").await {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "no /metrics on {addr} within 30 s:\n{}", process.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 struct Running {
     child: Child,
     log: PathBuf,
@@ -413,6 +434,26 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
         .env("RUST_LOG", "info");
     let worker = Running::spawn(worker, "worker");
 
+    // Before the first event, as soon as each answers: every series the dashboard and the
+    // alerts use is there already (zeros, empty histograms, the first lag observation).
+    let engine_first = first_answer(&engine_addr, &engine).await;
+    let worker_first = first_answer(&worker_addr, &worker).await;
+    let first: BTreeSet<String> =
+        exported_names(&engine_first).union(&exported_names(&worker_first)).cloned().collect();
+    assert_dashboards_and_alerts_find(&first, "before the first event");
+    for stage in rps::runtime::telemetry::STAGES {
+        let series = format!("{}_count{{stage=\"{stage}\"}} 0", rps::runtime::telemetry::STAGE_SECONDS);
+        assert!(engine_first.contains(&series), "no {series} before the first event:\n{engine_first}");
+    }
+    for reason in rps::pg::error::RETRY_REASONS {
+        let series = format!("{}{{reason=\"{reason}\"}} 0", rps::runtime::telemetry::BATCH_RETRIES);
+        assert!(engine_first.contains(&series), "no {series} before the first event");
+    }
+    for stream in &env.streams {
+        let series = format!("{}{{stream=\"{stream}\"}} 0", rps::runtime::telemetry::STREAM_LAG);
+        assert!(engine_first.contains(&series), "no {series} before the first event:\n{engine_first}");
+    }
+
     feed_samples(&mut env).await;
     let (pairs, _) = shared_pair_messages();
     env.xadd_all(&pairs).await;
@@ -443,20 +484,7 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
 
     let exported: BTreeSet<String> =
         exported_names(&engine_metrics).union(&exported_names(&worker_metrics)).cloned().collect();
-    let mut checked = 0;
-    for file in dashboard_and_alert_files() {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let names = referenced_names(&text);
-        assert!(!names.is_empty(), "{} references no metric", file.display());
-        let missing: Vec<&String> = names.iter().filter(|n| !exported.contains(*n)).collect();
-        assert!(
-            missing.is_empty(),
-            "{} references metrics nobody exports: {missing:?}\nexported: {exported:?}",
-            file.display()
-        );
-        checked += names.len();
-    }
-    assert!(checked > 20);
+    assert_dashboards_and_alerts_find(&exported, "after traffic");
     // The seed's names, under exactly those names.
     for name in [
         "redis_postgres_sync_events_processed_total",
@@ -494,6 +522,22 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
     assert_eq!(health["status"], "ok", "{health}");
     assert!(health.get("last_commit_unix").is_none(), "one last-commit field: {health}");
     assert!(health["last_commit_age_seconds"].as_i64().is_some_and(|a| (0..120).contains(&a)), "{health}");
+    // The `health` subcommand (the containers' probe) agrees: by URL, and by the metrics
+    // address from the environment the service runs with.
+    let probe = Command::new(binary("redis-postgres-sync"))
+        .args(["health", "--url", &format!("http://{engine_addr}/health")])
+        .output()
+        .await
+        .unwrap();
+    assert!(probe.status.success(), "{}", String::from_utf8_lossy(&probe.stderr));
+    let probe = Command::new(binary("analytics-worker"))
+        .arg("health")
+        .env("ANALYTICS_METRICS_ADDR", &worker_addr)
+        .output()
+        .await
+        .unwrap();
+    assert!(probe.status.success(), "{}", String::from_utf8_lossy(&probe.stderr));
+    assert!(String::from_utf8_lossy(&probe.stdout).contains("\"status\":\"ok\""));
     let (status, body) = http_get(&worker_addr, "/health").await.expect("worker /health");
     assert_eq!(status, 200, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -526,17 +570,16 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
     env.cleanup().await;
 }
 
-/// promtool's own checks, when it is installed (Debian package `prometheus`): the config
-/// and rules load, and the alerts fire exactly in the situations alerts.test.yml describes.
+/// promtool's own checks: the config and rules load, and the alerts fire exactly in the
+/// situations alerts.test.yml describes. scripts/test.sh provides promtool (PROMTOOL);
+/// without one this test fails rather than pass unchecked.
 #[tokio::test]
-async fn alert_rules_pass_promtool_when_installed() {
+async fn alert_rules_pass_promtool() {
     let promtool = std::env::var_os("PROMTOOL").map(PathBuf::from).or_else(|| {
         std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join("promtool")).find(|p| p.is_file())
     });
-    let Some(promtool) = promtool else {
-        eprintln!("promtool not found (set PROMTOOL or install the prometheus package): skipped");
-        return;
-    };
+    let promtool = promtool.expect("promtool not found: run scripts/test.sh (it provides one) or set PROMTOOL");
+    let promtool = std::fs::canonicalize(&promtool).unwrap_or_else(|e| panic!("{}: {e}", promtool.display()));
     let dir = repo().join("deploy/prometheus");
     for args in [["check", "config", "prometheus.yml"], ["test", "rules", "alerts.test.yml"]] {
         let out = Command::new(&promtool).args(args).current_dir(&dir).output().await.expect("run promtool");
@@ -546,205 +589,5 @@ async fn alert_rules_pass_promtool_when_installed() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-}
-
-fn yaml(path: &Path) -> serde_norway::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
-}
-
-fn str_of<'a>(v: &'a serde_norway::Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("{key} missing or not a string in {v:?}"))
-}
-
-/// The target triple rustc builds for here, e.g. x86_64-unknown-linux-gnu.
-fn host_triple() -> String {
-    let out = std::process::Command::new("rustc").arg("-vV").output().expect("run rustc -vV");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let host = text.lines().find_map(|l| l.strip_prefix("host: ")).expect("rustc -vV names its host");
-    host.trim().to_owned()
-}
-
-/// What the builder stage sees (only the COPY'd paths) is a workspace cargo can load
-/// with `--locked`, as the image's `cargo build --locked` needs.
-fn builder_context_resolves(context: &Path, copied: &BTreeSet<String>) {
-    let scratch = std::env::temp_dir().join(format!("rps-ops-docker-context-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    for src in copied {
-        copy_tree(&context.join(src), &scratch.join(src));
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // Only this machine's platform: resolving every platform's dependencies would need
-    // crates (Android, Windows) that a fresh machine never downloaded, and this is offline.
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--locked", "--offline", "--format-version", "1", "--filter-platform", &host_triple()])
-        .current_dir(&scratch)
-        .output()
-        .expect("run cargo metadata");
-    let _ = std::fs::remove_dir_all(&scratch);
-    assert!(
-        out.status.success(),
-        "the Docker build context does not resolve:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            copy_tree(&entry.path(), &to.join(entry.file_name()));
-        }
-    } else {
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(from, to).unwrap();
-    }
-}
-
-/// `members = [...]` of the workspace manifest.
-fn workspace_members() -> Vec<String> {
-    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
-    let list = manifest.split("members").nth(1).and_then(|rest| rest.split(']').next()).expect("workspace members");
-    list.split('"').skip(1).step_by(2).map(str::to_owned).collect()
-}
-
-/// `[env: NAME=` entries of a binary's --help: every variable it reads.
-fn env_vars_in_help(binary_name: &str) -> BTreeSet<String> {
-    let out = std::process::Command::new(binary(binary_name)).arg("--help").output().expect("--help");
-    let help = String::from_utf8_lossy(&out.stdout).into_owned();
-    help.split("[env: ").skip(1).filter_map(|rest| rest.split('=').next()).map(str::to_owned).collect()
-}
-
-/// Without a Docker engine, check what can be checked: the compose file parses, every path
-/// it and the Dockerfiles name exists, the binaries and environment variables they use are
-/// the real ones, and Prometheus scrapes the ports the services listen on.
-#[test]
-fn deploy_files_reference_what_exists() {
-    let deploy = repo().join("deploy");
-    let compose = yaml(&deploy.join("docker-compose.yml"));
-    let services = compose["services"].as_mapping().expect("services");
-    for name in ["postgres", "redis", "engine", "worker", "prometheus", "grafana"] {
-        assert!(services.contains_key(name), "service {name} missing");
-    }
-    let engine_manifest = std::fs::read_to_string(repo().join("engine/Cargo.toml")).unwrap();
-
-    for (service, bin, metrics_env) in
-        [("engine", "redis-postgres-sync", "METRICS_ADDR"), ("worker", "analytics-worker", "ANALYTICS_METRICS_ADDR")]
-    {
-        let s = &compose["services"][service];
-        let context = deploy.join(str_of(&s["build"], "context"));
-        assert!(context.join("Cargo.toml").is_file(), "{service}: build context is not the workspace root");
-        let dockerfile_path = context.join(str_of(&s["build"], "dockerfile"));
-        let dockerfile = std::fs::read_to_string(&dockerfile_path).expect("Dockerfile");
-        assert!(engine_manifest.contains(&format!("name = \"{bin}\"")), "{bin} is not a binary of the engine crate");
-
-        let froms: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).collect();
-        assert_eq!(froms.len(), 2, "{service}: multi-stage build with two stages");
-        assert!(froms[0].starts_with("FROM rust:1.9") && froms[0].ends_with(" AS builder"), "{}", froms[0]);
-        assert_eq!(froms[1], "FROM debian:bookworm-slim");
-        let runtime = dockerfile.split("FROM debian:bookworm-slim").nth(1).unwrap();
-        let user = runtime.lines().find_map(|l| l.strip_prefix("USER ")).expect("USER in the runtime stage");
-        assert!(!user.starts_with("root") && !user.starts_with("0"), "{service} runs as root");
-        assert!(dockerfile.contains(&format!("--bin {bin}")), "{service} builds {bin}");
-        assert!(runtime.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{bin}\"]")), "{service} runs {bin}");
-        // Every COPY from the build context exists (paths relative to the context), and
-        // every workspace member is copied (cargo cannot load a workspace missing one).
-        let mut copied = BTreeSet::new();
-        for line in dockerfile.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from=")) {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            for src in &parts[1..parts.len() - 1] {
-                assert!(context.join(src).exists(), "{service}: COPY source {src} does not exist");
-                copied.insert(src.to_string());
-            }
-        }
-        for member in workspace_members() {
-            assert!(copied.contains(&member), "{service}: workspace member {member} is not copied into the build");
-        }
-        builder_context_resolves(&context, &copied);
-        let accepted = env_vars_in_help(bin);
-        for line in runtime.lines().filter_map(|l| l.strip_prefix("ENV ")) {
-            let key = line.split('=').next().unwrap();
-            assert!(accepted.contains(key), "{service}: Dockerfile sets {key}, which {bin} does not read");
-        }
-        for (key, _) in s["environment"].as_mapping().expect("environment map") {
-            let key = key.as_str().unwrap();
-            assert!(key == "RUST_LOG" || accepted.contains(key), "{service}: {key} is not read by {bin}");
-        }
-        let port = str_of(&s["environment"], metrics_env).rsplit(':').next().unwrap().to_owned();
-        assert!(
-            str_of(&s["environment"], metrics_env).starts_with("0.0.0.0:"),
-            "{service} must listen beyond localhost"
-        );
-
-        // Prometheus scrapes that service on that port.
-        let prometheus = yaml(&deploy.join("prometheus/prometheus.yml"));
-        let target = format!("{service}:{port}");
-        let scraped = prometheus["scrape_configs"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .flat_map(|c| c["static_configs"].as_sequence().unwrap().iter())
-            .flat_map(|c| c["targets"].as_sequence().unwrap().iter())
-            .any(|t| t.as_str() == Some(target.as_str()));
-        assert!(scraped, "prometheus.yml does not scrape {target}");
-    }
-
-    // Bind mounts: the host side exists, and the files land where their configs expect.
-    let mut mounts = std::collections::BTreeMap::new();
-    for (name, service) in services {
-        for volume in service["volumes"].as_sequence().into_iter().flatten() {
-            let spec = volume.as_str().unwrap();
-            if let Some(host) = spec.strip_prefix("./") {
-                let host = host.split(':').next().unwrap();
-                assert!(deploy.join(host).exists(), "{name:?} mounts ./{host}, which does not exist");
-                let inside = spec.split(':').nth(1).unwrap().to_owned();
-                mounts.insert(inside, deploy.join(host));
-            }
-        }
-    }
-    let prometheus_config = mounts.get("/etc/prometheus/prometheus.yml").expect("prometheus.yml mounted");
-    for rule_file in yaml(prometheus_config)["rule_files"].as_sequence().unwrap() {
-        let rule_file = rule_file.as_str().unwrap();
-        assert!(mounts.contains_key(&format!("/etc/prometheus/{rule_file}")), "{rule_file} is not mounted");
-    }
-    let alerts = yaml(&deploy.join("prometheus/alerts.yml"));
-    let mut alert_names = BTreeSet::new();
-    for group in alerts["groups"].as_sequence().unwrap() {
-        for rule in group["rules"].as_sequence().unwrap() {
-            alert_names.insert(str_of(rule, "alert").to_owned());
-            assert!(!str_of(rule, "expr").is_empty());
-            assert!(rule["labels"]["severity"].as_str().is_some(), "{rule:?} has no severity");
-        }
-    }
-    for wanted in [
-        "RedisPostgresSyncNoEvents",
-        "RedisPostgresSyncHighFailureRate",
-        "RedisPostgresSyncLagGrowing",
-        "RedisPostgresSyncSlowCascade",
-    ] {
-        assert!(alert_names.contains(wanted), "alert {wanted} missing");
-    }
-
-    // Grafana: the provisioned dashboards directory holds the dashboard, which uses the
-    // provisioned data source.
-    let providers = yaml(&deploy.join("grafana/provisioning/dashboards/dashboards.yml"));
-    let dashboards_dir = str_of(&providers["providers"][0]["options"], "path").to_owned();
-    let dashboard_path = mounts
-        .iter()
-        .find(|(inside, _)| inside.starts_with(&format!("{dashboards_dir}/")) && inside.ends_with(".json"))
-        .map(|(_, host)| host.clone())
-        .expect("a dashboard mounted into the provisioned directory");
-    let datasources = yaml(&deploy.join("grafana/provisioning/datasources/prometheus.yml"));
-    let uid = str_of(&datasources["datasources"][0], "uid");
-    assert!(str_of(&datasources["datasources"][0], "url").starts_with("http://prometheus:9090"));
-    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dashboard_path).unwrap()).unwrap();
-    let panels = dashboard["panels"].as_array().unwrap();
-    let queries: Vec<&serde_json::Value> = panels.iter().filter(|p| p["type"] != "row").collect();
-    assert!(queries.len() >= 10);
-    for panel in queries {
-        assert_eq!(panel["datasource"]["uid"], uid, "panel {} uses another data source", panel["title"]);
-        assert!(panel["targets"].as_array().is_some_and(|t| !t.is_empty()), "panel {} has no query", panel["title"]);
     }
 }

@@ -40,7 +40,9 @@ pub async fn serve(addr: SocketAddr, handle: PrometheusHandle, health: HealthChe
         }),
     );
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, "serving /metrics and /health");
+    // Port 0 picks a free port: say which.
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!("serving http://{addr}/metrics and /health");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("metrics server stopped: {e}");
