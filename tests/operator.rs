@@ -235,6 +235,12 @@ async fn json_logs_on_stderr_with_one_progress_line_per_interval() {
             progress_times.push(v["timestamp"].as_str().unwrap().to_owned());
         }
     }
+    // A failure too is a JSON record on stderr, with its exit code.
+    let missing = format!("{}_missing", env.database_url);
+    let failed = run("redis-postgres-sync", &["verify", "--log-format", "json"], &[("DATABASE_URL", &missing)]);
+    assert_eq!(failed.status.code(), Some(3));
+    let record: serde_json::Value = serde_json::from_str(text(&failed.stderr).trim()).expect("one JSON record");
+    assert_eq!((record["level"].as_str(), record["fields"]["exit_code"].as_u64()), (Some("ERROR"), Some(3)));
     // Four intervals, give or take one at either end; never two lines for one interval.
     assert!((3..=5).contains(&progress_times.len()), "{progress_times:?}");
     let distinct: BTreeSet<&str> = progress_times.iter().map(|t| &t[..19]).collect();

@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -65,6 +66,7 @@ impl HealthArgs {
 /// Logs through `tracing` on stderr, every line scrubbed of the secrets of `connections` (the
 /// URLs the process was given).
 pub fn init(format: LogFormat, connections: &[&str]) {
+    let _ = FORMAT.set(format);
     for connection in connections {
         register(connection);
     }
@@ -130,11 +132,18 @@ impl<W: Write> Write for Scrubbed<W> {
     }
 }
 
-/// End the process for `error`: one line on stderr, no secret in it, and the exit code its
-/// kind calls for (README → Exit codes).
+/// The log format [`init`] set up, for [`fail`].
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// End the process for `error`: one line on stderr (a JSON log record with `--log-format
+/// json`), no secret in it, and the exit code its kind calls for (README → Exit codes).
 pub fn fail(error: anyhow::Error) -> ExitCode {
     let code = error.downcast_ref::<Fatal>().map_or(EXIT_FAILED, Fatal::exit_code);
-    eprintln!("error: {}", scrub(&format!("{error:#}")));
+    let message = scrub(&format!("{error:#}")).into_owned();
+    match FORMAT.get() {
+        Some(LogFormat::Json) => tracing::error!(exit_code = code, "{message}"),
+        _ => eprintln!("error: {message}"),
+    }
     ExitCode::from(code)
 }
 
