@@ -9,4 +9,5 @@ PROMTOOL=${PROMTOOL:-$(./scripts/promtool.sh)}
 export PROMTOOL
 # The crash tests run the real engine binary: build it first (test builds do not).
 cargo build --workspace --bins
-cargo test --workspace --all-targets "$@"
+# Every test binary runs even after a failure, so one run shows every problem.
+cargo test --workspace --all-targets --no-fail-fast "$@"

@@ -29,15 +29,17 @@
 //! reply was lost with the connection left its entries delivered to this consumer. A group
 //! that is gone (Redis restarted without persistence) is created again, from the start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, ErrorKind, RedisError, RedisResult, Script, Value};
+use redis::{AsyncCommands, RedisResult, Script, Value};
 
-use super::{connect_managed, Entry, EntryKey, Oversized, StreamError};
+use reply::parse_reply;
+
+use super::{connect_managed, Entry, EntryKey, StreamError};
 
 /// How long a read of new entries waits before asking again when there were none.
 const POLL: Duration = Duration::from_millis(5);
@@ -351,67 +353,7 @@ impl GroupReader {
     }
 }
 
-/// `{stream, {{id, fields}, ...}}` per stream, as read.lua returns them.
-fn parse_reply(reply: Value, budget: ReadBudget) -> RedisResult<Vec<Entry>> {
-    let mut out = Vec::new();
-    for per_stream in array(reply)? {
-        let mut parts = array(per_stream)?.into_iter();
-        let (Some(stream), Some(entries)) = (parts.next(), parts.next()) else { return Err(malformed()) };
-        let stream = text(stream)?;
-        for entry in array(entries)? {
-            let mut parts = array(entry)?.into_iter();
-            let id = text(parts.next().ok_or_else(malformed)?)?;
-            let values = match parts.next() {
-                Some(Value::Array(values)) => values,
-                _ => Vec::new(),
-            };
-            out.push(entry_of(&stream, id, values, budget.entry_bytes)?);
-        }
-    }
-    Ok(out)
-}
-
-fn entry_of(stream: &str, id: String, values: Vec<Value>, limit: u64) -> RedisResult<Entry> {
-    let mut values = values.into_iter();
-    let mut fields = HashMap::new();
-    while let (Some(name), Some(value)) = (values.next(), values.next()) {
-        fields.insert(text(name)?, value);
-    }
-    let oversized = match fields.remove("rps-oversized") {
-        None => None,
-        Some(bytes) => {
-            // The stub's four values came as two pairs: size / SHA-1, prefix / (none).
-            let (sha1, prefix) = fields.drain().next().ok_or_else(malformed)?;
-            let prefix = match prefix {
-                Value::BulkString(b) => b,
-                _ => Vec::new(),
-            };
-            Some(Oversized { bytes: text(bytes)?.parse().map_err(|_| malformed())?, sha1, prefix, limit })
-        }
-    };
-    Ok(Entry { stream: stream.to_owned(), id, fields, oversized })
-}
-
-fn array(v: Value) -> RedisResult<Vec<Value>> {
-    match v {
-        Value::Array(items) => Ok(items),
-        Value::Nil => Ok(Vec::new()),
-        _ => Err(malformed()),
-    }
-}
-
-fn text(v: Value) -> RedisResult<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b).map_err(|_| malformed()),
-        Value::SimpleString(s) => Ok(s),
-        Value::Int(i) => Ok(i.to_string()),
-        _ => Err(malformed()),
-    }
-}
-
-fn malformed() -> RedisError {
-    RedisError::from((ErrorKind::Parse, "unexpected reply from the read script"))
-}
+mod reply;
 
 #[cfg(test)]
 mod tests;
