@@ -39,6 +39,33 @@ async fn samples_sync_and_match_reference() {
     env.cleanup().await;
 }
 
+/// Every event table is keyed by the event's identity in chain order, so that a batch
+/// applied in chain order appends at the right edge of each index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_tables_are_keyed_in_chain_order() {
+    let env = TestEnv::new("event_keys").await;
+    let keys = env
+        .client()
+        .await
+        .query(
+            "SELECT c.conrelid::regclass::text, array_agg(a.attname::text ORDER BY k.n)
+               FROM pg_constraint c
+               CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, n)
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+              WHERE c.contype = 'p' AND c.conrelid::regclass::text LIKE '%_events'
+              GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let keys: Vec<(String, Vec<String>)> = keys.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(keys.len(), rps::ingest::copy::EVENT_TABLES.len(), "{keys:?}");
+    for (table, key) in keys {
+        assert_eq!(key, ["block_number", "log_index", "block_hash"], "{table}");
+    }
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivered_messages_change_nothing() {
     let mut env = TestEnv::new("redeliver").await;

@@ -110,10 +110,12 @@ pub struct Event {
 }
 
 impl Event {
-    /// Chain order. The transaction hash only breaks ties between malformed duplicates so
-    /// that every process sorts a batch the same way.
+    /// Chain order, and the event's identity: the event tables' key. On chain a log is
+    /// `(block_hash, log_index)`; the block number leads so that chain order is key order.
+    /// Two deliveries of one event have the same key; events of two forks of a block differ
+    /// by their block hash.
     pub fn order_key(&self) -> (i64, i64, &str) {
-        (self.tx.block_number, self.tx.log_index, &self.tx.transaction_hash)
+        (self.tx.block_number, self.tx.log_index, &self.tx.block_hash)
     }
 
     /// Term ids whose level 1-2 rows this event can change (a triple also changes its

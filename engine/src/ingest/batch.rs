@@ -25,7 +25,7 @@ pub const MIN_PART_EVENTS: usize = 2000;
 
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Valid events, each (transaction_hash, log_index) once: part by part, each part
+    /// Valid events, each identity (`Event::order_key`) once: part by part, each part
     /// in chain order.
     pub events: Vec<Event>,
     /// Term-disjoint slices of `events`, together covering it; one when the batch is small.
@@ -82,10 +82,7 @@ impl Batch {
         let mut order: Vec<usize> = (0..events.len()).collect();
         // Stable: of an event delivered twice, the first delivery is kept.
         order.sort_by(|&a, &b| events[a].0.order_key().cmp(&events[b].0.order_key()));
-        order.dedup_by(|a, b| {
-            let (a, b) = (&events[*a].0.tx, &events[*b].0.tx);
-            a.transaction_hash == b.transaction_hash && a.log_index == b.log_index
-        });
+        order.dedup_by(|a, b| events[*a].0.order_key() == events[*b].0.order_key());
         let parts = max_parts.min(order.len() / MIN_PART_EVENTS).max(1);
         let sizes = if parts > 1 { group_by_part(&events, &mut order, parts) } else { vec![order.len()] };
         let mut slots: Vec<Option<(Event, u32)>> = events.into_iter().map(Some).collect();
@@ -356,6 +353,49 @@ mod tests {
         }
         messages.reverse();
         messages
+    }
+
+    /// `message`'s deposit `n`, moved to `block`/`log` in the block `block_hash` (one byte,
+    /// repeated) and made by the transaction `tx` (likewise).
+    fn deposit_in(n: usize, block: u64, log: u64, block_hash: u8, tx: u8) -> Message {
+        let Message { stream, id, payload } = deposit(n, &term(1));
+        let mut v: serde_json::Value = serde_json::from_slice(&payload.unwrap()).unwrap();
+        let info = &mut v["event_data"][0]["transaction_information"];
+        info["block_number"] = block.into();
+        info["log_index"] = log.into();
+        info["block_hash"] = format!("0x{}", hex::encode([block_hash; 32])).into();
+        info["transaction_hash"] = format!("0x{}", hex::encode([tx; 32])).into();
+        Message { stream, id, payload: Ok(v.to_string().into_bytes()) }
+    }
+
+    #[test]
+    fn identity_is_block_log_index_and_block_hash() {
+        let batch = Batch::from_messages(vec![
+            deposit_in(1, 10, 0, 0xaa, 1),
+            // The same event delivered again: one.
+            deposit_in(2, 10, 0, 0xaa, 1),
+            // The same place in another fork of block 10: another event.
+            deposit_in(3, 10, 0, 0xbb, 1),
+            // The same place and block, another transaction hash: the same log (the first
+            // delivery is kept, as the event log's ON CONFLICT DO NOTHING keeps it).
+            deposit_in(4, 10, 0, 0xaa, 2),
+            deposit_in(5, 9, 7, 0xcc, 3),
+        ]);
+        let keys: Vec<(i64, i64, String, String)> = batch
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.tx.block_number,
+                    e.tx.log_index,
+                    e.tx.block_hash[2..4].to_owned(),
+                    e.tx.transaction_hash[2..4].to_owned(),
+                )
+            })
+            .collect();
+        let key = |b, l, h: &str, t: &str| (b, l, h.to_owned(), t.to_owned());
+        assert_eq!(keys, [key(9, 7, "cc", "03"), key(10, 0, "aa", "01"), key(10, 0, "bb", "01")]);
+        assert_eq!(batch.acks.len(), 5, "every delivery is acked");
     }
 
     #[test]
