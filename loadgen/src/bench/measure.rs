@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::cpu::{CpuMark, CpuSeconds};
 use super::scratch::Scratch;
+use super::storage::{sizes, Sizes, WalMark};
 use crate::redis_out::{write_entries, write_messages, Entry, WriteOptions, DEFAULT_PIPELINE};
 use crate::workload::{MessageKind, Workload};
 
@@ -99,6 +100,8 @@ pub struct Backfill {
     pub analytics: Option<AnalyticsDrain>,
     /// Core-seconds of the median run: the engine, PostgreSQL, Redis.
     pub cpu: Option<CpuSeconds>,
+    /// WAL the server wrote during the engine run, per event.
+    pub wal_bytes_per_event: f64,
 }
 
 impl Backfill {
@@ -142,14 +145,19 @@ pub async fn backfill(
     let mut redis = s.redis.clone();
     let options = WriteOptions { stream_prefix: s.prefix.clone(), rate: None, pipeline: DEFAULT_PIPELINE };
     let written = write_messages(&mut redis, &workload.messages, &options).await?;
+    let client = s.client().await?;
+    let wal = WalMark::now(&client).await?;
     let mark = CpuMark::now(&mut redis).await;
     let summary = rps::run(s.engine_config(batch_size, true), std::future::pending()).await?;
     let cpu = mark.since(&mut redis).await;
+    let wal_bytes_per_event = wal.bytes_since(&client).await? as f64 / summary.events.max(1) as f64;
     let engine = throughput(&summary, strong_tables_match(&s).await?);
     let analytics = if analytics { Some(drain_analytics(&s).await?) } else { None };
+    drop(client);
     svc.done(s).await?;
     let runs_events_per_sec = vec![engine.events_per_sec];
-    Ok(Backfill { engine, runs_events_per_sec, xadd_events_per_sec: written.events_per_sec(), analytics, cpu })
+    let xadd_events_per_sec = written.events_per_sec();
+    Ok(Backfill { engine, runs_events_per_sec, xadd_events_per_sec, analytics, cpu, wal_bytes_per_event })
 }
 
 /// The analytics worker drains what the backfill published.
@@ -241,6 +249,8 @@ pub struct RawFloor {
     pub runs_events_per_sec: Vec<f64>,
     /// Core-seconds of the median run: the COPY client (this process), PostgreSQL, Redis.
     pub cpu: Option<CpuSeconds>,
+    /// WAL the server wrote during the COPY, per event.
+    pub wal_bytes_per_event: f64,
 }
 
 impl RawFloor {
@@ -263,10 +273,13 @@ pub async fn raw_floor(svc: &Services, workload: &Workload, per_batch: usize) ->
     set_triggers(&client, false).await?;
     let chunks = encode_chunks(&batch, per_batch)?;
     let mut redis = s.redis.clone();
+    let wal = WalMark::now(&client).await?;
     let mark = CpuMark::now(&mut redis).await;
     let took = copy_raw(&mut client, &chunks).await?;
     let cpu = mark.since(&mut redis).await;
     let events = batch.events.len() as u64;
+    let wal_bytes_per_event = wal.bytes_since(&client).await? as f64 / events.max(1) as f64;
+    drop(client);
     svc.done(s).await?;
     let events_per_sec = events as f64 / took.as_secs_f64().max(1e-9);
     Ok(RawFloor {
@@ -277,6 +290,7 @@ pub async fn raw_floor(svc: &Services, workload: &Workload, per_batch: usize) ->
         events_per_transaction: per_batch,
         decode_events_per_sec: events as f64 / decode.as_secs_f64().max(1e-9),
         cpu,
+        wal_bytes_per_event,
     })
 }
 
@@ -458,6 +472,12 @@ pub struct Scale {
     /// the seed's "refresh all materialized views", seconds.
     pub snapshot_refresh_seconds: BTreeMap<String, f64>,
     pub snapshot_refresh_total_seconds: f64,
+    /// Core-seconds of the engine run: the engine, PostgreSQL, Redis.
+    pub cpu: Option<CpuSeconds>,
+    /// WAL the server wrote during the engine run, per event.
+    pub wal_bytes_per_event: f64,
+    /// Table and index sizes after the run.
+    pub sizes: Sizes,
 }
 
 /// The same measured batches on top of `preload` events already in the database.
@@ -477,7 +497,14 @@ pub async fn scaling(
     let mut redis = s.redis.clone();
     let options = WriteOptions { stream_prefix: s.prefix.clone(), rate: None, pipeline: DEFAULT_PIPELINE };
     write_messages(&mut redis, &measured.messages, &options).await?;
+    let client = s.client().await?;
+    let wal = WalMark::now(&client).await?;
+    let mark = CpuMark::now(&mut redis).await;
     let summary = rps::run(s.engine_config(batch_size, true), std::future::pending()).await?;
+    let cpu = mark.since(&mut redis).await;
+    let wal_bytes_per_event = wal.bytes_since(&client).await? as f64 / summary.events.max(1) as f64;
+    let sizes = sizes(&client).await?;
+    drop(client);
     let matches = if verify { strong_tables_match(&s).await? } else { true };
     let refresh = refresh_snapshots(&s).await?;
     svc.done(s).await?;
@@ -487,6 +514,9 @@ pub async fn scaling(
         engine: throughput(&summary, matches),
         snapshot_refresh_total_seconds: refresh.values().sum(),
         snapshot_refresh_seconds: refresh,
+        cpu,
+        wal_bytes_per_event,
+        sizes,
     })
 }
 

@@ -9,6 +9,7 @@ mod cpu;
 mod measure;
 mod report;
 mod scratch;
+mod storage;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -142,6 +142,13 @@ impl Report {
                 core_seconds(f.postgres)
             );
         }
+        if let (Some(b), Some(f)) = (&self.backfill, &self.raw_floor) {
+            let _ = writeln!(
+                md,
+                "- WAL written per event (server-wide, median runs): engine {:.0} bytes, floor {:.0} bytes",
+                b.wal_bytes_per_event, f.wal_bytes_per_event
+            );
+        }
         if let Some(f) = self.batching_factor() {
             let _ = writeln!(md, "- default batch size vs batch size 1: **{f:.0}×**");
         }
@@ -204,17 +211,30 @@ impl Report {
             return;
         }
         let _ = writeln!(md, "## Scaling: the same batches on top of existing data\n");
-        let _ = writeln!(md, "| events already stored | engine events/s | vs empty | mean batch ms | full refresh of all reference views s | refresh / batch | tables = reference views |");
-        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(md, "| events already stored | engine events/s | vs empty | mean batch ms | engine / PostgreSQL µs CPU per event | WAL bytes per event | event log MiB (heap + keys) | state MiB | full refresh of all reference views s | refresh / batch | tables = reference views |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         let base = self.scaling.first().map(|s| s.engine.events_per_sec).unwrap_or(0.0);
         for s in &self.scaling {
+            let per_event = |core_s: Option<f64>| match core_s {
+                Some(c) => format!("{:.1}", c * 1e6 / s.engine.events.max(1) as f64),
+                None => "–".into(),
+            };
+            let cpu = s.cpu.map_or_else(
+                || "– / –".to_owned(),
+                |c| format!("{} / {}", per_event(Some(c.this_process)), per_event(c.postgres)),
+            );
+            let z = &s.sizes;
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:+.0} % | {:.0} | {:.2} | {:.0}× | {} |",
+                "| {} | {:.0} | {:+.0} % | {:.0} | {cpu} | {:.0} | {:.0} + {:.0} | {:.0} | {:.2} | {:.0}× | {} |",
                 s.preloaded_events,
                 s.engine.events_per_sec,
                 (s.engine.events_per_sec / base.max(1e-9) - 1.0) * 100.0,
                 s.engine.mean_batch_ms,
+                s.wal_bytes_per_event,
+                z.event_tables_mib,
+                z.event_indexes_mib,
+                z.state_mib,
                 s.snapshot_refresh_total_seconds,
                 s.snapshot_refresh_total_seconds * 1000.0 / s.engine.mean_batch_ms.max(1e-9),
                 if s.preloaded_events as usize > 0 && !s.engine.matches_reference {
