@@ -22,6 +22,7 @@ async fn small_bench_writes_a_complete_report() {
         scale_events: 1_000,
         verify_scale_up_to: 1_000_000,
         out_dir: out_dir.clone(),
+        ..BenchConfig::default()
     };
     let report = run(&config).await.expect("bench runs");
 

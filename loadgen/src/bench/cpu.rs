@@ -3,10 +3,11 @@
 //! 2-core VM drifts; core-seconds show where the work is, and what the floor does with the
 //! same events.
 //!
-//! PostgreSQL is read from `/proc`: every `postgres` process, plus the time the postmaster
-//! collected from backends that exited during the measurement (a closed pool's). So it is
-//! known only with the server on this machine, under Linux; it then includes the server's
-//! background work (WAL writer, checkpointer, autovacuum) caused by the measurement.
+//! PostgreSQL is read from `/proc`: every `postgres` process (or, with a private cluster,
+//! its postmaster's process tree only), plus the time the postmaster collected from backends
+//! that exited during the measurement (a closed pool's). So it is known only with the server
+//! on this machine, under Linux; it then includes the server's background work (WAL writer,
+//! checkpointer, autovacuum) caused by the measurement.
 
 use std::collections::HashMap;
 use std::fs;
@@ -16,6 +17,15 @@ use serde::Serialize;
 
 /// `/proc` counts CPU time in ticks of USER_HZ, 100 per second on Linux.
 const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Which processes are the PostgreSQL server measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PgProcesses {
+    /// Every `postgres` process on the machine (the server at `--pg-url`, when local).
+    All,
+    /// The process tree of this postmaster (a private cluster), other servers left out.
+    Tree(u32),
+}
 
 /// Core-seconds spent during one measurement.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -28,14 +38,20 @@ pub struct CpuSeconds {
 
 /// CPU counters at the start of a measurement.
 pub struct CpuMark {
+    processes: PgProcesses,
     this_process: Option<f64>,
     postgres: Option<f64>,
     redis: Option<f64>,
 }
 
 impl CpuMark {
-    pub async fn now(redis: &mut MultiplexedConnection) -> CpuMark {
-        CpuMark { this_process: this_process(), postgres: postgres(), redis: redis_cpu(redis).await }
+    pub async fn now(redis: &mut MultiplexedConnection, processes: PgProcesses) -> CpuMark {
+        CpuMark {
+            processes,
+            this_process: this_process(),
+            postgres: postgres(processes),
+            redis: redis_cpu(redis).await,
+        }
     }
 
     /// What was spent since `self`; `None` where a counter cannot be read.
@@ -43,7 +59,7 @@ impl CpuMark {
         let delta = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
         Some(CpuSeconds {
             this_process: delta(self.this_process, this_process())?,
-            postgres: delta(self.postgres, postgres()),
+            postgres: delta(self.postgres, postgres(self.processes)),
             redis: delta(self.redis, redis_cpu(redis).await),
         })
     }
@@ -65,8 +81,9 @@ fn this_process() -> Option<f64> {
     Some(own as f64 / TICKS_PER_SECOND)
 }
 
-/// Every live `postgres` process's time, plus the postmaster's collected children's.
-fn postgres() -> Option<f64> {
+/// Every live `postgres` process's time (of `processes`), plus the postmaster's collected
+/// children's.
+fn postgres(processes: PgProcesses) -> Option<f64> {
     let procs: HashMap<u32, (String, u32, u64, u64)> = fs::read_dir("/proc")
         .ok()?
         .filter_map(|e| {
@@ -75,6 +92,16 @@ fn postgres() -> Option<f64> {
             Some((pid, stat(&name)?))
         })
         .collect();
+    let ticks = match processes {
+        PgProcesses::All => all_postgres_ticks(&procs)?,
+        PgProcesses::Tree(root) => tree_ticks(&procs, root)?,
+    };
+    Some(ticks as f64 / TICKS_PER_SECOND)
+}
+
+type Procs = HashMap<u32, (String, u32, u64, u64)>;
+
+fn all_postgres_ticks(procs: &Procs) -> Option<u64> {
     let mut ticks = 0;
     let mut found = false;
     for (comm, ppid, own, children) in procs.values() {
@@ -88,7 +115,23 @@ fn postgres() -> Option<f64> {
             ticks += children; // the postmaster: backends that exited
         }
     }
-    found.then(|| ticks as f64 / TICKS_PER_SECOND)
+    found.then_some(ticks)
+}
+
+/// `root`'s own and collected children's time, plus every live descendant's own time.
+fn tree_ticks(procs: &Procs, root: u32) -> Option<u64> {
+    let (_, _, own, children) = procs.get(&root)?;
+    let mut ticks = own + children;
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for (pid, (_, ppid, own, _)) in procs {
+            if *ppid == parent && *pid != root {
+                ticks += own;
+                parents.push(*pid);
+            }
+        }
+    }
+    Some(ticks)
 }
 
 /// Redis's own CPU time (`INFO cpu`: used_cpu_sys + used_cpu_user).
@@ -115,5 +158,22 @@ mod tests {
         std::hint::black_box(x);
         let spent = this_process().unwrap() - before;
         assert!(spent > 0.1, "300 ms of busy work counted as {spent} s");
+    }
+
+    /// A tree counts its root's collected children and every descendant, nothing else.
+    #[test]
+    fn a_tree_counts_only_its_descendants() {
+        let procs: Procs = [
+            (10, ("postgres".to_owned(), 1, 5, 100)),
+            (11, ("postgres".to_owned(), 10, 7, 0)),
+            (12, ("postgres".to_owned(), 11, 3, 50)),
+            (20, ("postgres".to_owned(), 1, 1000, 1000)),
+            (21, ("postgres".to_owned(), 20, 1000, 0)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(tree_ticks(&procs, 10), Some(5 + 100 + 7 + 3));
+        assert_eq!(tree_ticks(&procs, 99), None);
+        assert_eq!(all_postgres_ticks(&procs), Some(5 + 100 + 7 + 3 + 1000 + 1000 + 1000));
     }
 }

@@ -3,11 +3,17 @@
 //!
 //! Every figure comes from its own scratch database and streams (see [`scratch`]), so the
 //! numbers are comparable and a developer's data is never touched. Sizes are flags, so CI
-//! can run the whole thing small.
+//! can run the whole thing small. `--pg-cluster` chooses the server (see [`cluster`]);
+//! `both` runs the whole bench once per mode and writes one report per mode.
 
+mod cluster;
 mod cpu;
+mod live;
+mod machine;
 mod measure;
+mod preload;
 mod report;
+mod scaling;
 mod scratch;
 mod storage;
 
@@ -17,14 +23,19 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 
+pub use cluster::ClusterMode;
 pub use measure::Services;
 pub use report::Report;
 
 use crate::workload::{generate, Workload, WorkloadConfig};
+use cluster::Cluster;
+use preload::PreloadPlan;
+use scaling::ScaleChecks;
 
 #[derive(Args, Clone, Debug)]
 pub struct BenchConfig {
-    /// PostgreSQL URL without a database name; scratch databases are created under it.
+    /// PostgreSQL URL without a database name; scratch databases are created under it
+    /// (`--pg-cluster default`).
     #[arg(long, env = "BENCH_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432")]
     pub pg_url: String,
     /// Redis URL; the bench writes only to keys of its own (`rps_bench_<run>_<tag>:…`, with
@@ -53,13 +64,14 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 5_000)]
     pub per_event_events: usize,
     /// Offered rates for the live-latency runs, events/s.
-    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
     pub live_rates: Vec<f64>,
     /// Seconds of traffic per live run.
     #[arg(long, default_value_t = 10.0)]
     pub live_seconds: f64,
-    /// Events already in the database for the scaling runs.
-    #[arg(long, value_delimiter = ',', default_value = "0,1000000,5000000")]
+    /// Events already in the database for the scaling runs (preloaded in slices, so memory
+    /// stays bounded whatever the size).
+    #[arg(long, value_delimiter = ',', default_value = "0,5000000,20000000")]
     pub scale_sizes: Vec<usize>,
     /// Events applied on top of each scaling size.
     #[arg(long, default_value_t = 100_000)]
@@ -68,22 +80,73 @@ pub struct BenchConfig {
     /// (a full recompute is slow on millions of events).
     #[arg(long, default_value_t = 1_000_000)]
     pub verify_scale_up_to: usize,
+    /// Time one full refresh of every reference view (the seed's design) after scaling runs
+    /// up to this preload size (above it the report says "not measured").
+    #[arg(long, default_value_t = 5_000_000)]
+    pub refresh_scale_up_to: usize,
+    /// Events per slice of a scaling preload: generated, decoded, encoded and COPYed one
+    /// slice at a time, so memory is bounded by the slice (about 1 GB per 250k events).
+    #[arg(long, default_value_t = preload::DEFAULT_SLICE_EVENTS)]
+    pub preload_slice_events: usize,
+    /// PostgreSQL server to measure: `default` (the one at --pg-url, as configured),
+    /// `tuned` (a private cluster initdb'd under the temp dir with production-like
+    /// settings, removed afterwards) or `both` (the whole bench once per mode, a report
+    /// each; the tuned one's files end in `-tuned`).
+    #[arg(long, value_enum, default_value_t = ClusterMode::Default)]
+    pub pg_cluster: ClusterMode,
     /// Directory for the reports.
     #[arg(long, default_value = "bench-results")]
     pub out_dir: PathBuf,
 }
 
-/// Run every measurement and write the report; returns it.
+impl Default for BenchConfig {
+    /// The command-line defaults.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: BenchConfig,
+        }
+        <Defaults as clap::Parser>::parse_from(["bench"]).config
+    }
+}
+
+/// Run every measurement and write the report; returns it. With `--pg-cluster both`, once
+/// per mode: returns the last report, whose `written` lists every file written.
 pub async fn run(config: &BenchConfig) -> Result<Report> {
+    let runs = async {
+        let mut written = Vec::new();
+        let mut last = None;
+        for mode in config.pg_cluster.runs() {
+            let report = run_mode(config, mode).await?;
+            written.extend(report.written.iter().cloned());
+            last = Some(report);
+        }
+        let mut report: Report = last.expect("at least one mode");
+        report.written = written;
+        Ok(report)
+    };
+    // Interrupted: dropping the run stops and removes a private cluster.
+    tokio::select! {
+        result = runs => result,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    }
+}
+
+/// The whole bench against one server. A private cluster is removed on return, error or not.
+async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
     let started = Instant::now();
+    let cluster = Cluster::start(mode, &config.pg_url).await?;
     let run_id = format!("{}_{}", chrono_stamp(), std::process::id());
     let svc = Services {
-        pg_base: config.pg_url.clone(),
+        pg_base: cluster.base_url.clone(),
         redis_url: config.redis_url.clone(),
         run_id,
         apply_parts: config.apply_parts,
+        processes: cluster.processes,
     };
-    let mut report = Report::new(config).await?;
+    eprintln!("bench: PostgreSQL cluster {} at {}", mode.name(), svc.pg_base);
+    let mut report = Report::for_cluster(config, &cluster).await?;
 
     let workload = make_workload(config.events, config.seed, 50);
     let (mut backfills, mut floors) = (Vec::new(), Vec::new());
@@ -110,25 +173,28 @@ pub async fn run(config: &BenchConfig) -> Result<Report> {
         let mut runs = Vec::new();
         for run in 1..=config.repeat.max(1) {
             eprintln!("bench: live at {rate} events/s for {} s, run {run}", config.live_seconds);
-            runs.push(measure::live(&svc, &workload, rate).await?);
+            runs.push(live::live(&svc, &workload, rate).await?);
         }
-        report.live.push(measure::Live::median(runs));
+        report.live.push(live::Live::median(runs));
     }
 
     // Later blocks than any preload: on chain no two logs share (block, log_index).
     let measured = make_workload_from(config.scale_events, config.seed + 3, 50, LATER_BLOCKS);
     for &size in &config.scale_sizes {
         eprintln!("bench: {} events on top of {size}", config.scale_events);
-        let preload = make_workload(size, config.seed + 4, 50);
-        let verify = size <= config.verify_scale_up_to;
-        report.scaling.push(measure::scaling(&svc, &preload, &measured, config.batch_size, verify).await?);
+        let plan = PreloadPlan { events: size, seed: config.seed + 4, slice_events: config.preload_slice_events };
+        let checks =
+            ScaleChecks { verify: size <= config.verify_scale_up_to, refresh: size <= config.refresh_scale_up_to };
+        report.scaling.push(scaling::scaling(&svc, plan, &measured, config.batch_size, checks).await?);
     }
     report.total_seconds = started.elapsed().as_secs_f64();
     report.write(&config.out_dir)?;
     Ok(report)
 }
 
-/// Start block of the scaling runs' measured workload, past any preload.
+/// Start block of the scaling runs' measured workload, past any preload: a block holds at
+/// least one event and the chain skips at most 20 blocks at a time, so a preload of up to
+/// about 24M events ends below it (the scaling run checks it does).
 const LATER_BLOCKS: u64 = 500_000_000;
 
 fn make_workload(events: usize, seed: u64, events_per_message: usize) -> Workload {
@@ -139,9 +205,14 @@ fn make_workload_from(events: usize, seed: u64, events_per_message: usize, start
     if events == 0 {
         return Workload { messages: Vec::new(), stats: Default::default() };
     }
-    // Scale the universe with the workload so small runs stay dense and large ones sparse.
+    generate(&workload_config(events, seed, events_per_message, start_block))
+}
+
+/// The bench's workload shape: the universe scales with the workload so that small runs
+/// stay dense and large ones sparse.
+fn workload_config(events: usize, seed: u64, events_per_message: usize, start_block: u64) -> WorkloadConfig {
     let defaults = WorkloadConfig::default();
-    generate(&WorkloadConfig {
+    WorkloadConfig {
         events,
         seed,
         events_per_message,
@@ -150,7 +221,7 @@ fn make_workload_from(events: usize, seed: u64, events_per_message: usize, start
         accounts: defaults.accounts.max(events / 300),
         start_block,
         ..defaults
-    })
+    }
 }
 
 /// UTC timestamp for file and database names: 20261125T171400.

@@ -6,25 +6,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::measure::{Backfill, Live, RawFloor, Scale, Throughput};
+use super::cluster::{Cluster, ClusterInfo, ClusterMode};
+use super::live::Live;
+use super::machine::{machine, Machine};
+use super::measure::{Backfill, RawFloor, Throughput};
+use super::scaling::Scale;
 use super::BenchConfig;
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Machine {
-    pub cpu: String,
-    pub cores: usize,
-    pub memory_gib: f64,
-    pub postgres: String,
-    /// Server settings that move the figures most, as the server reports them.
-    pub postgres_settings: String,
-    pub redis: String,
-    pub git_commit: String,
-    pub started_at: String,
-}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub machine: Machine,
+    /// The PostgreSQL server measured: mode, settings chosen, whose CPU is counted.
+    pub cluster: ClusterInfo,
     pub command: String,
     pub backfill: Option<Backfill>,
     pub raw_floor: Option<RawFloor>,
@@ -37,9 +30,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report on the server at `--pg-url` (`--pg-cluster default`).
     pub async fn new(config: &BenchConfig) -> Result<Report> {
+        Report::for_cluster(config, &Cluster::default_server(&config.pg_url)).await
+    }
+
+    pub(super) async fn for_cluster(config: &BenchConfig, cluster: &Cluster) -> Result<Report> {
         Ok(Report {
-            machine: machine(config).await?,
+            machine: machine(config, &cluster.base_url).await?,
+            cluster: cluster.info.clone(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             backfill: None,
             raw_floor: None,
@@ -61,13 +60,15 @@ impl Report {
         Some(self.backfill.as_ref()?.engine.events_per_sec / self.per_event.as_ref()?.events_per_sec)
     }
 
-    /// Write `bench-<time>.json`/`.md` and `latest.json`/`.md` under `dir`.
+    /// Write `bench-<time>.json`/`.md` and `latest.json`/`.md` under `dir`; on the tuned
+    /// cluster `bench-<time>-tuned.*` and `latest-tuned.*`.
     pub fn write(&mut self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let stamp = self.machine.started_at.replace([':', '-'], "");
+        let suffix = if self.cluster.mode == ClusterMode::Default { "" } else { "-tuned" };
         let json = serde_json::to_string_pretty(self)?;
         let md = self.markdown();
-        for name in [format!("bench-{stamp}"), "latest".to_owned()] {
+        for name in [format!("bench-{stamp}{suffix}"), format!("latest{suffix}")] {
             for (ext, body) in [("json", &json), ("md", &md)] {
                 let path = dir.join(format!("{name}.{ext}"));
                 std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
@@ -80,13 +81,13 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         let m = &self.machine;
-        let _ = writeln!(md, "# redis-postgres-sync benchmark\n");
+        let _ = writeln!(md, "# redis-postgres-sync benchmark — PostgreSQL cluster: {}\n", self.cluster.mode.name());
         let _ = writeln!(
             md,
             "{} · {} cores · {:.0} GiB · {} · Redis {} · commit {} · {}  \n`{}`\n",
             m.cpu, m.cores, m.memory_gib, m.postgres, m.redis, m.git_commit, m.started_at, self.command
         );
-        let _ = writeln!(md, "PostgreSQL settings: `{}`  ", m.postgres_settings);
+        self.cluster_section(&mut md);
         let _ = writeln!(md, "PostgreSQL, Redis, the engine and the load generator share the machine.\n");
         self.throughput_table(&mut md);
         self.live_table(&mut md);
@@ -94,6 +95,26 @@ impl Report {
         self.stage_table(&mut md);
         let _ = writeln!(md, "\nTotal bench time {:.0} s.", self.total_seconds);
         md
+    }
+
+    fn cluster_section(&self, md: &mut String) {
+        let c = &self.cluster;
+        match c.mode {
+            ClusterMode::Default => {
+                let _ = writeln!(md, "Cluster mode **default**: the server at `--pg-url`, with its own settings.  ");
+            }
+            _ => {
+                let chosen: Vec<String> = c.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = writeln!(
+                    md,
+                    "Cluster mode **{}**: a private cluster initdb'd for this run (removed afterwards), with `{}`.  ",
+                    c.mode.name(),
+                    chosen.join(" ")
+                );
+            }
+        }
+        let _ = writeln!(md, "PostgreSQL settings as the server reports them: `{}`  ", self.machine.postgres_settings);
+        let _ = writeln!(md, "PostgreSQL CPU time counts {}.  ", c.postgres_cpu);
     }
 
     fn throughput_table(&self, md: &mut String) {
@@ -173,14 +194,15 @@ impl Report {
             return;
         }
         let _ = writeln!(md, "## Live latency (XADD → commit, one event per message)\n");
-        let _ = writeln!(md, "| offered events/s | events | p50 ms | p90 ms | p99 ms | max ms | analytics lag p50 / p99 / max s | tables = reference views |");
-        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---|---|");
+        let _ = writeln!(md, "| offered events/s | achieved offered events/s | events | p50 ms | p90 ms | p99 ms | max ms | analytics lag p50 / p99 / max s | tables = reference views |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---|---|");
         for l in &self.live {
             let (t, a) = (&l.latency_ms, &l.analytics_lag_s);
             let _ = writeln!(
                 md,
-                "| {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} / {:.2} / {:.2} | {} |",
+                "| {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} / {:.2} / {:.2} | {} |",
                 l.offered_events_per_sec,
+                achieved(l),
                 l.events,
                 t.p50,
                 t.p90,
@@ -203,7 +225,7 @@ impl Report {
                 p99s.join(" / ")
             );
         }
-        let _ = writeln!(md, "\nLatency samples use the entry id's millisecond clock (up to 1 ms pessimistic); analytics lag is the age of the oldest unapplied term update, sampled every 50 ms.\n");
+        let _ = writeln!(md, "\nLatency samples use the entry id's millisecond clock (up to 1 ms pessimistic); analytics lag is the age of the oldest unapplied term update, sampled every 50 ms. The achieved offered rate is the events over the time the paced writer took to XADD them; \"short\" marks a writer more than 3 % behind the target, whose latencies were measured under less load than offered.\n");
     }
 
     fn scaling_table(&self, md: &mut String) {
@@ -224,9 +246,15 @@ impl Report {
                 |c| format!("{} / {}", per_event(Some(c.this_process)), per_event(c.postgres)),
             );
             let z = &s.sizes;
+            let (refresh, per_batch) = match s.snapshot_refresh_total_seconds {
+                Some(r) => (format!("{r:.2}"), format!("{:.0}×", r * 1000.0 / s.engine.mean_batch_ms.max(1e-9))),
+                None => ("not measured (above --refresh-scale-up-to)".to_owned(), "–".to_owned()),
+            };
+            let matches =
+                if s.verified { yes(s.engine.matches_reference) } else { "not checked (above --verify-scale-up-to)" };
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:+.0} % | {:.0} | {cpu} | {:.0} | {:.0} + {:.0} | {:.0} | {:.2} | {:.0}× | {} |",
+                "| {} | {:.0} | {:+.0} % | {:.0} | {cpu} | {:.0} | {:.0} + {:.0} | {:.0} | {refresh} | {per_batch} | {matches} |",
                 s.preloaded_events,
                 s.engine.events_per_sec,
                 (s.engine.events_per_sec / base.max(1e-9) - 1.0) * 100.0,
@@ -235,16 +263,18 @@ impl Report {
                 z.event_tables_mib,
                 z.event_indexes_mib,
                 z.state_mib,
-                s.snapshot_refresh_total_seconds,
-                s.snapshot_refresh_total_seconds * 1000.0 / s.engine.mean_batch_ms.max(1e-9),
-                if s.preloaded_events as usize > 0 && !s.engine.matches_reference {
-                    "NO"
-                } else {
-                    yes(s.engine.matches_reference)
-                }
             );
         }
         let _ = writeln!(md, "\nThe refresh column is the seed's \"before\" design: one full recompute of every view, which it needed after any change.\n");
+        for s in self.scaling.iter().filter(|s| s.preloaded_events > 0) {
+            let p = &s.preload;
+            let _ = writeln!(
+                md,
+                "- preload of {} events: {:.1} s in {} slices (COPY {:.1} s, waiting for the generator {:.1} s, derived tables from the reference views + VACUUM ANALYZE {:.1} s)",
+                s.preloaded_events, p.seconds, p.slices, p.copy_seconds, p.generate_wait_seconds, p.derive_seconds
+            );
+        }
+        let _ = writeln!(md);
     }
 
     fn stage_table(&self, md: &mut String) {
@@ -294,55 +324,20 @@ fn row(md: &mut String, name: &str, t: &Throughput) {
     );
 }
 
+/// "10000", or "8123 (short)" when the writer fell more than 3 % behind the target.
+fn achieved(l: &Live) -> String {
+    let a = l.achieved_offered_events_per_sec;
+    if a < l.offered_events_per_sec * 0.97 {
+        format!("{a:.0} (short)")
+    } else {
+        format!("{a:.0}")
+    }
+}
+
 fn yes(b: bool) -> &'static str {
     if b {
         "yes"
     } else {
         "NO"
     }
-}
-
-async fn machine(config: &BenchConfig) -> Result<Machine> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
-        .unwrap_or_else(|| "unknown CPU".into());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib: f64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    let pg = rps::pg::connect_one(&format!("{}/postgres", config.pg_url.trim_end_matches('/'))).await?;
-    let postgres: String = pg.query_one("SHOW server_version", &[]).await?.get(0);
-    let postgres_settings: String = pg
-        .query_one(
-            "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings \
-             WHERE name IN ('shared_buffers', 'max_wal_size', 'synchronous_commit', 'fsync', 'wal_compression', \
-                            'checkpoint_timeout', 'effective_cache_size')",
-            &[],
-        )
-        .await?
-        .get(0);
-    let mut redis = crate::redis_out::connect(&config.redis_url).await?;
-    let info: String = redis::cmd("INFO").arg("server").query_async(&mut redis).await?;
-    let redis_version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_owned();
-    let git_commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    Ok(Machine {
-        cpu,
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        memory_gib: kib / 1024.0 / 1024.0,
-        postgres: format!("PostgreSQL {}", postgres.split_whitespace().next().unwrap_or(&postgres)),
-        postgres_settings,
-        redis: redis_version,
-        git_commit,
-        started_at: super::chrono_stamp(),
-    })
 }

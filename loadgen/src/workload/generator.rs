@@ -46,9 +46,16 @@ impl Plan {
     }
 }
 
-pub(crate) fn good_messages(config: &WorkloadConfig, rng: ChaCha8Rng) -> (Vec<StreamMessage>, WorkloadStats) {
+/// The good messages of a workload, its atoms' data numbered from `first_atom` (0 but for
+/// a slice, see [`super::generate_slice`]).
+pub(crate) fn good_messages_from(
+    config: &WorkloadConfig,
+    rng: ChaCha8Rng,
+    first_atom: usize,
+) -> (Vec<StreamMessage>, WorkloadStats) {
     let plan = Plan::new(config);
     let mut g = Generator::new(config, rng);
+    g.first_atom = first_atom;
     g.create_atoms(plan.atoms);
     g.packer.flush_all(&mut g.rng);
     g.create_triples(plan.triples);
@@ -77,6 +84,8 @@ struct Generator<'c> {
     accounts: Vec<Address>,
     account_zipf: Zipf<f64>,
     atoms: Vec<[u8; 32]>,
+    /// Number of this generator's first atom in `atom_data` (0 unless generating a slice).
+    first_atom: usize,
     /// Every atom, triple and counter triple, most popular first once ranked.
     terms: Vec<Term>,
     term_zipf: Option<Zipf<f64>>,
@@ -101,6 +110,7 @@ impl<'c> Generator<'c> {
             chain: Chain::new(shape),
             packer: Packer::new(config.events_per_message),
             atoms: Vec::new(),
+            first_atom: 0,
             terms: Vec::new(),
             term_zipf: None,
             book: Book::default(),
@@ -137,7 +147,7 @@ impl<'c> Generator<'c> {
     fn create_atoms(&mut self, count: usize) {
         for i in 0..count {
             self.begin_creation_tx(i == 0);
-            let data = atom_data(&mut self.rng, i);
+            let data = atom_data(&mut self.rng, self.first_atom + i);
             let term: [u8; 32] = Keccak256::digest(&data).into();
             let creator_index = self.account() as usize;
             let creator = self.accounts[creator_index].clone();
@@ -333,6 +343,6 @@ mod tests {
     fn counter_id_matches_engine() {
         let term = [7u8; 32];
         let expected = rps::event::counter_term_id(&format!("0x{}", hex::encode(term)));
-        assert_eq!(format!("0x{}", hex::encode(counter_id(&term))), expected);
+        assert_eq!(expected, format!("0x{}", hex::encode(counter_id(&term))));
     }
 }

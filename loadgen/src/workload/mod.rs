@@ -217,7 +217,20 @@ fn rng_for(seed: u64, stream: RngStream) -> ChaCha8Rng {
 /// Generate the workload `config` describes. Deterministic: the same config gives the same
 /// messages, byte for byte.
 pub fn generate(config: &WorkloadConfig) -> Workload {
-    let (originals, mut stats) = generator::good_messages(config, rng_for(config.seed, RngStream::Content));
+    generate_slice(config, 0)
+}
+
+/// [`generate`] for one slice of a workload made in slices (the bench's preload of millions
+/// of events, which would not fit in memory at once). Atom data is numbered from
+/// `first_atom`: give each slice the count of atoms the slices before it created
+/// (`stats.atoms`), and its atoms, hence its triples and vaults, are new terms, distinct from
+/// every earlier slice's (otherwise fixed data such as the predicates would be created again,
+/// which a chain never does). With `first_atom` 0 this is exactly [`generate`]; above 0 no
+/// atom is one of the few predicates, so the slice's first atoms serve as its predicates.
+/// Each slice is a universe of its own: its vault activity references its own terms only.
+pub fn generate_slice(config: &WorkloadConfig, first_atom: usize) -> Workload {
+    let rng = rng_for(config.seed, RngStream::Content);
+    let (originals, mut stats) = generator::good_messages_from(config, rng, first_atom);
     stats.original_messages = originals.len();
     let mut messages = originals;
     delivery::shuffle_windows(&mut messages, config.shuffle_window, &mut rng_for(config.seed, RngStream::Shuffle));

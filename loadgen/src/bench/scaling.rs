@@ -1,0 +1,108 @@
+//! Scaling: the same measured batches applied on top of 0, millions, tens of millions of
+//! events already stored (preloaded by [`super::preload`]), with what the seed's design
+//! would have paid instead (one full recompute of every reference view) where affordable.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use rps::ops::verify::DERIVED_TABLES;
+use serde::Serialize;
+
+use super::cpu::CpuSeconds;
+use super::measure::{strong_tables_match, throughput, Services, Throughput};
+use super::preload::{preload, PreloadPlan, Preloaded};
+use super::scratch::Scratch;
+use super::storage::{sizes, Sizes, WalMark};
+use crate::redis_out::{write_messages, WriteOptions, DEFAULT_PIPELINE};
+use crate::workload::Workload;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scale {
+    pub preloaded_events: u64,
+    /// Wall time of the preload (see [`Preloaded::seconds`]).
+    pub preload_seconds: f64,
+    pub preload: Preloaded,
+    pub engine: Throughput,
+    /// The tables were compared with the reference views after the run (up to
+    /// `--verify-scale-up-to`); `engine.matches_reference` is only meaningful then.
+    pub verified: bool,
+    /// One full recompute of each reference view (`CREATE TABLE AS SELECT * FROM snapshot.x`),
+    /// the seed's "refresh all materialized views", seconds; `None` above
+    /// `--refresh-scale-up-to` (not measured).
+    pub snapshot_refresh_seconds: Option<BTreeMap<String, f64>>,
+    pub snapshot_refresh_total_seconds: Option<f64>,
+    /// Core-seconds of the engine run: the engine, PostgreSQL, Redis.
+    pub cpu: Option<CpuSeconds>,
+    /// WAL the server wrote during the engine run, per event.
+    pub wal_bytes_per_event: f64,
+    /// Table and index sizes after the run.
+    pub sizes: Sizes,
+}
+
+/// What to check besides the engine run.
+#[derive(Clone, Copy, Debug)]
+pub struct ScaleChecks {
+    /// Compare the tables with the reference views afterwards.
+    pub verify: bool,
+    /// Time one full recompute of every reference view afterwards.
+    pub refresh: bool,
+}
+
+/// The same measured batches on top of a preload of `plan.events` events.
+pub async fn scaling(
+    svc: &Services,
+    plan: PreloadPlan,
+    measured: &Workload,
+    batch_size: usize,
+    checks: ScaleChecks,
+) -> Result<Scale> {
+    let s = svc.scratch(&format!("scale_{}", plan.events)).await?;
+    let preloaded = preload(&s, plan).await?;
+    // On chain no two logs share a block: the measured events come after every preloaded one.
+    ensure!(
+        measured.messages.is_empty() || preloaded.last_block < measured.stats.first_block,
+        "the preload reaches block {}, past the measured workload's first block {}",
+        preloaded.last_block,
+        measured.stats.first_block
+    );
+
+    let mut redis = s.redis.clone();
+    let options = WriteOptions { stream_prefix: s.prefix.clone(), rate: None, pipeline: DEFAULT_PIPELINE };
+    write_messages(&mut redis, &measured.messages, &options).await?;
+    let client = s.client().await?;
+    let wal = WalMark::now(&client).await?;
+    let mark = svc.cpu_mark(&mut redis).await;
+    let summary = rps::run(s.engine_config(batch_size, true), std::future::pending()).await?;
+    let cpu = mark.since(&mut redis).await;
+    let wal_bytes_per_event = wal.bytes_since(&client).await? as f64 / summary.events.max(1) as f64;
+    let sizes = sizes(&client).await?;
+    drop(client);
+    let matches = if checks.verify { strong_tables_match(&s).await? } else { false };
+    let refresh = if checks.refresh { Some(refresh_snapshots(&s).await?) } else { None };
+    svc.done(s).await?;
+    Ok(Scale {
+        preloaded_events: preloaded.events,
+        preload_seconds: preloaded.seconds,
+        preload: preloaded,
+        engine: throughput(&summary, matches),
+        verified: checks.verify,
+        snapshot_refresh_total_seconds: refresh.as_ref().map(|r| r.values().sum()),
+        snapshot_refresh_seconds: refresh,
+        cpu,
+        wal_bytes_per_event,
+        sizes,
+    })
+}
+
+async fn refresh_snapshots(s: &Scratch) -> Result<BTreeMap<String, f64>> {
+    let client = s.client().await?;
+    client.batch_execute("SET work_mem = '64MB'; SET jit = off").await?;
+    let mut out = BTreeMap::new();
+    for t in DERIVED_TABLES {
+        let started = Instant::now();
+        client.batch_execute(&format!("CREATE TEMP TABLE refresh_{t} AS SELECT * FROM snapshot.{t}")).await?;
+        out.insert(t.to_string(), started.elapsed().as_secs_f64());
+    }
+    Ok(out)
+}
