@@ -1,10 +1,14 @@
 //! Events per second through the engine's CPU stages: decode (simd-json, with the plain
-//! serde_json parse beside it as a baseline), chain-order sort, and binary COPY encoding.
+//! serde_json parse beside it as a baseline), chain-order sort, binary COPY encoding, and the
+//! whole reader-side batch (decode on every core, order, deduplicate, cut into parts, encode)
+//! as the engine builds it for each read.
 //! Run with `cargo bench -p micro-benches`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use rps::event::decode::decode_payload;
 use rps::event::Event;
+use rps::ingest::batch::Batch;
+use rps::ingest::message::Message;
 
 const EVENTS: usize = 20_000;
 
@@ -53,5 +57,23 @@ fn copy_encoding(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, sort, copy_encoding);
+fn batch(c: &mut Criterion) {
+    let messages: Vec<Message> = micro_benches::payloads(EVENTS)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| Message { stream: "s".into(), id: format!("0-{i}"), payload: Ok(p.into_bytes()) })
+        .collect();
+    let mut g = c.benchmark_group("batch");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.bench_function("messages → batch in 2 parts (reader task)", |b| {
+        b.iter_batched(
+            || messages.clone(),
+            |m| Batch::from_messages_in_parts(m, 2).events.len(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, sort, copy_encoding, batch);
 criterion_main!(benches);

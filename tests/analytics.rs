@@ -386,7 +386,7 @@ async fn a_large_batch_is_refreshed_in_chunks() {
     let filler = |from: u32| (from..from + 700).map(|i| format!("0x{i:064x}")).collect::<Vec<_>>();
     let (mut first, mut second) = (filler(0), filler(10_000));
     first.push(t1);
-    second.push(rps::event::counter_term_id(&t2));
+    second.push(rps::event::counter_term_id(&t2).to_string());
     for ids in [first, second] {
         xadd_update(&mut env, &[("term_ids", &serde_json::to_string(&ids).unwrap()), ("committed_at_ms", "1")]).await;
     }

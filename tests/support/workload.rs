@@ -86,7 +86,7 @@ fn chain(rng: &mut ChaCha8Rng, n: usize) -> Vec<Ev> {
     let mut vault_terms = atoms.clone();
     for (t, _) in &triples {
         vault_terms.push(t.clone());
-        vault_terms.push(rps::event::counter_term_id(t));
+        vault_terms.push(rps::event::counter_term_id(t).to_string());
     }
     vault_terms.push(hex32(rng)); // a vault whose term never gets an atom or triple
     let accounts: Vec<String> = (0..4).map(|_| hex_n(rng, 20)).collect();

@@ -7,22 +7,24 @@
 
 pub mod decode;
 pub mod encode;
+pub mod hex;
 pub mod numeric;
 
 use std::sync::OnceLock;
 
 use sha3::{Digest, Keccak256};
 
+pub use hex::{Address, Bytes32};
 pub use numeric::Numeric;
 
 /// The `transaction_information` every rindexer event carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxInfo {
-    pub transaction_hash: String,
+    pub transaction_hash: Bytes32,
     pub log_index: i64,
     pub block_number: i64,
-    pub block_hash: String,
-    pub address: String,
+    pub block_hash: Bytes32,
+    pub address: Address,
     pub network: String,
     pub transaction_index: i64,
     /// Seconds since the Unix epoch; rindexer sends null when it does not know.
@@ -31,9 +33,9 @@ pub struct TxInfo {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AtomCreated {
-    pub creator: String,
-    pub term_id: String,
-    pub atom_wallet: String,
+    pub creator: Address,
+    pub term_id: Bytes32,
+    pub atom_wallet: Address,
     pub atom_data: Vec<u8>,
     /// `atom_data` as text when it is valid UTF-8 without NUL bytes.
     pub atom_data_text: Option<String>,
@@ -41,19 +43,19 @@ pub struct AtomCreated {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TripleCreated {
-    pub creator: String,
-    pub term_id: String,
-    pub subject_id: String,
-    pub predicate_id: String,
-    pub object_id: String,
-    pub counter_term_id: String,
+    pub creator: Address,
+    pub term_id: Bytes32,
+    pub subject_id: Bytes32,
+    pub predicate_id: Bytes32,
+    pub object_id: Bytes32,
+    pub counter_term_id: Bytes32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deposited {
-    pub sender: String,
-    pub receiver: String,
-    pub term_id: String,
+    pub sender: Address,
+    pub receiver: Address,
+    pub term_id: Bytes32,
     pub curve_id: Numeric,
     pub assets: Numeric,
     pub assets_after_fees: Numeric,
@@ -64,9 +66,9 @@ pub struct Deposited {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Redeemed {
-    pub sender: String,
-    pub receiver: String,
-    pub term_id: String,
+    pub sender: Address,
+    pub receiver: Address,
+    pub term_id: Bytes32,
     pub curve_id: Numeric,
     pub shares: Numeric,
     pub total_shares: Numeric,
@@ -77,7 +79,7 @@ pub struct Redeemed {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharePriceChanged {
-    pub term_id: String,
+    pub term_id: Bytes32,
     pub curve_id: Numeric,
     pub share_price: Numeric,
     pub total_assets: Numeric,
@@ -115,18 +117,18 @@ impl Event {
     /// Two deliveries of one event have the same key; events of two forks of a block differ
     /// by their block hash.
     pub fn order_key(&self) -> (i64, i64, &str) {
-        (self.tx.block_number, self.tx.log_index, &self.tx.block_hash)
+        (self.tx.block_number, self.tx.log_index, self.tx.block_hash.as_str())
     }
 
     /// Term ids whose level 1-2 rows this event can change (a triple also changes its
     /// counter term).
     pub fn term_ids(&self) -> impl Iterator<Item = &str> {
         let (a, b): (Option<&str>, Option<&str>) = match &self.kind {
-            EventKind::AtomCreated(e) => (Some(&e.term_id), None),
-            EventKind::TripleCreated(e) => (Some(&e.term_id), Some(&e.counter_term_id)),
-            EventKind::Deposited(e) => (Some(&e.term_id), None),
-            EventKind::Redeemed(e) => (Some(&e.term_id), None),
-            EventKind::SharePriceChanged(e) => (Some(&e.term_id), None),
+            EventKind::AtomCreated(e) => (Some(e.term_id.as_str()), None),
+            EventKind::TripleCreated(e) => (Some(e.term_id.as_str()), Some(e.counter_term_id.as_str())),
+            EventKind::Deposited(e) => (Some(e.term_id.as_str()), None),
+            EventKind::Redeemed(e) => (Some(e.term_id.as_str()), None),
+            EventKind::SharePriceChanged(e) => (Some(e.term_id.as_str()), None),
             EventKind::Generic(_) => (None, None),
         };
         a.into_iter().chain(b)
@@ -144,13 +146,13 @@ pub fn utf8_text(bytes: &[u8]) -> Option<String> {
 
 /// `keccak256(keccak256("COUNTER_SALT") || term_id)`, as lowercase `0x` hex.
 /// `term_id` must be canonical (`0x` + 64 hex digits).
-pub fn counter_term_id(term_id: &str) -> String {
+pub fn counter_term_id(term_id: &str) -> Bytes32 {
     static SALT: OnceLock<[u8; 32]> = OnceLock::new();
     let salt = SALT.get_or_init(|| Keccak256::digest(b"COUNTER_SALT").into());
     let mut id = [0u8; 32];
-    hex::decode_to_slice(term_id.strip_prefix("0x").unwrap_or(term_id), &mut id).expect("canonical term id");
+    ::hex::decode_to_slice(term_id.strip_prefix("0x").unwrap_or(term_id), &mut id).expect("canonical term id");
     let mut h = Keccak256::new();
     h.update(salt);
     h.update(id);
-    format!("0x{}", hex::encode(h.finalize()))
+    Bytes32::from_bytes(&h.finalize()).expect("a keccak256 digest is 32 bytes")
 }

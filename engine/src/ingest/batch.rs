@@ -442,7 +442,7 @@ mod tests {
             // Deposits on a counter term travel with the triple that names it.
             for e in events {
                 if let EventKind::TripleCreated(t) = &e.kind {
-                    assert!(part.term_ids.contains(&t.counter_term_id));
+                    assert!(part.term_ids.contains(&t.counter_term_id.to_string()));
                 }
             }
             // Balanced to within the largest term's share (150 events of 6000 here).

@@ -90,11 +90,15 @@ pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
 }
 
 /// A key that appears twice among `keys`. Objects here hold about ten keys: comparing each
-/// pair is cheaper than hashing.
-fn duplicate_key<'k>(keys: impl Iterator<Item = &'k str>) -> Option<&'k str> {
-    let keys: Vec<&str> = keys.collect();
-    let twice = (1..keys.len()).find(|&i| keys[..i].contains(&keys[i]))?;
-    Some(keys[twice])
+/// pair is cheaper than hashing, and needs no allocation.
+fn duplicate_key<'k>(keys: impl Iterator<Item = &'k str> + Clone) -> Option<&'k str> {
+    let mut rest = keys;
+    while let Some(key) = rest.next() {
+        if rest.clone().any(|other| other == key) {
+            return Some(key);
+        }
+    }
+    None
 }
 
 /// A key that appears twice in one object anywhere inside `value`.

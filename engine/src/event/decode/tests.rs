@@ -249,7 +249,10 @@ fn counter_term_id_matches_independent_keccak() {
         "0xb94a30db6b8cb4d6e5b5d8b18aee1088680ffa8a61b3bfb65b6aef926e4aaf51"
     );
     // Keccak-256, not NIST SHA3-256: the empty-input digest tells them apart.
-    assert_eq!(hex::encode(Keccak256::digest(b"")), "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470");
+    assert_eq!(
+        ::hex::encode(Keccak256::digest(b"")),
+        "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    );
 }
 
 #[test]
