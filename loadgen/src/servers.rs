@@ -66,6 +66,43 @@ impl PrivatePostgres {
         Ok(pg)
     }
 
+    /// A hot standby of `primary` (which needs `wal_level` replica or higher, the default):
+    /// `pg_basebackup -R` of it into a new directory, started on a port of its own. It
+    /// streams the primary's WAL and answers read-only queries.
+    pub async fn standby_of(primary: &PrivatePostgres, tag: &str) -> Result<PrivatePostgres> {
+        let port = free_port();
+        let dir = scratch_dir("pg", tag, port)?;
+        let mut pg = PrivatePostgres { bin: primary.bin.clone(), dir, port, running: false };
+        pg.give_to_server_user(&pg.dir)?;
+        let data = pg.data_dir();
+        let primary_port = primary.port.to_string();
+        let args = [
+            "-D",
+            path(&data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary_port,
+            "-U",
+            "postgres",
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+        ];
+        pg.run("pg_basebackup", &args).await.context("pg_basebackup")?;
+        // The copied postgresql.conf names the primary's port and socket directory: the last
+        // setting of a name wins, so appending ours is enough.
+        let conf = format!("\nport = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n", pg.dir.display());
+        let conf_path = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf_path).context("reading postgresql.conf")?;
+        text.push_str(&conf);
+        std::fs::write(&conf_path, text).context("writing postgresql.conf")?;
+        pg.start_again().await?;
+        Ok(pg)
+    }
+
     /// `postgres://postgres@127.0.0.1:<port>`, to which a database name is appended.
     pub fn base_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}", self.port)

@@ -11,6 +11,12 @@ pub enum StreamError {
     Missing(String),
     #[error("`{key}` is a Redis {found}, not a stream")]
     NotAStream { key: String, found: String },
+    #[error(
+        "on a Redis Cluster one reader's streams must share a hash slot (it reads them in one call), \
+         but they are in slots {0}: give every stream of a network the same hash tag, e.g. \
+         `{{intuition}}:intuition_deposited` (README → Scaling out)"
+    )]
+    SplitAcrossSlots(String),
     #[error(transparent)]
     Redis(#[from] RedisError),
 }
@@ -18,7 +24,9 @@ pub enum StreamError {
 impl Permanence for StreamError {
     fn fatal(&self, what: &str) -> Option<Fatal> {
         match self {
-            StreamError::Missing(_) | StreamError::NotAStream { .. } => Some(Fatal::Config(self.to_string())),
+            StreamError::Missing(_) | StreamError::NotAStream { .. } | StreamError::SplitAcrossSlots(_) => {
+                Some(Fatal::Config(self.to_string()))
+            }
             StreamError::Redis(e) => e.fatal(what),
         }
     }

@@ -1,6 +1,6 @@
 //! Redis streams: connections ([`connect`]), the consumer-group reader the engine and the
-//! analytics worker share ([`reader`]), acks and dead letters ([`control`]), and what Redis
-//! says about a group ([`status`]). Depends only on [`crate::runtime`].
+//! analytics worker share ([`reader`]), acks and dead letters ([`control`]), what Redis
+//! says about a group ([`status`]), and the one-slot rule of a Redis Cluster ([`cluster`]). Depends only on [`crate::runtime`].
 //!
 //! Reads block on a connection of their own (a blocking `XREADGROUP` would stall every other
 //! command on a shared multiplexed connection); acks, dead letters and bookkeeping use
@@ -8,6 +8,7 @@
 //! dead after Redis restarts, while a manager reconnects in the background after an I/O
 //! error, so the caller's retry picks up a fresh connection on its next attempt.
 
+pub mod cluster;
 pub mod connect;
 pub mod control;
 pub mod entry;

@@ -39,7 +39,7 @@ use redis::{AsyncCommands, RedisResult, Script, Value};
 
 use reply::parse_reply;
 
-use super::{connect_managed, Entry, EntryKey, StreamError};
+use super::{cluster, connect_managed, Entry, EntryKey, StreamError};
 
 /// How long a read of new entries waits before asking again when there were none.
 const POLL: Duration = Duration::from_millis(5);
@@ -166,8 +166,8 @@ pub struct GroupReader {
 }
 
 impl GroupReader {
-    /// Connect, check that every stream exists (unless it may create them), and create the
-    /// group on every stream if missing.
+    /// Connect, check that the streams share a slot on a cluster and that every stream
+    /// exists (unless it may create them), and create the group on every stream if missing.
     pub async fn connect(redis_url: &str, mut config: ReaderConfig) -> Result<GroupReader, StreamError> {
         config.count = config.count.max(1);
         let pending_after = vec!["0".to_owned(); config.streams.len()];
@@ -183,6 +183,10 @@ impl GroupReader {
             in_flight: InFlight::default(),
             waited: Duration::ZERO,
         };
+        if let Some(slots) = cluster::split_slots(&mut reader.con, &reader.config.streams).await? {
+            let listed: Vec<String> = slots.iter().map(|(key, slot)| format!("{key} → {slot}")).collect();
+            return Err(StreamError::SplitAcrossSlots(listed.join(", ")));
+        }
         if !reader.config.create_streams {
             reader.check_streams().await?;
         }
