@@ -279,3 +279,71 @@ async fn outbox_publishes_every_touched_term() {
     }
     env.cleanup().await;
 }
+
+/// The reader's binary COPY encoding stores every column as decoded: ids lowercased, 64-bit
+/// integers, a timestamp (hex seconds, and null), uint256 amounts past 64 bits, the vault type,
+/// atom bytes with and without a text form, and an unknown event's JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_column_is_stored_as_decoded() {
+    let mut env = TestEnv::new("columns").await;
+    let term = "0x221c4e003f9931ee3af27f802dc5fd3d9974d75b333824fe61790134676b1b69";
+    let other = "0x00000000000000000000000000000000000000000000000000000000000000aa";
+    let tx = |log: u32, timestamp: &str| {
+        format!(
+            r#"{{"address":"0x6E35cF57A41fA15eA0EaE9C33e751b01A784Fe7e","block_hash":"{term}","block_number":9000001,"block_timestamp":{timestamp},"log_index":{log},"network":"intuition","transaction_hash":"0x{log:064x}","transaction_index":3}}"#
+        )
+    };
+    let atom = |log: u32, id: &str, data: &str, timestamp: &str| {
+        format!(
+            r#"{{"event_name":"AtomCreated","event_data":[{{"creator":"0xAbCdEf0123456789aBcDeF0123456789AbCdEf01","termId":"{id}","atomWallet":"0x00000000000000000000000000000000000000b0","atomData":"{data}","transaction_information":{}}}]}}"#,
+            tx(log, timestamp)
+        )
+    };
+    env.xadd(0, atom(1, term, "0x68656c6c6f", r#""0x6553f100""#).as_bytes()).await;
+    env.xadd(0, atom(2, other, "0xff00", "null").as_bytes()).await;
+    let deposit = format!(
+        r#"{{"event_name":"Deposited","event_data":[{{"sender":"0x00000000000000000000000000000000000000c1","receiver":"0x00000000000000000000000000000000000000c1","termId":"{term}","curveId":1,"assets":"123456789012345678901234567890","assetsAfterFees":"0x10","shares":"16","totalShares":"16","vaultType":0,"transaction_information":{}}}]}}"#,
+        tx(3, "1700000000")
+    );
+    env.xadd(2, deposit.as_bytes()).await;
+    let generic = format!(
+        r#"{{"event_name":"Upgraded","event_data":[{{"implementation":"0x00000000000000000000000000000000000000d1","n":[1,2.5,"x"],"transaction_information":{}}}]}}"#,
+        tx(4, "null")
+    );
+    env.xadd(4, generic.as_bytes()).await;
+    let summary = env.run(env.config()).await;
+    assert_eq!(summary.dead_letters, 0);
+
+    let tx_columns = "block_number = 9000001 AND block_hash = '0x221c4e003f9931ee3af27f802dc5fd3d9974d75b333824fe61790134676b1b69' \
+        AND address = '0x6e35cf57a41fa15ea0eae9c33e751b01a784fe7e' AND network = 'intuition' AND transaction_index = 3";
+    let one = |table: &str, log: u32, columns: &str| {
+        format!("SELECT count(*) FROM {table} WHERE log_index = {log} AND transaction_hash = '0x{log:064x}' AND {tx_columns} AND {columns}")
+    };
+    let checks = [
+        one(
+            "atom_created_events",
+            1,
+            "block_timestamp = to_timestamp(1700000000) AND creator = '0xabcdef0123456789abcdef0123456789abcdef01' \
+             AND atom_wallet = '0x00000000000000000000000000000000000000b0' AND atom_data = '\\x68656c6c6f' AND atom_data_text = 'hello'",
+        ),
+        one("atom_created_events", 2, "block_timestamp IS NULL AND atom_data = '\\xff00' AND atom_data_text IS NULL"),
+        one(
+            "deposited_events",
+            3,
+            "block_timestamp = to_timestamp(1700000000) AND sender = '0x00000000000000000000000000000000000000c1' \
+             AND curve_id = 1 AND assets = 123456789012345678901234567890 AND assets_after_fees = 16 AND shares = 16 \
+             AND total_shares = 16 AND vault_type = 0",
+        ),
+        one(
+            "generic_events",
+            4,
+            "block_timestamp IS NULL AND event_name = 'Upgraded' \
+             AND event_data->>'implementation' = '0x00000000000000000000000000000000000000d1' \
+             AND event_data->'n' = '[1, 2.5, \"x\"]'::jsonb",
+        ),
+    ];
+    for sql in &checks {
+        assert_eq!(env.count(sql).await, 1, "{sql}");
+    }
+    env.cleanup().await;
+}

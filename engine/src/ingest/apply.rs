@@ -10,7 +10,7 @@ use tokio_postgres::Transaction;
 use tracing::{error, warn};
 
 use super::batch::{term_ids_of, Batch};
-use super::copy::{self, CopyError, EncodedTable};
+use super::copy::{self, EncodedTable};
 use super::outbox;
 use super::summary::RunSummary;
 use crate::event::Event;
@@ -25,8 +25,6 @@ use crate::runtime::{telemetry, Retry, StageTimes, Stop};
 pub enum ApplyError {
     #[error(transparent)]
     Postgres(#[from] PgError),
-    #[error(transparent)]
-    Encode(#[from] copy::EncodeError),
     /// A part found the transaction holding its batch's locks gone (its connection lost):
     /// another engine may since have locked the same terms, so the part must not commit.
     #[error("the batch's lock holder (backend {pid}) no longer holds its locks; the part rolls back")]
@@ -37,8 +35,6 @@ impl ApplyError {
     pub fn failure(&self) -> Failure {
         match self {
             ApplyError::Postgres(e) => e.failure(),
-            // A value no COPY column takes: the event, once isolated, is dead-lettered.
-            ApplyError::Encode(_) => Failure::Data("encode"),
             ApplyError::LockHolderLost { .. } => Failure::Transient("lock_holder_lost"),
         }
     }
@@ -61,15 +57,6 @@ impl From<tokio_postgres::Error> for ApplyError {
 impl From<PoolError> for ApplyError {
     fn from(e: PoolError) -> Self {
         ApplyError::Postgres(e.into())
-    }
-}
-
-impl From<CopyError> for ApplyError {
-    fn from(e: CopyError) -> Self {
-        match e {
-            CopyError::Encode(e) => e.into(),
-            CopyError::Postgres(e) => e.into(),
-        }
     }
 }
 
@@ -103,7 +90,7 @@ pub async fn apply_batch(
         // is worked out here.
         let owned;
         let (term_ids, encoded) = match batch.parts.iter().find(|p| p.range == range) {
-            Some(part) => (&part.term_ids, part.encoded.as_deref()),
+            Some(part) => (&part.term_ids, Some(part.encoded.as_slice())),
             None => {
                 owned = term_ids_of(events);
                 (&owned, None)
@@ -207,7 +194,7 @@ async fn apply_parts(
         let mut times = StageTimes::default();
         let events = &batch.events[part.range.clone()];
         let locks = Locks::HeldForIt { term_ids: &part.term_ids, holder };
-        let result = apply_events(pool, events, part.encoded.as_deref(), locks, backfill, &mut times).await;
+        let result = apply_events(pool, events, Some(part.encoded.as_slice()), locks, backfill, &mut times).await;
         if result.is_ok() {
             // One part committed, its siblings maybe not yet: the batch is not acked.
             crash_point("after_part_commit");

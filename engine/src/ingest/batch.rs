@@ -51,14 +51,14 @@ pub struct Part {
     /// Distinct term ids of the part's events, sorted: its lock set and cascade set.
     pub term_ids: Vec<String>,
     /// The part's events already in binary COPY format, encoded by the reader so the writer
-    /// only streams bytes (None if encoding failed: the writer then encodes and reports).
-    pub encoded: Option<Vec<EncodedTable>>,
+    /// only streams bytes.
+    pub encoded: Vec<EncodedTable>,
 }
 
 impl Part {
     fn of(events: &[Event], range: Range<usize>) -> Part {
         let slice = &events[range.clone()];
-        Part { term_ids: term_ids_of(slice), encoded: encode_events(slice).ok(), range }
+        Part { term_ids: term_ids_of(slice), encoded: encode_events(slice), range }
     }
 }
 

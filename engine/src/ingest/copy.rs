@@ -5,33 +5,13 @@
 //! (the staging tables are created `LIKE` them). Encoding is pure CPU work, done by the
 //! reader task with the decode; the writer only streams bytes.
 
-use std::error::Error;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::pin_mut;
 use futures_util::SinkExt;
-use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Transaction;
 
-use crate::event::{Event, EventKind, TxInfo};
+use crate::event::{Event, EventKind, Numeric, TxInfo};
 use crate::pg::sql;
-
-/// An event a COPY column refused to encode (a value of the wrong type: a bug, not input).
-#[derive(Debug, thiserror::Error)]
-#[error("encoding {column} for COPY: {reason}")]
-pub struct EncodeError {
-    pub column: Type,
-    pub reason: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CopyError {
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    #[error(transparent)]
-    Postgres(#[from] tokio_postgres::Error),
-}
 
 /// The event tables, in the order their staged rows are merged.
 pub const EVENT_TABLES: [&str; 6] = [
@@ -43,9 +23,6 @@ pub const EVENT_TABLES: [&str; 6] = [
     "generic_events",
 ];
 
-const TX_TYPES: [Type; 8] =
-    [Type::TEXT, Type::INT8, Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8, Type::TIMESTAMPTZ];
-
 fn table_of(kind: &EventKind) -> usize {
     match kind {
         EventKind::AtomCreated(_) => 0,
@@ -55,41 +32,6 @@ fn table_of(kind: &EventKind) -> usize {
         EventKind::SharePriceChanged(_) => 4,
         EventKind::Generic(_) => 5,
     }
-}
-
-fn column_types(table: usize) -> Vec<Type> {
-    use Type as T;
-    let own: &[Type] = match table {
-        0 => &[T::TEXT, T::TEXT, T::TEXT, T::BYTEA, T::TEXT],
-        1 => &[T::TEXT, T::TEXT, T::TEXT, T::TEXT, T::TEXT, T::TEXT],
-        2 => &[T::TEXT, T::TEXT, T::TEXT, T::NUMERIC, T::NUMERIC, T::NUMERIC, T::NUMERIC, T::NUMERIC, T::INT2],
-        3 => &[T::TEXT, T::TEXT, T::TEXT, T::NUMERIC, T::NUMERIC, T::NUMERIC, T::NUMERIC, T::NUMERIC, T::INT2],
-        4 => &[T::TEXT, T::NUMERIC, T::NUMERIC, T::NUMERIC, T::NUMERIC, T::INT2],
-        _ => &[T::TEXT, T::JSONB],
-    };
-    TX_TYPES.iter().chain(own).cloned().collect()
-}
-
-/// JSON text bound to a `JSONB` column (binary format: version byte 1, then the text).
-#[derive(Debug)]
-struct Jsonb<'a>(&'a str);
-
-impl ToSql for Jsonb<'_> {
-    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        out.put_u8(1);
-        out.put_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB
-    }
-
-    to_sql_checked!();
-}
-
-fn timestamp(secs: Option<i64>) -> Option<SystemTime> {
-    secs.and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(s).ok()?)))
 }
 
 /// Where COPY writes.
@@ -103,7 +45,7 @@ pub enum Target {
 
 /// COPY every event into its staging table; returns the tables that received rows, in
 /// merge order. `events` should already be in chain order.
-pub async fn stage_events(tx: &Transaction<'_>, events: &[Event]) -> Result<Vec<&'static str>, CopyError> {
+pub async fn stage_events(tx: &Transaction<'_>, events: &[Event]) -> Result<Vec<&'static str>, tokio_postgres::Error> {
     copy_events(tx, events, Target::Staging).await
 }
 
@@ -112,8 +54,8 @@ pub async fn copy_events(
     tx: &Transaction<'_>,
     events: &[Event],
     target: Target,
-) -> Result<Vec<&'static str>, CopyError> {
-    Ok(copy_encoded(tx, &encode_events(events)?, target).await?)
+) -> Result<Vec<&'static str>, tokio_postgres::Error> {
+    copy_encoded(tx, &encode_events(events), target).await
 }
 
 /// Events of one table in PostgreSQL's binary COPY format, ready to send.
@@ -147,7 +89,8 @@ pub async fn copy_encoded(
 
 /// Encode events (in chain order) into one binary COPY stream per event table, in merge
 /// order, skipping empty tables. Pure CPU work: it can run off the database's critical path.
-pub fn encode_events(events: &[Event]) -> Result<Vec<EncodedTable>, EncodeError> {
+/// Every value is already typed and canonical, so encoding cannot fail.
+pub fn encode_events(events: &[Event]) -> Vec<EncodedTable> {
     let mut by_table: [Vec<&Event>; 6] = Default::default();
     for e in events {
         by_table[table_of(&e.kind)].push(e);
@@ -157,42 +100,33 @@ pub fn encode_events(events: &[Event]) -> Result<Vec<EncodedTable>, EncodeError>
         if rows.is_empty() {
             continue;
         }
-        let types = column_types(i);
         let mut buf = BytesMut::with_capacity(rows.len() * 400);
         buf.put_slice(COPY_SIGNATURE);
         buf.put_i32(0); // flags
         buf.put_i32(0); // header extension length
         for event in rows {
-            encode_row(event, &types, &mut buf)?;
+            encode_row(event, &mut buf);
         }
         buf.put_i16(-1); // trailer
         out.push(EncodedTable { table: EVENT_TABLES[i], rows: rows.len(), data: buf.freeze() });
     }
-    Ok(out)
+    out
 }
 
 const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
-/// One tuple: field count, then each field as a length-prefixed value (-1 for NULL).
-fn encode_row(event: &Event, types: &[Type], buf: &mut BytesMut) -> Result<(), EncodeError> {
-    with_values(event, |values| {
-        buf.put_i16(values.len() as i16);
-        for (value, ty) in values.iter().zip(types) {
-            let at = buf.len();
-            buf.put_i32(0);
-            let encoded = value.to_sql_checked(ty, buf);
-            let len = match encoded.map_err(|e| EncodeError { column: ty.clone(), reason: e.to_string() })? {
-                IsNull::Yes => -1,
-                IsNull::No => (buf.len() - at - 4) as i32,
-            };
-            buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-        }
-        Ok(())
-    })
-}
-
-/// Call `f` with the event's column values, in the event table's column order.
-fn with_values<R>(event: &Event, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) -> R {
+/// One tuple, in the event table's column order (`migrations/versioned/V1__baseline.sql`):
+/// the eight transaction columns, then the event's own.
+fn encode_row(event: &Event, buf: &mut BytesMut) {
+    let own: i16 = match &event.kind {
+        EventKind::AtomCreated(_) => 5,
+        EventKind::TripleCreated(_) => 6,
+        EventKind::Deposited(_) | EventKind::Redeemed(_) => 9,
+        EventKind::SharePriceChanged(_) => 6,
+        EventKind::Generic(_) => 2,
+    };
+    let mut row = Row(buf);
+    row.0.put_i16(8 + own);
     let TxInfo {
         transaction_hash,
         log_index,
@@ -203,65 +137,102 @@ fn with_values<R>(event: &Event, f: impl FnOnce(&[&(dyn ToSql + Sync)]) -> R) ->
         transaction_index,
         block_timestamp,
     } = &event.tx;
-    let ts = timestamp(*block_timestamp);
-    let jsonb;
-    let mut values: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(17);
-    values.extend_from_slice(&[
-        transaction_hash,
-        log_index,
-        block_number,
-        block_hash,
-        address,
-        network,
-        transaction_index,
-        &ts,
-    ]);
+    row.text(transaction_hash).int8(*log_index).int8(*block_number).text(block_hash).text(address);
+    row.text(network).int8(*transaction_index).timestamptz(*block_timestamp);
     match &event.kind {
         EventKind::AtomCreated(e) => {
-            values.extend_from_slice(&[&e.creator, &e.term_id, &e.atom_wallet, &e.atom_data, &e.atom_data_text])
+            row.text(&e.creator).text(&e.term_id).text(&e.atom_wallet).bytes(&e.atom_data);
+            row.opt_text(e.atom_data_text.as_deref());
         }
-        EventKind::TripleCreated(e) => values.extend_from_slice(&[
-            &e.creator,
-            &e.term_id,
-            &e.subject_id,
-            &e.predicate_id,
-            &e.object_id,
-            &e.counter_term_id,
-        ]),
-        EventKind::Deposited(e) => values.extend_from_slice(&[
-            &e.sender,
-            &e.receiver,
-            &e.term_id,
-            &e.curve_id,
-            &e.assets,
-            &e.assets_after_fees,
-            &e.shares,
-            &e.total_shares,
-            &e.vault_type,
-        ]),
-        EventKind::Redeemed(e) => values.extend_from_slice(&[
-            &e.sender,
-            &e.receiver,
-            &e.term_id,
-            &e.curve_id,
-            &e.shares,
-            &e.total_shares,
-            &e.assets,
-            &e.fees,
-            &e.vault_type,
-        ]),
-        EventKind::SharePriceChanged(e) => values.extend_from_slice(&[
-            &e.term_id,
-            &e.curve_id,
-            &e.share_price,
-            &e.total_assets,
-            &e.total_shares,
-            &e.vault_type,
-        ]),
+        EventKind::TripleCreated(e) => {
+            row.text(&e.creator).text(&e.term_id).text(&e.subject_id).text(&e.predicate_id);
+            row.text(&e.object_id).text(&e.counter_term_id);
+        }
+        EventKind::Deposited(e) => {
+            row.text(&e.sender).text(&e.receiver).text(&e.term_id).numeric(&e.curve_id).numeric(&e.assets);
+            row.numeric(&e.assets_after_fees).numeric(&e.shares).numeric(&e.total_shares).int2(e.vault_type);
+        }
+        EventKind::Redeemed(e) => {
+            row.text(&e.sender).text(&e.receiver).text(&e.term_id).numeric(&e.curve_id).numeric(&e.shares);
+            row.numeric(&e.total_shares).numeric(&e.assets).numeric(&e.fees).int2(e.vault_type);
+        }
+        EventKind::SharePriceChanged(e) => {
+            row.text(&e.term_id).numeric(&e.curve_id).numeric(&e.share_price).numeric(&e.total_assets);
+            row.numeric(&e.total_shares).int2(e.vault_type);
+        }
         EventKind::Generic(e) => {
-            jsonb = Jsonb(&e.event_data);
-            values.extend_from_slice(&[&e.event_name, &jsonb]);
+            row.text(&e.event_name).jsonb(&e.event_data);
         }
     }
-    f(&values)
+}
+
+/// Seconds from the Unix epoch to PostgreSQL's (2000-01-01), whose timestamps count
+/// microseconds from it.
+const POSTGRES_EPOCH_SECS: i64 = 946_684_800;
+
+/// Fields of one COPY tuple in binary format: each a big-endian length (-1 for NULL), then
+/// the value in the column type's binary form. Written directly, without `ToSql`'s dynamic
+/// dispatch and per-field type checks: this runs for every column of every event.
+struct Row<'b>(&'b mut BytesMut);
+
+impl Row<'_> {
+    fn bytes(&mut self, value: &[u8]) -> &mut Self {
+        self.0.put_i32(value.len() as i32);
+        self.0.put_slice(value);
+        self
+    }
+
+    fn text(&mut self, value: &str) -> &mut Self {
+        self.bytes(value.as_bytes())
+    }
+
+    fn opt_text(&mut self, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(v) => self.text(v),
+            None => self.null(),
+        }
+    }
+
+    fn null(&mut self) -> &mut Self {
+        self.0.put_i32(-1);
+        self
+    }
+
+    fn int8(&mut self, value: i64) -> &mut Self {
+        self.0.put_i32(8);
+        self.0.put_i64(value);
+        self
+    }
+
+    fn int2(&mut self, value: i16) -> &mut Self {
+        self.0.put_i32(2);
+        self.0.put_i16(value);
+        self
+    }
+
+    /// Seconds since the Unix epoch; NULL when unknown or before it (as the decoder never
+    /// produces a negative one, that is only rindexer's null).
+    fn timestamptz(&mut self, secs: Option<i64>) -> &mut Self {
+        match secs.filter(|s| *s >= 0) {
+            Some(s) => self.int8((s - POSTGRES_EPOCH_SECS) * 1_000_000),
+            None => self.null(),
+        }
+    }
+
+    fn numeric(&mut self, value: &Numeric) -> &mut Self {
+        let at = self.0.len();
+        self.0.put_i32(0);
+        value.encode(self.0);
+        let len = (self.0.len() - at - 4) as i32;
+        self.0[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        self
+    }
+
+    /// JSONB's binary form: version 1, then the JSON text.
+    fn jsonb(&mut self, json: &str) -> &mut Self {
+        self.0.put_i32(json.len() as i32 + 1);
+        self.0.put_u8(1);
+        self.0.put_slice(json.as_bytes());
+        self
+    }
 }

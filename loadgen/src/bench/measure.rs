@@ -221,8 +221,8 @@ pub(super) async fn set_triggers(client: &tokio_postgres::Client, enabled: bool)
 
 /// The events in binary COPY format, `per_batch` per transaction. Encoding happens before
 /// the clock starts, as the engine encodes on its reader task.
-pub(super) fn encode_chunks(batch: &Batch, per_batch: usize) -> Result<Vec<Vec<rps::ingest::copy::EncodedTable>>> {
-    Ok(batch.events.chunks(per_batch.max(1)).map(encode_events).collect::<Result<_, _>>()?)
+pub(super) fn encode_chunks(batch: &Batch, per_batch: usize) -> Vec<Vec<rps::ingest::copy::EncodedTable>> {
+    batch.events.chunks(per_batch.max(1)).map(encode_events).collect()
 }
 
 /// COPY encoded events straight into the event tables, one transaction per chunk.
@@ -274,7 +274,7 @@ pub async fn raw_floor(svc: &Services, workload: &Workload, per_batch: usize) ->
     let mut client = s.client().await?;
     client.batch_execute(rps::pg::sql::SESSION_SETUP).await?;
     set_triggers(&client, false).await?;
-    let chunks = encode_chunks(&batch, per_batch)?;
+    let chunks = encode_chunks(&batch, per_batch);
     let mut redis = s.redis.clone();
     let wal = WalMark::now(&client).await?;
     let mark = svc.cpu_mark(&mut redis).await;

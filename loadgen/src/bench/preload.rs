@@ -80,14 +80,13 @@ pub async fn preload(s: &Scratch, plan: PreloadPlan) -> Result<Preloaded> {
     let mut client = s.client().await?;
     client.batch_execute(rps::pg::sql::SESSION_SETUP).await?;
     set_triggers(&client, false).await?;
-    let (tx, mut rx) = mpsc::channel::<Result<Slice>>(1);
+    let (tx, mut rx) = mpsc::channel::<Slice>(1);
     let producer = tokio::task::spawn_blocking(move || produce(plan, tx));
     let mut copy = Duration::ZERO;
     loop {
         let waiting = Instant::now();
         let Some(slice) = rx.recv().await else { break };
         out.generate_wait_seconds += waiting.elapsed().as_secs_f64();
-        let slice = slice?;
         copy += copy_raw(&mut client, &slice.chunks).await?;
         out.events += slice.events;
         out.slices += 1;
@@ -108,7 +107,7 @@ pub async fn preload(s: &Scratch, plan: PreloadPlan) -> Result<Preloaded> {
 }
 
 /// Generate, decode and encode every slice in turn; stops early when the receiver is gone.
-fn produce(plan: PreloadPlan, tx: mpsc::Sender<Result<Slice>>) {
+fn produce(plan: PreloadPlan, tx: mpsc::Sender<Slice>) {
     let mut next_block = WorkloadConfig::default().start_block;
     let mut atoms = 0;
     for (i, events) in slice_sizes(plan.events, plan.slice_events).enumerate() {
@@ -118,11 +117,11 @@ fn produce(plan: PreloadPlan, tx: mpsc::Sender<Result<Slice>>) {
         let last_block = workload.stats.last_block;
         let batch = decode_all(&workload);
         drop(workload);
-        let slice = encode_chunks(&batch, EVENTS_PER_TRANSACTION).map(|chunks| Slice {
-            chunks,
+        let slice = Slice {
+            chunks: encode_chunks(&batch, EVENTS_PER_TRANSACTION),
             events: batch.events.len() as u64,
             last_block,
-        });
+        };
         drop(batch);
         if tx.blocking_send(slice).is_err() {
             return;
