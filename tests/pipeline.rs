@@ -314,7 +314,8 @@ async fn every_column_is_stored_as_decoded() {
     let summary = env.run(env.config()).await;
     assert_eq!(summary.dead_letters, 0);
 
-    let tx_columns = "block_number = 9000001 AND block_hash = '0x221c4e003f9931ee3af27f802dc5fd3d9974d75b333824fe61790134676b1b69' \
+    let tx_columns =
+        "block_number = 9000001 AND block_hash = '0x221c4e003f9931ee3af27f802dc5fd3d9974d75b333824fe61790134676b1b69' \
         AND address = '0x6e35cf57a41fa15ea0eae9c33e751b01a784fe7e' AND network = 'intuition' AND transaction_index = 3";
     let one = |table: &str, log: u32, columns: &str| {
         format!("SELECT count(*) FROM {table} WHERE log_index = {log} AND transaction_hash = '0x{log:064x}' AND {tx_columns} AND {columns}")
