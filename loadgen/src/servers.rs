@@ -58,10 +58,7 @@ impl PrivatePostgres {
         for (key, value) in settings {
             conf.push_str(&format!("{key} = '{value}'\n"));
         }
-        let conf_path = data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf_path).context("reading postgresql.conf")?;
-        text.push_str(&conf);
-        std::fs::write(&conf_path, text).context("writing postgresql.conf")?;
+        pg.append_conf(&conf)?;
         pg.start_again().await?;
         Ok(pg)
     }
@@ -94,11 +91,10 @@ impl PrivatePostgres {
         pg.run("pg_basebackup", &args).await.context("pg_basebackup")?;
         // The copied postgresql.conf names the primary's port and socket directory: the last
         // setting of a name wins, so appending ours is enough.
-        let conf = format!("\nport = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n", pg.dir.display());
-        let conf_path = data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf_path).context("reading postgresql.conf")?;
-        text.push_str(&conf);
-        std::fs::write(&conf_path, text).context("writing postgresql.conf")?;
+        pg.append_conf(&format!(
+            "\nport = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            pg.dir.display()
+        ))?;
         pg.start_again().await?;
         Ok(pg)
     }
@@ -151,13 +147,17 @@ impl PrivatePostgres {
     /// Replace `pg_hba.conf` and append `settings` to `postgresql.conf`, then reload.
     pub async fn reconfigure(&self, hba: &str, settings: &[(&str, &str)]) -> Result<()> {
         self.write_file("pg_hba.conf", hba.as_bytes())?;
+        let lines: String = settings.iter().map(|(key, value)| format!("{key} = '{value}'\n")).collect();
+        self.append_conf(&lines)?;
+        self.pg_ctl(&["reload"]).await.context("pg_ctl reload")
+    }
+
+    /// Append lines to `postgresql.conf` (a later setting of a name overrides an earlier one).
+    fn append_conf(&self, lines: &str) -> Result<()> {
         let conf_path = self.data_dir().join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf_path).context("reading postgresql.conf")?;
-        for (key, value) in settings {
-            text.push_str(&format!("{key} = '{value}'\n"));
-        }
-        std::fs::write(&conf_path, text).context("writing postgresql.conf")?;
-        self.pg_ctl(&["reload"]).await.context("pg_ctl reload")
+        text.push_str(lines);
+        std::fs::write(&conf_path, text).context("writing postgresql.conf")
     }
 
     async fn pg_ctl(&self, args: &[&str]) -> Result<()> {

@@ -145,6 +145,38 @@ pub async fn backfill(
     analytics: bool,
 ) -> Result<Backfill> {
     let s = svc.scratch(tag).await?;
+    let run = engine_run(svc, &s, workload, batch_size).await?;
+    let engine = throughput(&run.summary, strong_tables_match(&s).await?);
+    let analytics = if analytics { Some(drain_analytics(&s).await?) } else { None };
+    svc.done(s).await?;
+    let runs_events_per_sec = vec![engine.events_per_sec];
+    let (cpu, wal_bytes_per_event) = (run.cpu, run.wal_bytes_per_event);
+    Ok(Backfill {
+        engine,
+        runs_events_per_sec,
+        xadd_events_per_sec: run.xadd_events_per_sec,
+        analytics,
+        cpu,
+        wal_bytes_per_event,
+    })
+}
+
+/// One backfill run of the engine over a workload XADDed first, with what it cost.
+pub(super) struct EngineRun {
+    pub summary: rps::RunSummary,
+    pub xadd_events_per_sec: f64,
+    pub cpu: Option<CpuSeconds>,
+    pub wal_bytes_per_event: f64,
+}
+
+/// XADD `workload` to `s`'s streams, then drain them with the engine in backfill mode,
+/// counting CPU and WAL from the engine's start to its end only.
+pub(super) async fn engine_run(
+    svc: &Services,
+    s: &Scratch,
+    workload: &Workload,
+    batch_size: usize,
+) -> Result<EngineRun> {
     let mut redis = s.redis.clone();
     let options = WriteOptions { stream_prefix: s.prefix.clone(), rate: None, pipeline: DEFAULT_PIPELINE };
     let written = write_messages(&mut redis, &workload.messages, &options).await?;
@@ -154,13 +186,7 @@ pub async fn backfill(
     let summary = rps::run(s.engine_config(batch_size, true), std::future::pending()).await?;
     let cpu = mark.since(&mut redis).await;
     let wal_bytes_per_event = wal.bytes_since(&client).await? as f64 / summary.events.max(1) as f64;
-    let engine = throughput(&summary, strong_tables_match(&s).await?);
-    let analytics = if analytics { Some(drain_analytics(&s).await?) } else { None };
-    drop(client);
-    svc.done(s).await?;
-    let runs_events_per_sec = vec![engine.events_per_sec];
-    let xadd_events_per_sec = written.events_per_sec();
-    Ok(Backfill { engine, runs_events_per_sec, xadd_events_per_sec, analytics, cpu, wal_bytes_per_event })
+    Ok(EngineRun { summary, xadd_events_per_sec: written.events_per_sec(), cpu, wal_bytes_per_event })
 }
 
 /// The analytics worker drains what the backfill published.

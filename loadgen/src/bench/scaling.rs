@@ -10,11 +10,10 @@ use rps::ops::verify::DERIVED_TABLES;
 use serde::Serialize;
 
 use super::cpu::CpuSeconds;
-use super::measure::{strong_tables_match, throughput, Services, Throughput};
+use super::measure::{engine_run, strong_tables_match, throughput, EngineRun, Services, Throughput};
 use super::preload::{preload, PreloadPlan, Preloaded};
 use super::scratch::Scratch;
-use super::storage::{sizes, Sizes, WalMark};
-use crate::redis_out::{write_messages, WriteOptions, DEFAULT_PIPELINE};
+use super::storage::{sizes, Sizes};
 use crate::workload::Workload;
 
 #[derive(Clone, Debug, Serialize)]
@@ -67,17 +66,8 @@ pub async fn scaling(
         measured.stats.first_block
     );
 
-    let mut redis = s.redis.clone();
-    let options = WriteOptions { stream_prefix: s.prefix.clone(), rate: None, pipeline: DEFAULT_PIPELINE };
-    write_messages(&mut redis, &measured.messages, &options).await?;
-    let client = s.client().await?;
-    let wal = WalMark::now(&client).await?;
-    let mark = svc.cpu_mark(&mut redis).await;
-    let summary = rps::run(s.engine_config(batch_size, true), std::future::pending()).await?;
-    let cpu = mark.since(&mut redis).await;
-    let wal_bytes_per_event = wal.bytes_since(&client).await? as f64 / summary.events.max(1) as f64;
-    let sizes = sizes(&client).await?;
-    drop(client);
+    let EngineRun { summary, cpu, wal_bytes_per_event, .. } = engine_run(svc, &s, measured, batch_size).await?;
+    let sizes = sizes(&s.client().await?).await?;
     let matches = if checks.verify { strong_tables_match(&s).await? } else { false };
     let refresh = if checks.refresh { Some(refresh_snapshots(&s).await?) } else { None };
     svc.done(s).await?;
