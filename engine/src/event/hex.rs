@@ -3,17 +3,13 @@
 //! An event carries four to seven of them. As `String`s each was a heap allocation made on
 //! a decode thread and freed on the writer's, about ten per event: a profile of a 1.5M-event
 //! backfill put a third of the engine's CPU in malloc, free and dropping batches. Inline
-//! arrays cost nothing to create or drop, and still read as `&str` everywhere (`Deref`), are
-//! ordered and hashed as that text, and go to PostgreSQL as `TEXT`.
+//! arrays cost nothing to create or drop, still read as `&str` everywhere (`Deref`; the COPY
+//! encoder writes that text into `TEXT` columns), and are ordered and hashed as that text.
 
 use std::borrow::Borrow;
-use std::error::Error;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-
-use bytes::{BufMut, BytesMut};
-use postgres_types::{accepts, to_sql_checked, IsNull, ToSql, Type};
 
 /// `0x` followed by `LEN - 2` lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,8 +43,7 @@ impl<const LEN: usize> Hex<LEN> {
 
     /// From text with or without `0x`, any case.
     pub fn parse(text: &str) -> Option<Self> {
-        let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
-        Self::from_digits(digits.as_bytes())
+        Self::from_digits(strip_0x(text).as_bytes())
     }
 
     /// From raw bytes (`LEN - 2` must be twice their number).
@@ -68,15 +63,14 @@ impl<const LEN: usize> Hex<LEN> {
     }
 }
 
+/// `text` without its `0x` (or `0X`) prefix, if it has one.
+pub fn strip_0x(text: &str) -> &str {
+    text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text)
+}
+
 impl<const LEN: usize> Deref for Hex<LEN> {
     type Target = str;
     fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl<const LEN: usize> AsRef<str> for Hex<LEN> {
-    fn as_ref(&self) -> &str {
         self.as_str()
     }
 }
@@ -128,18 +122,6 @@ impl<const LEN: usize> serde::Serialize for Hex<LEN> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
     }
-}
-
-/// Bound as text: the event tables keep ids as `TEXT`.
-impl<const LEN: usize> ToSql for Hex<LEN> {
-    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        out.put_slice(&self.0);
-        Ok(IsNull::No)
-    }
-
-    accepts!(TEXT, VARCHAR, BPCHAR, NAME, UNKNOWN);
-
-    to_sql_checked!();
 }
 
 #[cfg(test)]

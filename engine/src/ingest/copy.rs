@@ -118,15 +118,7 @@ const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// One tuple, in the event table's column order (`migrations/versioned/V1__baseline.sql`):
 /// the eight transaction columns, then the event's own.
 fn encode_row(event: &Event, buf: &mut BytesMut) {
-    let own: i16 = match &event.kind {
-        EventKind::AtomCreated(_) => 5,
-        EventKind::TripleCreated(_) => 6,
-        EventKind::Deposited(_) | EventKind::Redeemed(_) => 9,
-        EventKind::SharePriceChanged(_) => 6,
-        EventKind::Generic(_) => 2,
-    };
-    let mut row = Row(buf);
-    row.0.put_i16(8 + own);
+    let mut row = Row::start(buf);
     let TxInfo {
         transaction_hash,
         log_index,
@@ -164,21 +156,44 @@ fn encode_row(event: &Event, buf: &mut BytesMut) {
             row.text(&e.event_name).jsonb(&e.event_data);
         }
     }
+    row.finish();
 }
 
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01), whose timestamps count
 /// microseconds from it.
 const POSTGRES_EPOCH_SECS: i64 = 946_684_800;
 
-/// Fields of one COPY tuple in binary format: each a big-endian length (-1 for NULL), then
-/// the value in the column type's binary form. Written directly, without `ToSql`'s dynamic
+/// One COPY tuple in binary format: its field count, then each field as a big-endian length
+/// (-1 for NULL) and the value in the column type's binary form. Written directly, without `ToSql`'s dynamic
 /// dispatch and per-field type checks: this runs for every column of every event.
-struct Row<'b>(&'b mut BytesMut);
+struct Row<'b> {
+    buf: &'b mut BytesMut,
+    /// Where the tuple's field count goes, written by [`Row::finish`].
+    count_at: usize,
+    fields: i16,
+}
 
-impl Row<'_> {
+impl<'b> Row<'b> {
+    fn start(buf: &'b mut BytesMut) -> Row<'b> {
+        let count_at = buf.len();
+        buf.put_i16(0);
+        Row { buf, count_at, fields: 0 }
+    }
+
+    /// The field count, now that every field is written.
+    fn finish(self) {
+        self.buf[self.count_at..self.count_at + 2].copy_from_slice(&self.fields.to_be_bytes());
+    }
+
+    /// A field's length prefix (-1 for NULL).
+    fn length(&mut self, len: i32) {
+        self.fields += 1;
+        self.buf.put_i32(len);
+    }
+
     fn bytes(&mut self, value: &[u8]) -> &mut Self {
-        self.0.put_i32(value.len() as i32);
-        self.0.put_slice(value);
+        self.length(value.len() as i32);
+        self.buf.put_slice(value);
         self
     }
 
@@ -194,19 +209,19 @@ impl Row<'_> {
     }
 
     fn null(&mut self) -> &mut Self {
-        self.0.put_i32(-1);
+        self.length(-1);
         self
     }
 
     fn int8(&mut self, value: i64) -> &mut Self {
-        self.0.put_i32(8);
-        self.0.put_i64(value);
+        self.length(8);
+        self.buf.put_i64(value);
         self
     }
 
     fn int2(&mut self, value: i16) -> &mut Self {
-        self.0.put_i32(2);
-        self.0.put_i16(value);
+        self.length(2);
+        self.buf.put_i16(value);
         self
     }
 
@@ -220,19 +235,19 @@ impl Row<'_> {
     }
 
     fn numeric(&mut self, value: &Numeric) -> &mut Self {
-        let at = self.0.len();
-        self.0.put_i32(0);
-        value.encode(self.0);
-        let len = (self.0.len() - at - 4) as i32;
-        self.0[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        let at = self.buf.len();
+        self.length(0);
+        value.encode(self.buf);
+        let len = (self.buf.len() - at - 4) as i32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
         self
     }
 
     /// JSONB's binary form: version 1, then the JSON text.
     fn jsonb(&mut self, json: &str) -> &mut Self {
-        self.0.put_i32(json.len() as i32 + 1);
-        self.0.put_u8(1);
-        self.0.put_slice(json.as_bytes());
+        self.length(json.len() as i32 + 1);
+        self.buf.put_u8(1);
+        self.buf.put_slice(json.as_bytes());
         self
     }
 }

@@ -5,7 +5,7 @@ use simd_json::prelude::*;
 use simd_json::{BorrowedValue as Value, StaticNode};
 
 use super::{err, DecodeError};
-use crate::event::hex::{Address, Bytes32, Hex};
+use crate::event::hex::{strip_0x, Address, Bytes32, Hex};
 use crate::event::numeric::{parse_u256, Numeric};
 
 /// Typed access to one JSON object's fields, with errors that name the field.
@@ -84,8 +84,4 @@ impl<'a, 'v> Fields<'a, 'v> {
         let s = self.str(name)?;
         hex::decode(strip_0x(s)).map_err(|e| DecodeError(format!("field `{name}`: not hex bytes ({e})")))
     }
-}
-
-fn strip_0x(s: &str) -> &str {
-    s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s)
 }
