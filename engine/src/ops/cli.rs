@@ -163,6 +163,13 @@ pub fn help_gaps(command: &clap::Command) -> Vec<String> {
     gaps
 }
 
+/// Each binary's test of its own command line: clap's consistency checks pass, and the help
+/// has no [`help_gaps`]. Panics, naming the gaps, otherwise.
+pub fn assert_help_complete(command: clap::Command) {
+    command.clone().debug_assert();
+    assert_eq!(help_gaps(&command), Vec::<String>::new());
+}
+
 fn collect_help_gaps(command: &clap::Command, path: &str, gaps: &mut Vec<String>) {
     for arg in command.get_arguments() {
         let id = arg.get_long().unwrap_or(arg.get_id().as_str());
