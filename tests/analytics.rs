@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use integration_tests::analytics::{
-    assert_analytics_match, counter_vault_messages, engine_binary, id32, pending, published_term_ids, run_workers,
-    shared_pair_messages, stream_len, wait_until_drained, worker_config,
+    assert_analytics_match, counter_vault_messages, engine_binary, id32, many_triples_of_one_pair, pending,
+    published_term_ids, run_workers, shared_pair_messages, stream_len, wait_until_drained, worker_config,
 };
 use integration_tests::env::REDIS;
 use integration_tests::workload::{self, Params};
@@ -350,6 +350,43 @@ async fn a_refresh_deletes_rows_that_no_longer_exist() {
     assert_eq!(refreshed, 2, "the triple and the ghost");
     assert_analytics_match(&env).await;
     assert_eq!(env.count("SELECT count(*) FROM triple_vault WHERE curve_id = 999").await, 0);
+    env.cleanup().await;
+}
+
+/// A refresh costs what changed, not what its pairs hold: refreshing one triple of a pair of
+/// 2,000 reads a handful of `triple` and `triple_term` rows (a pair recompute would read all
+/// 2,000 of each), and a deposit into it then moves the pair rows by exactly its change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_reads_its_triples_not_their_pairs() {
+    let mut env = TestEnv::new("an_delta").await;
+    let (messages, triples) = many_triples_of_one_pair(2_000);
+    env.xadd_all(&messages).await;
+    env.run(env.config()).await;
+    run_workers(&worker_config(&env), 1, None).await;
+    assert_analytics_match(&env).await;
+    let pair_size = "SELECT triple_count FROM predicate_object WHERE predicate_id = $1";
+    let client = env.client().await;
+    client.batch_execute("ANALYZE").await.unwrap();
+    assert_eq!(client.query_one(pair_size, &[&id32(0xa3)]).await.unwrap().get::<_, i64>(0), 2_000);
+
+    env.xadd_all(&counter_vault_messages(&rps::event::counter_term_id(&triples[7]), 1, 5_000)).await;
+    env.run(env.config()).await;
+    let mut client = env.client().await;
+    let tx = client.transaction().await.unwrap();
+    let refreshed: i32 = tx.query_one("SELECT refresh_analytics($1)", &[&vec![&triples[7]]]).await.unwrap().get(0);
+    assert_eq!(refreshed, 1);
+    let read = "SELECT relname, seq_tup_read + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables                 WHERE relname IN ('triple', 'triple_term') ORDER BY relname";
+    for row in tx.query(read, &[]).await.unwrap() {
+        let (table, rows): (String, i64) = (row.get(0), row.get(1));
+        assert!(rows < 20, "a refresh of one triple read {rows} rows of {table}");
+    }
+    tx.commit().await.unwrap();
+    // The stream still holds the update the refresh above already applied: a second refresh
+    // of an unchanged row moves nothing.
+    run_workers(&worker_config(&env), 1, None).await;
+    assert_analytics_match(&env).await;
+    let position_count = "SELECT total_position_count FROM predicate_object WHERE predicate_id = $1";
+    assert_eq!(client.query_one(position_count, &[&id32(0xa3)]).await.unwrap().get::<_, i64>(0), 1);
     env.cleanup().await;
 }
 

@@ -70,6 +70,10 @@ struct GenerateArgs {
     /// Share of vault operations that are redeems.
     #[arg(long, env = "LOADGEN_REDEEM_RATIO", default_value_t = WorkloadConfig::default().redeem_ratio)]
     redeem_ratio: f64,
+    /// Share of triples whose subject or object is one of the few shared atoms (the
+    /// predicates), so that a few pairs hold many triples, as on a real graph.
+    #[arg(long, env = "LOADGEN_HOT_PAIR_RATE", default_value_t = WorkloadConfig::default().hot_pair_rate)]
+    hot_pair_rate: f64,
     /// Block number of the first event; blocks advance with the events.
     #[arg(long, env = "LOADGEN_START_BLOCK", default_value_t = WorkloadConfig::default().start_block)]
     start_block: u64,
@@ -194,6 +198,7 @@ fn config(args: &GenerateArgs) -> WorkloadConfig {
         duplicate_rate: args.duplicate_rate,
         malformed_rate: args.malformed_rate,
         redeem_ratio: args.redeem_ratio,
+        hot_pair_rate: args.hot_pair_rate,
         start_block: args.start_block,
         ..WorkloadConfig::default()
     }

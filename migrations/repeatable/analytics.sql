@@ -1,10 +1,11 @@
 -- Level 3 refresh, called by analytics-worker once per batch of term ids read from the
 -- `term_updates` stream. It recomputes, set-based, exactly what the snapshot views
--- (snapshot.sql) define, but only for the triples whose term_id or counter_term_id is in the batch
--- and for the (predicate_id, object_id) / (subject_id, predicate_id) pairs of those
--- triples. Every lookup goes through an index (triple PK, triple_counter_term_idx, the
--- two pair indexes on triple, the vault and level 3 primary keys), so a batch costs in
--- proportion to its triples and the triples of their pairs, never to the table sizes.
+-- (snapshot.sql) define for the triples whose term_id or counter_term_id is in the batch,
+-- and moves the (predicate_id, object_id) / (subject_id, predicate_id) pair rows of those
+-- triples by what their rows changed (see refresh_triple_term). Every lookup goes through
+-- an index (triple PK, triple_counter_term_idx, the vault and level 3 primary keys), so a
+-- batch costs in proportion to its triples, never to the table sizes nor to how many
+-- triples their pairs hold.
 --
 -- Concurrency. Several workers may refresh at once while engines keep writing levels 1-2.
 --  * Before it writes or reads anything it will aggregate, a refresh takes transaction
@@ -21,10 +22,14 @@
 --    after its commit, so the refresh triggered by the last change to a triple reads that
 --    change, and a stale refresh can never commit after a fresher one (it would have had
 --    to hold the lock across the fresher one's read). Hence no lost updates.
---  * A pair row aggregates the triple_term rows of all triples of the pair, including
---    triples outside the batch. Whoever rewrites a triple_term row also holds the locks
---    of both pairs of that triple, so under a pair's lock every triple_term row of the
---    pair is committed and final until the lock is released.
+--  * A pair row sums the triple_term rows of all triples of the pair, including triples
+--    outside the batch. Whoever rewrites a triple_term row also holds the locks of both
+--    pairs of that triple, so the pair rows always hold the committed triple_term rows'
+--    sums, and the pair locks keep two refreshes from updating pair rows in opposite
+--    orders (which would deadlock on the row locks).
+--  * rebuild_from_reference (readers.sql) rewrites level 3 tables under EXCLUSIVE locks; a
+--    refresh first takes ROW EXCLUSIVE on all four in the same order, so it runs entirely
+--    before or entirely after a rebuild and never adds a delta to a rebuilt base.
 
 -- Lock classes (first key of the two-int4 advisory lock).
 CREATE OR REPLACE FUNCTION analytics_lock_class(kind TEXT) RETURNS INT
@@ -109,11 +114,25 @@ CREATE OR REPLACE FUNCTION refresh_triple_vault(triple_ids TEXT[]) RETURNS void 
             EXCLUDED.position_count, EXCLUDED.market_cap)
 $$;
 
--- triple_term for the given triples, summed from their (just refreshed) triple_vault rows;
--- zeros while a triple has no vault.
+-- triple_term for the given triples, summed from their (just refreshed) triple_vault rows
+-- (zeros while a triple has no vault), and both pair rows of each triple moved by exactly
+-- what its triple_term row changed.
+--
+-- Pair rows by delta. A predicate_object or subject_predicate row is the sum of its pair's
+-- triple_term rows (how many, their position counts, their market caps). Recomputing it
+-- read every triple of the pair, so a refresh cost as much as its most popular pair, and on
+-- a real graph a few pairs (("is a", "Person")) hold most triples. Instead the statement
+-- that writes a triple_term row adds (new - old) to both of its triple's pair rows, a new
+-- row counting one triple. That stays exact because only this statement writes triple_term
+-- and the pair rows, under the triple's and both pairs' locks (lock_analytics), so the old
+-- row it subtracts is the one the pair rows hold; a triple's pairs never change (subject,
+-- predicate and object are fixed at creation); and V3 made the pair rows of an existing
+-- database such sums. A triple_term row whose triple is gone (the engine never deletes a
+-- triple) is deleted without a delta: its pairs are not known any more.
 CREATE OR REPLACE FUNCTION refresh_triple_term(triple_ids TEXT[]) RETURNS void LANGUAGE sql AS $$
     WITH t AS (
-        SELECT term_id, counter_term_id FROM triple WHERE term_id = ANY(triple_ids)
+        SELECT term_id, counter_term_id, subject_id, predicate_id, object_id
+          FROM triple WHERE term_id = ANY(triple_ids)
     ), fresh AS (
         SELECT t.term_id, t.counter_term_id,
                coalesce(sum(tv.total_assets), 0)::numeric AS total_assets,
@@ -121,88 +140,59 @@ CREATE OR REPLACE FUNCTION refresh_triple_term(triple_ids TEXT[]) RETURNS void L
                coalesce(sum(tv.position_count), 0)::bigint AS total_position_count
           FROM t LEFT JOIN triple_vault tv ON tv.term_id = t.term_id
          GROUP BY t.term_id, t.counter_term_id
+    ), old AS (
+        SELECT term_id, total_market_cap, total_position_count
+          FROM triple_term WHERE term_id = ANY(triple_ids)
     ), gone AS (
         DELETE FROM triple_term tt
          WHERE tt.term_id = ANY(triple_ids)
            AND tt.term_id NOT IN (SELECT term_id FROM t)
+    ), written AS (
+        INSERT INTO triple_term AS tt (term_id, counter_term_id, total_assets, total_market_cap,
+                                       total_position_count)
+        SELECT * FROM fresh
+        ON CONFLICT (term_id) DO UPDATE SET
+               counter_term_id = EXCLUDED.counter_term_id,
+               total_assets = EXCLUDED.total_assets,
+               total_market_cap = EXCLUDED.total_market_cap,
+               total_position_count = EXCLUDED.total_position_count
+         WHERE (tt.counter_term_id, tt.total_assets, tt.total_market_cap, tt.total_position_count)
+               IS DISTINCT FROM
+               (EXCLUDED.counter_term_id, EXCLUDED.total_assets, EXCLUDED.total_market_cap,
+                EXCLUDED.total_position_count)
+    ), delta AS (
+        SELECT t.subject_id, t.predicate_id, t.object_id,
+               (o.term_id IS NULL)::int AS triple_count,
+               f.total_position_count - coalesce(o.total_position_count, 0) AS total_position_count,
+               f.total_market_cap - coalesce(o.total_market_cap, 0) AS total_market_cap
+          FROM fresh f JOIN t ON t.term_id = f.term_id LEFT JOIN old o ON o.term_id = f.term_id
+    ), po AS (
+        INSERT INTO predicate_object AS po (predicate_id, object_id, triple_count,
+                                            total_position_count, total_market_cap)
+        SELECT predicate_id, object_id, sum(triple_count)::bigint, sum(total_position_count)::bigint,
+               sum(total_market_cap)::numeric
+          FROM delta GROUP BY predicate_id, object_id
+        HAVING (sum(triple_count), sum(total_position_count), sum(total_market_cap)) <> (0, 0, 0)
+        ON CONFLICT (predicate_id, object_id) DO UPDATE SET
+               triple_count = po.triple_count + EXCLUDED.triple_count,
+               total_position_count = po.total_position_count + EXCLUDED.total_position_count,
+               total_market_cap = po.total_market_cap + EXCLUDED.total_market_cap
     )
-    INSERT INTO triple_term AS tt (term_id, counter_term_id, total_assets, total_market_cap,
-                                   total_position_count)
-    SELECT * FROM fresh
-    ON CONFLICT (term_id) DO UPDATE SET
-           counter_term_id = EXCLUDED.counter_term_id,
-           total_assets = EXCLUDED.total_assets,
-           total_market_cap = EXCLUDED.total_market_cap,
-           total_position_count = EXCLUDED.total_position_count
-     WHERE (tt.counter_term_id, tt.total_assets, tt.total_market_cap, tt.total_position_count)
-           IS DISTINCT FROM
-           (EXCLUDED.counter_term_id, EXCLUDED.total_assets, EXCLUDED.total_market_cap,
-            EXCLUDED.total_position_count)
-$$;
-
--- predicate_object for the given (predicate_id, object_id) pairs: the pair's triples
--- (triple_predicate_object_idx) and their triple_term rows; a pair left without triples
--- is deleted.
-CREATE OR REPLACE FUNCTION refresh_predicate_object(pairs analytics_pair[]) RETURNS void LANGUAGE sql AS $$
-    WITH p AS (
-        SELECT DISTINCT a AS predicate_id, b AS object_id FROM unnest(pairs)
-    ), fresh AS (
-        SELECT p.predicate_id, p.object_id,
-               count(*)::bigint AS triple_count,
-               coalesce(sum(tt.total_position_count), 0)::bigint AS total_position_count,
-               coalesce(sum(tt.total_market_cap), 0)::numeric AS total_market_cap
-          FROM p
-          JOIN triple t ON t.predicate_id = p.predicate_id AND t.object_id = p.object_id
-          LEFT JOIN triple_term tt ON tt.term_id = t.term_id
-         GROUP BY p.predicate_id, p.object_id
-    ), gone AS (
-        DELETE FROM predicate_object po
-         USING p
-         WHERE po.predicate_id = p.predicate_id AND po.object_id = p.object_id
-           AND (po.predicate_id, po.object_id) NOT IN (SELECT predicate_id, object_id FROM fresh)
-    )
-    INSERT INTO predicate_object AS po (predicate_id, object_id, triple_count, total_position_count,
-                                        total_market_cap)
-    SELECT * FROM fresh
-    ON CONFLICT (predicate_id, object_id) DO UPDATE SET
-           triple_count = EXCLUDED.triple_count,
-           total_position_count = EXCLUDED.total_position_count,
-           total_market_cap = EXCLUDED.total_market_cap
-     WHERE (po.triple_count, po.total_position_count, po.total_market_cap)
-           IS DISTINCT FROM
-           (EXCLUDED.triple_count, EXCLUDED.total_position_count, EXCLUDED.total_market_cap)
-$$;
-
--- subject_predicate, the same over (subject_id, predicate_id) (triple_subject_predicate_idx).
-CREATE OR REPLACE FUNCTION refresh_subject_predicate(pairs analytics_pair[]) RETURNS void LANGUAGE sql AS $$
-    WITH p AS (
-        SELECT DISTINCT a AS subject_id, b AS predicate_id FROM unnest(pairs)
-    ), fresh AS (
-        SELECT p.subject_id, p.predicate_id,
-               count(*)::bigint AS triple_count,
-               coalesce(sum(tt.total_position_count), 0)::bigint AS total_position_count,
-               coalesce(sum(tt.total_market_cap), 0)::numeric AS total_market_cap
-          FROM p
-          JOIN triple t ON t.subject_id = p.subject_id AND t.predicate_id = p.predicate_id
-          LEFT JOIN triple_term tt ON tt.term_id = t.term_id
-         GROUP BY p.subject_id, p.predicate_id
-    ), gone AS (
-        DELETE FROM subject_predicate sp
-         USING p
-         WHERE sp.subject_id = p.subject_id AND sp.predicate_id = p.predicate_id
-           AND (sp.subject_id, sp.predicate_id) NOT IN (SELECT subject_id, predicate_id FROM fresh)
-    )
-    INSERT INTO subject_predicate AS sp (subject_id, predicate_id, triple_count, total_position_count,
-                                         total_market_cap)
-    SELECT * FROM fresh
+    INSERT INTO subject_predicate AS sp (subject_id, predicate_id, triple_count,
+                                         total_position_count, total_market_cap)
+    SELECT subject_id, predicate_id, sum(triple_count)::bigint, sum(total_position_count)::bigint,
+           sum(total_market_cap)::numeric
+      FROM delta GROUP BY subject_id, predicate_id
+    HAVING (sum(triple_count), sum(total_position_count), sum(total_market_cap)) <> (0, 0, 0)
     ON CONFLICT (subject_id, predicate_id) DO UPDATE SET
-           triple_count = EXCLUDED.triple_count,
-           total_position_count = EXCLUDED.total_position_count,
-           total_market_cap = EXCLUDED.total_market_cap
-     WHERE (sp.triple_count, sp.total_position_count, sp.total_market_cap)
-           IS DISTINCT FROM
-           (EXCLUDED.triple_count, EXCLUDED.total_position_count, EXCLUDED.total_market_cap)
+           triple_count = sp.triple_count + EXCLUDED.triple_count,
+           total_position_count = sp.total_position_count + EXCLUDED.total_position_count,
+           total_market_cap = sp.total_market_cap + EXCLUDED.total_market_cap
 $$;
+
+-- Pair rows are no longer recomputed (refresh_triple_term moves them by delta).
+DROP FUNCTION IF EXISTS refresh_predicate_object(analytics_pair[]);
+DROP FUNCTION IF EXISTS refresh_subject_predicate(analytics_pair[]);
 
 -- The worker's entry point: refresh level 3 for a batch of term ids (any mix of atom,
 -- triple, counter-triple and vault terms; duplicates and unknown ids are fine). Returns
@@ -248,12 +238,11 @@ BEGIN
         RETURN 0;
     END IF;
 
+    LOCK TABLE triple_vault, triple_term, predicate_object, subject_predicate IN ROW EXCLUSIVE MODE;
     PERFORM lock_analytics(triple_ids, po_pairs, sp_pairs);
     -- Each statement from here on reads a snapshot taken after every lock was granted.
     PERFORM refresh_triple_vault(triple_ids);
     PERFORM refresh_triple_term(triple_ids);
-    PERFORM refresh_predicate_object(po_pairs);
-    PERFORM refresh_subject_predicate(sp_pairs);
     RETURN cardinality(triple_ids);
 END
 $$;

@@ -138,6 +138,24 @@ pub fn shared_pair_messages() -> (Vec<(usize, String)>, [String; 2]) {
     (messages, triples)
 }
 
+/// `n` triples of one (predicate, object) pair, each with its own subject, created one per
+/// block from block 1000 on, without vaults. Returns the triples' ids.
+pub fn many_triples_of_one_pair(n: usize) -> (Vec<(usize, String)>, Vec<String>) {
+    let (predicate, object) = (id32(0xa3), id32(0xa4));
+    let account = format!("0x{}", hex::encode([0xce; 20]));
+    let id = |kind: u64, i: usize| format!("0x{:064x}", (kind << 32) + i as u64);
+    let mut messages = Vec::new();
+    let mut triples = Vec::new();
+    for i in 0..n {
+        let term = id(0xb0, i);
+        let triple = serde_json::json!({ "creator": account, "termId": term, "subjectId": id(0xd0, i),
+            "predicateId": predicate, "objectId": object });
+        messages.push((1, message("TripleCreated", triple, 1000 + i as u64, 0)));
+        triples.push(term);
+    }
+    (messages, triples)
+}
+
 /// A deposit into `term`'s vault on `curve` and a price for it (vault type
 /// CounterTriple), at `block`, as (stream index, payload) messages.
 pub fn counter_vault_messages(term: &str, curve: u64, block: u64) -> Vec<(usize, String)> {

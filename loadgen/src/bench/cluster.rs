@@ -10,6 +10,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use super::cpu::PgProcesses;
+use super::statements::PROFILE_SETTINGS;
 use crate::servers::PrivatePostgres;
 
 /// `--pg-cluster`.
@@ -138,9 +139,13 @@ impl Cluster {
         }
     }
 
-    /// `initdb` and start a private cluster with [`TUNED_SETTINGS`].
-    pub async fn tuned() -> Result<Cluster> {
-        let settings = tuned_settings(mem_total_kib());
+    /// `initdb` and start a private cluster with [`TUNED_SETTINGS`], and what a statement
+    /// profile needs if asked.
+    pub async fn tuned(statement_profile: bool) -> Result<Cluster> {
+        let mut settings = tuned_settings(mem_total_kib());
+        if statement_profile {
+            settings.extend(PROFILE_SETTINGS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        }
         let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let pg = PrivatePostgres::start("bench", &pairs).await.context("starting the tuned private cluster")?;
         let pid_file = pg.data_dir().join("postmaster.pid");
@@ -162,9 +167,9 @@ impl Cluster {
         })
     }
 
-    pub async fn start(mode: ClusterMode, pg_url: &str) -> Result<Cluster> {
+    pub async fn start(mode: ClusterMode, pg_url: &str, statement_profile: bool) -> Result<Cluster> {
         match mode {
-            ClusterMode::Tuned => Cluster::tuned().await,
+            ClusterMode::Tuned => Cluster::tuned(statement_profile).await,
             _ => Ok(Cluster::default_server(pg_url)),
         }
     }

@@ -29,6 +29,8 @@ pub struct Services {
     pub apply_parts: usize,
     /// The PostgreSQL processes whose CPU time is counted.
     pub processes: PgProcesses,
+    /// Profile the statements of scaling runs (`--statement-profile`).
+    pub statement_profile: bool,
 }
 
 impl Services {
@@ -134,7 +136,14 @@ pub struct AnalyticsDrain {
     pub term_ids: u64,
     pub triples: u64,
     pub term_ids_per_sec: f64,
-    pub matches_reference: bool,
+    /// Level 3 tables = reference views afterwards; `None` where not checked (a full
+    /// recompute of the reference views is slow on millions of events).
+    pub matches_reference: Option<bool>,
+    /// Core-seconds of the drain: the worker (this process), PostgreSQL, Redis.
+    pub cpu: Option<CpuSeconds>,
+    /// Triples of the largest (predicate, object) and (subject, predicate) pairs afterwards:
+    /// what a refresh that recomputed a whole pair would have to read.
+    pub largest_pairs: [i64; 2],
 }
 
 pub async fn backfill(
@@ -147,7 +156,7 @@ pub async fn backfill(
     let s = svc.scratch(tag).await?;
     let run = engine_run(svc, &s, workload, batch_size).await?;
     let engine = throughput(&run.summary, strong_tables_match(&s).await?);
-    let analytics = if analytics { Some(drain_analytics(&s).await?) } else { None };
+    let analytics = if analytics { Some(drain_analytics(svc, &s, true).await?) } else { None };
     svc.done(s).await?;
     let runs_events_per_sec = vec![engine.events_per_sec];
     let (cpu, wal_bytes_per_event) = (run.cpu, run.wal_bytes_per_event);
@@ -189,19 +198,31 @@ pub(super) async fn engine_run(
     Ok(EngineRun { summary, xadd_events_per_sec: written.events_per_sec(), cpu, wal_bytes_per_event })
 }
 
-/// The analytics worker drains what the backfill published.
-async fn drain_analytics(s: &Scratch) -> Result<AnalyticsDrain> {
+/// The analytics worker drains what the engine published, from start to idle; `verify`
+/// compares the level 3 tables with the reference views afterwards.
+pub(super) async fn drain_analytics(svc: &Services, s: &Scratch, verify: bool) -> Result<AnalyticsDrain> {
     let mut config = rps::analytics::WorkerConfig::local(&s.database_url, &s.term_updates());
     config.redis_url = s.redis_url.clone();
     config.block_ms = 50;
+    let mut redis = s.redis.clone();
+    let mark = svc.cpu_mark(&mut redis).await;
     let w = rps::analytics::run(config, std::future::pending()).await?;
+    let cpu = mark.since(&mut redis).await;
     let seconds = w.elapsed.as_secs_f64();
+    let client = s.client().await?;
+    let largest = |table: &str| format!("SELECT coalesce(max(triple_count), 0) FROM {table}");
+    let mut largest_pairs = [0; 2];
+    for (slot, table) in largest_pairs.iter_mut().zip(["predicate_object", "subject_predicate"]) {
+        *slot = client.query_one(&largest(table), &[]).await?.get(0);
+    }
     Ok(AnalyticsDrain {
         seconds,
         term_ids: w.term_ids,
         triples: w.triples,
         term_ids_per_sec: w.term_ids as f64 / seconds.max(1e-9),
-        matches_reference: analytics_tables_match(s).await?,
+        matches_reference: if verify { Some(analytics_tables_match(s).await?) } else { None },
+        cpu,
+        largest_pairs,
     })
 }
 

@@ -15,6 +15,7 @@ mod preload;
 mod report;
 mod scaling;
 mod scratch;
+mod statements;
 mod storage;
 
 use std::path::PathBuf;
@@ -94,6 +95,12 @@ pub struct BenchConfig {
     /// each; the tuned one's files end in `-tuned`).
     #[arg(long, value_enum, default_value_t = ClusterMode::Default)]
     pub pg_cluster: ClusterMode,
+    /// Profile PostgreSQL's statements during each scaling run (`pg_stat_statements`,
+    /// nested statements included) and list the top ones in the report. The tuned cluster
+    /// loads the library for it; the default server must already load it. Off by default:
+    /// the tracking costs CPU.
+    #[arg(long)]
+    pub statement_profile: bool,
     /// Directory for the reports.
     #[arg(long, default_value = "bench-results")]
     pub out_dir: PathBuf,
@@ -136,7 +143,7 @@ pub async fn run(config: &BenchConfig) -> Result<Report> {
 /// The whole bench against one server. A private cluster is removed on return, error or not.
 async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
     let started = Instant::now();
-    let cluster = Cluster::start(mode, &config.pg_url).await?;
+    let cluster = Cluster::start(mode, &config.pg_url, config.statement_profile).await?;
     let run_id = format!("{}_{}", chrono_stamp(), std::process::id());
     let svc = Services {
         pg_base: cluster.base_url.clone(),
@@ -144,6 +151,7 @@ async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
         run_id,
         apply_parts: config.apply_parts,
         processes: cluster.processes,
+        statement_profile: config.statement_profile,
     };
     eprintln!("bench: PostgreSQL cluster {} at {}", mode.name(), svc.pg_base);
     let mut report = Report::for_cluster(config, &cluster).await?;

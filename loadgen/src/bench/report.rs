@@ -92,6 +92,8 @@ impl Report {
         self.throughput_table(&mut md);
         self.live_table(&mut md);
         self.scaling_table(&mut md);
+        self.analytics_scaling_table(&mut md);
+        self.statement_tables(&mut md);
         self.stage_table(&mut md);
         let _ = writeln!(md, "\nTotal bench time {:.0} s.", self.total_seconds);
         md
@@ -180,7 +182,7 @@ impl Report {
             let _ = writeln!(
                 md,
                 "- analytics worker draining the backfill's term_updates: {} term ids ({} triples) in {:.2} s, {:.0} term ids/s, tables = reference views: {}",
-                a.term_ids, a.triples, a.seconds, a.term_ids_per_sec, yes(a.matches_reference)
+                a.term_ids, a.triples, a.seconds, a.term_ids_per_sec, a.matches_reference.map_or("not checked", yes)
             );
         }
         if let Some(b) = &self.backfill {
@@ -275,6 +277,77 @@ impl Report {
             );
         }
         let _ = writeln!(md);
+    }
+
+    fn analytics_scaling_table(&self, md: &mut String) {
+        if self.scaling.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "## Scaling: the analytics worker on top of existing data
+"
+        );
+        let _ = writeln!(md, "| events already stored | largest (predicate, object) / (subject, predicate) pair, triples | term ids drained | triples refreshed | drain s | term ids/s | worker / PostgreSQL µs CPU per term id | level 3 = reference views |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---|");
+        for s in &self.scaling {
+            let a = &s.analytics;
+            let per_id = |core_s: Option<f64>| match core_s {
+                Some(c) => format!("{:.0}", c * 1e6 / a.term_ids.max(1) as f64),
+                None => "–".into(),
+            };
+            let cpu = a.cpu.map_or_else(
+                || "– / –".to_owned(),
+                |c| format!("{} / {}", per_id(Some(c.this_process)), per_id(c.postgres)),
+            );
+            let _ = writeln!(
+                md,
+                "| {} | {} / {} | {} | {} | {:.2} | {:.0} | {cpu} | {} |",
+                s.preloaded_events,
+                a.largest_pairs[0],
+                a.largest_pairs[1],
+                a.term_ids,
+                a.triples,
+                a.seconds,
+                a.term_ids_per_sec,
+                a.matches_reference.map_or("not checked (above --verify-scale-up-to)", yes),
+            );
+        }
+        let _ = writeln!(md, "
+The worker starts after the engine has published every term update of the measured batches, so the drain time is also its lag behind the engine at the end of the run.\n");
+    }
+
+    fn statement_tables(&self, md: &mut String) {
+        for s in &self.scaling {
+            let Some(statements) = &s.statements else { continue };
+            let engine_ms = s.engine.seconds * 1000.0;
+            let _ = writeln!(
+                md,
+                "## PostgreSQL's top statements, {} events on top of {}\n",
+                s.engine.events, s.preloaded_events
+            );
+            let _ = writeln!(
+                md,
+                "| statement | nested | calls | total ms | % of the engine run | rows | blocks read / hit | WAL MiB |"
+            );
+            let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
+            for st in statements {
+                let _ = writeln!(
+                    md,
+                    "| `{}` | {} | {} | {:.0} | {:.0} % | {} | {} / {} | {:.1} |",
+                    st.query.replace('|', "\\|"),
+                    if st.nested { "yes" } else { "no" },
+                    st.calls,
+                    st.total_ms,
+                    st.total_ms / engine_ms.max(1e-9) * 100.0,
+                    st.rows,
+                    st.blocks_read,
+                    st.blocks_hit,
+                    st.wal_bytes / 1048576.0,
+                );
+            }
+            let _ = writeln!(md, "\nA nested statement (run by a trigger or function) is also inside its caller's time; statements of the apply parts overlap in time, so shares may pass 100 %.\n");
+        }
     }
 
     fn stage_table(&self, md: &mut String) {

@@ -10,9 +10,12 @@ use rps::ops::verify::DERIVED_TABLES;
 use serde::Serialize;
 
 use super::cpu::CpuSeconds;
-use super::measure::{engine_run, strong_tables_match, throughput, EngineRun, Services, Throughput};
+use super::measure::{
+    drain_analytics, engine_run, strong_tables_match, throughput, AnalyticsDrain, EngineRun, Services, Throughput,
+};
 use super::preload::{preload, PreloadPlan, Preloaded};
 use super::scratch::Scratch;
+use super::statements::{self, Statement};
 use super::storage::{sizes, Sizes};
 use crate::workload::Workload;
 
@@ -37,6 +40,12 @@ pub struct Scale {
     pub wal_bytes_per_event: f64,
     /// Table and index sizes after the run.
     pub sizes: Sizes,
+    /// The analytics worker draining what the measured batches published, after the engine
+    /// run (level 3 compared with the reference views when `verified`).
+    pub analytics: AnalyticsDrain,
+    /// PostgreSQL's top statements during the engine run (`--statement-profile`); `None`
+    /// when not asked for or `pg_stat_statements` is not loaded.
+    pub statements: Option<Vec<Statement>>,
 }
 
 /// What to check besides the engine run.
@@ -66,7 +75,13 @@ pub async fn scaling(
         measured.stats.first_block
     );
 
+    let profiling = if svc.statement_profile { statements::reset(&s).await? } else { None };
     let EngineRun { summary, cpu, wal_bytes_per_event, .. } = engine_run(svc, &s, measured, batch_size).await?;
+    let statements = match profiling {
+        Some(()) => Some(statements::top(&s).await?),
+        None => None,
+    };
+    let analytics = drain_analytics(svc, &s, checks.verify).await?;
     let sizes = sizes(&s.client().await?).await?;
     let matches = if checks.verify { strong_tables_match(&s).await? } else { false };
     let refresh = if checks.refresh { Some(refresh_snapshots(&s).await?) } else { None };
@@ -82,6 +97,8 @@ pub async fn scaling(
         cpu,
         wal_bytes_per_event,
         sizes,
+        analytics,
+        statements,
     })
 }
 

@@ -27,8 +27,8 @@ const WORDS: [&str; 12] = [
 
 /// Data for atom number `i`; `i` is mixed in so every atom's data, hence id, is distinct.
 pub(crate) fn atom_data(rng: &mut impl Rng, i: usize) -> Vec<u8> {
-    if let Some(p) = PREDICATES.get(i) {
-        return format!(r#"{{"@context":"https://schema.org","@type":"DefinedTerm","name":"{p}"}}"#).into_bytes();
+    if let Some(data) = predicate_data(i) {
+        return data;
     }
     match rng.gen_range(0..100) {
         0..=44 => ipfs_uri(rng).into_bytes(),
@@ -38,6 +38,12 @@ pub(crate) fn atom_data(rng: &mut impl Rng, i: usize) -> Vec<u8> {
         95..=97 => invalid_utf8(rng, i),
         _ => with_nul(i),
     }
+}
+
+/// Data of atom number `i` if it is one of the predicates: fixed, whatever the random stream.
+pub(crate) fn predicate_data(i: usize) -> Option<Vec<u8>> {
+    let p = PREDICATES.get(i)?;
+    Some(format!(r#"{{"@context":"https://schema.org","@type":"DefinedTerm","name":"{p}"}}"#).into_bytes())
 }
 
 fn ipfs_uri(rng: &mut impl Rng) -> String {

@@ -9,7 +9,7 @@ use rand_distr::{Distribution, Zipf};
 use ruint::aliases::U256;
 use sha3::{Digest, Keccak256};
 
-use super::atoms::{atom_data, PREDICATES};
+use super::atoms::{atom_data, predicate_data, PREDICATES};
 use super::chain::{Chain, ChainShape};
 use super::encode::{self, Address, Fields};
 use super::events::{self, VaultRef};
@@ -68,6 +68,14 @@ pub(crate) fn good_messages_from(
     g.stats.first_block = if plan.atoms > 0 { config.start_block } else { 0 };
     g.stats.last_block = g.chain.current_block().unwrap_or(0);
     (g.packer.messages, g.stats)
+}
+
+/// The distributions a triple's atoms are drawn from.
+struct Picks<'a> {
+    /// Local atom indexes, most popular first.
+    atom_rank: &'a [usize],
+    atom_zipf: &'a Zipf<f64>,
+    predicate_zipf: &'a Zipf<f64>,
 }
 
 /// A term that has vaults.
@@ -162,17 +170,18 @@ impl<'c> Generator<'c> {
         if count == 0 {
             return;
         }
-        let predicates = self.atoms.len().min(PREDICATES.len());
-        let predicate_zipf = zipf(predicates, 1.0);
+        let shared = self.shared_atoms();
+        let predicate_zipf = zipf(shared.len(), 1.0);
         // Popular subjects and objects are spread over the atoms, not the first ones.
         let mut atom_rank: Vec<usize> = (0..self.atoms.len()).collect();
         atom_rank.shuffle(&mut self.rng);
         let atom_zipf = zipf(atom_rank.len(), 1.0);
         let mut seen = HashSet::with_capacity(count);
         for i in 0..count {
-            let (s, p, o) = self.unique_triple(&mut seen, &atom_rank, &atom_zipf, &predicate_zipf, predicates);
+            let picks = Picks { atom_rank: &atom_rank, atom_zipf: &atom_zipf, predicate_zipf: &predicate_zipf };
+            let (s, p, o) = self.unique_triple(&mut seen, &picks, shared.len());
             self.begin_creation_tx(i == 0);
-            let (subject, predicate, object) = (self.atoms[s], self.atoms[p], self.atoms[o]);
+            let (subject, predicate, object) = (self.atom_id(s, &shared), shared[p], self.atom_id(o, &shared));
             let term: [u8; 32] =
                 Keccak256::new().chain_update(subject).chain_update(predicate).chain_update(object).finalize().into();
             let creator_index = self.account() as usize;
@@ -190,23 +199,54 @@ impl<'c> Generator<'c> {
         }
     }
 
-    /// A (subject, predicate, object) of atom indexes not used yet. Zipf-popular atoms
-    /// collide often, so after a few misses fall back to uniform picks, which succeed
-    /// with probability at least 1/2 since at most half the combinations are taken.
+    /// The few atoms every slice of a workload shares: the predicates, which the first slice
+    /// creates (its first atoms); a later slice refers to them without creating them again,
+    /// as a chain would. Their data does not depend on the random stream, so neither do their ids.
+    fn shared_atoms(&self) -> Vec<[u8; 32]> {
+        if self.first_atom == 0 {
+            return self.atoms.iter().take(PREDICATES.len()).copied().collect();
+        }
+        (0..PREDICATES.len()).filter_map(predicate_data).map(|data| Keccak256::digest(data).into()).collect()
+    }
+
+    /// An atom index of [`Self::unique_triple`]: below `atoms.len()` one of this slice's atoms,
+    /// above it one of the shared atoms (which, in a first slice, are its own first atoms).
+    fn atom_id(&self, index: usize, shared: &[[u8; 32]]) -> [u8; 32] {
+        match self.atoms.get(index) {
+            Some(id) => *id,
+            None => shared[index - self.atoms.len()],
+        }
+    }
+
+    /// A (subject, predicate, object) not used yet: atom indexes (see [`Self::atom_id`]) and
+    /// a shared-atom index. Zipf-popular atoms collide often, so after a few misses fall back
+    /// to uniform picks, which succeed with probability at least 1/2 since at most half the
+    /// combinations are taken. A share of triples (`hot_pair_rate`) takes a shared atom as
+    /// its object or its subject, never both, so that a few pairs hold many triples and keep
+    /// growing slice after slice while every triple stays distinct across slices.
     fn unique_triple(
         &mut self,
         seen: &mut HashSet<(usize, usize, usize)>,
-        atom_rank: &[usize],
-        atom_zipf: &Zipf<f64>,
-        predicate_zipf: &Zipf<f64>,
+        picks: &Picks,
         predicates: usize,
     ) -> (usize, usize, usize) {
-        let n = atom_rank.len();
+        let n = picks.atom_rank.len();
+        let hot = super::probability(self.config.hot_pair_rate);
+        // A first slice's shared atoms are its own first ones: the same index for both roles.
+        let shared_base = if self.first_atom == 0 { 0 } else { n };
         for attempt in 0.. {
             let candidate = if attempt < 8 {
-                let p = pick(predicate_zipf, &mut self.rng, predicates);
-                let s = atom_rank[pick(atom_zipf, &mut self.rng, n)];
-                let o = atom_rank[pick(atom_zipf, &mut self.rng, n)];
+                let p = pick(picks.predicate_zipf, &mut self.rng, predicates);
+                let mut s = picks.atom_rank[pick(picks.atom_zipf, &mut self.rng, n)];
+                let mut o = picks.atom_rank[pick(picks.atom_zipf, &mut self.rng, n)];
+                if self.rng.gen_bool(hot) {
+                    let shared = shared_base + pick(picks.predicate_zipf, &mut self.rng, predicates);
+                    if self.rng.gen_bool(0.5) {
+                        o = shared;
+                    } else {
+                        s = shared;
+                    }
+                }
                 (s, p, o)
             } else {
                 (self.rng.gen_range(0..n), self.rng.gen_range(0..predicates), self.rng.gen_range(0..n))

@@ -55,6 +55,10 @@ pub struct WorkloadConfig {
     pub redeem_ratio: f64,
     /// Zipf exponent of account and vault popularity.
     pub zipf_exponent: f64,
+    /// Share of triples whose object or subject is one of the few shared atoms (the
+    /// predicates): on Intuition a few (predicate, object) and (subject, predicate) pairs
+    /// hold most triples, and across the slices of a large workload those pairs keep growing.
+    pub hot_pair_rate: f64,
     pub start_block: u64,
     /// Unix time of `start_block`.
     pub start_timestamp: u64,
@@ -77,6 +81,7 @@ impl Default for WorkloadConfig {
             malformed_rate: 0.0,
             redeem_ratio: 0.3,
             zipf_exponent: 1.1,
+            hot_pair_rate: 0.2,
             start_block: 8_092_571,
             start_timestamp: 1_750_085_142,
             block_time_secs: 2,
@@ -225,9 +230,10 @@ pub fn generate(config: &WorkloadConfig) -> Workload {
 /// `first_atom`: give each slice the count of atoms the slices before it created
 /// (`stats.atoms`), and its atoms, hence its triples and vaults, are new terms, distinct from
 /// every earlier slice's (otherwise fixed data such as the predicates would be created again,
-/// which a chain never does). With `first_atom` 0 this is exactly [`generate`]; above 0 no
-/// atom is one of the few predicates, so the slice's first atoms serve as its predicates.
-/// Each slice is a universe of its own: its vault activity references its own terms only.
+/// which a chain never does). With `first_atom` 0 this is exactly [`generate`]; above 0 the
+/// slice's triples use the first slice's predicates (and, at `hot_pair_rate`, its shared
+/// atoms as subjects or objects), which it does not create: generate the first slice first.
+/// Otherwise each slice is a universe of its own: its vault activity references its own terms only.
 pub fn generate_slice(config: &WorkloadConfig, first_atom: usize) -> Workload {
     let rng = rng_for(config.seed, RngStream::Content);
     let (originals, mut stats) = generator::good_messages_from(config, rng, first_atom);

@@ -343,3 +343,51 @@ fn slices_create_distinct_terms() {
     assert!(ta.is_disjoint(&tb), "slices share terms");
     assert!(b.stats.first_block > a.stats.last_block);
 }
+
+/// A later slice's triples use the first slice's predicates, and its hot triples the first
+/// slice's shared atoms as subject or object (never both), so pairs such as ("is a", X)
+/// gather triples from every slice, while each triple stays new.
+#[test]
+fn later_slices_grow_the_first_slices_pairs() {
+    let first = WorkloadConfig { seed: 7, ..config(3_000) };
+    let a = generate_slice(&first, 0);
+    let second = WorkloadConfig { seed: 8, start_block: a.stats.last_block + 1, ..config(3_000) };
+    let b = generate_slice(&second, a.stats.atoms);
+    let events = |w: &Workload| decode_all(w, MessageKind::Original);
+    let atoms = |w: &Workload| -> HashSet<rps::event::Bytes32> {
+        events(w)
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::AtomCreated(a) => Some(a.term_id),
+                _ => None,
+            })
+            .collect()
+    };
+    let triples = |w: &Workload| -> Vec<rps::event::TripleCreated> {
+        events(w)
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::TripleCreated(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    };
+    let (a_atoms, b_atoms) = (atoms(&a), atoms(&b));
+    let a_predicates: HashSet<_> = triples(&a).iter().map(|t| t.predicate_id).collect();
+    assert_eq!(a_predicates.len(), atoms::PREDICATES.len());
+    let pairs = |w: &Workload| -> HashSet<_> { triples(w).iter().map(|t| (t.predicate_id, t.object_id)).collect() };
+    let mut hot = 0;
+    for t in triples(&b) {
+        assert!(a_predicates.contains(&t.predicate_id), "a later slice uses the first slice's predicates");
+        let shared = [t.subject_id, t.object_id].iter().filter(|id| a_predicates.contains(*id)).count();
+        assert!(shared <= 1, "a hot triple shares its subject or its object, not both");
+        for id in [t.subject_id, t.object_id] {
+            assert!(b_atoms.contains(&id) || a_predicates.contains(&id), "made of the slice's atoms or shared ones");
+        }
+        hot += shared;
+        assert!(a_atoms.contains(&t.predicate_id));
+    }
+    let share = hot as f64 / b.stats.triples as f64;
+    assert!((0.1..0.3).contains(&share), "hot share {share}");
+    assert!(!pairs(&a).is_disjoint(&pairs(&b)), "the slices share (predicate, object) pairs");
+}
