@@ -6,6 +6,7 @@
 use std::ops::Range;
 use std::time::Instant;
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Transaction;
 use tracing::{error, warn};
 
@@ -235,14 +236,7 @@ async fn apply_events(
         }
         Locks::HeldForIt { term_ids, .. } => term_ids,
     };
-    let staged = match encoded {
-        Some(tables) => timed(times, "copy", copy::copy_encoded(&tx, tables, copy::Target::Staging)).await?,
-        None => timed(times, "copy", copy::stage_events(&tx, events)).await?,
-    };
-    crash_point("after_copy");
-    if !staged.is_empty() {
-        timed(times, "merge", tx.execute(sql::MERGE_STAGED, &[&staged])).await?;
-    }
+    log_events(&tx, events, encoded, times).await?;
     crash_point("after_merge");
     if !term_ids.is_empty() {
         let started = Instant::now();
@@ -254,6 +248,48 @@ async fn apply_events(
         timed(times, "lock", ensure_holder_locks(&tx, pid)).await?;
     }
     timed(times, "commit", tx.commit()).await?;
+    Ok(())
+}
+
+/// Write the events into the log, whose statement-level triggers merge level 1.
+///
+/// First straight into the event tables with COPY, each table's triggers firing as its COPY
+/// ends: a batch of new events, nearly every batch of a backfill, is written once. Should an
+/// event already be in the log (a redelivery), its COPY fails on the key; the transaction goes
+/// back to before the first COPY and takes the staging path instead: COPY into the session's
+/// staging tables, then `INSERT … ON CONFLICT DO NOTHING`, which keeps the logged events out
+/// of the merges. The two paths merge the same rows in the same table order. Measured in
+/// `psql` on one 300k-event transaction, six runs each: 5.0–7.0 s straight, 5.4–8.3 s staged.
+/// The direct path's time counts as "merge" (its COPY and merges are one statement per table).
+async fn log_events(
+    tx: &Transaction<'_>,
+    events: &[Event],
+    encoded: Option<&[EncodedTable]>,
+    times: &mut StageTimes,
+) -> Result<(), ApplyError> {
+    let owned;
+    let tables = match encoded {
+        Some(tables) => tables,
+        None => {
+            owned = copy::encode_events(events);
+            &owned
+        }
+    };
+    tx.batch_execute(sql::SAVEPOINT_DIRECT).await?;
+    let direct = timed(times, "merge", copy::copy_encoded(tx, tables, copy::Target::EventTables)).await;
+    match direct {
+        Ok(_) => {
+            crash_point("after_copy");
+            return Ok(());
+        }
+        Err(e) if e.code() != Some(&SqlState::UNIQUE_VIOLATION) => return Err(e.into()),
+        Err(_) => tx.batch_execute(sql::ROLLBACK_TO_DIRECT).await?,
+    }
+    let staged = timed(times, "copy", copy::copy_encoded(tx, tables, copy::Target::Staging)).await?;
+    crash_point("after_copy");
+    if !staged.is_empty() {
+        timed(times, "merge", tx.execute(sql::MERGE_STAGED, &[&staged])).await?;
+    }
     Ok(())
 }
 

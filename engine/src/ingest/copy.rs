@@ -1,5 +1,6 @@
-//! Copy: the batch's events in PostgreSQL's binary COPY format, streamed into the session's
-//! staging tables.
+//! Copy: the batch's events in PostgreSQL's binary COPY format, streamed into the event
+//! tables or, for a batch that repeats logged events, the session's staging tables (see
+//! `apply::log_events`).
 //!
 //! Column order and types follow the event tables in `migrations/versioned/V1__baseline.sql`
 //! (the staging tables are created `LIKE` them). Encoding is pure CPU work, done by the
@@ -39,23 +40,10 @@ fn table_of(kind: &EventKind) -> usize {
 pub enum Target {
     /// The session's staging tables (the engine's path).
     Staging,
-    /// The event tables themselves: no dedup; the caller disables the triggers. The benchmarks' raw-ingest floor.
+    /// The event tables themselves, with no dedup: a unique violation fails the COPY. The
+    /// engine's first try at a batch (triggers on), and the benchmarks' raw-ingest floor
+    /// (triggers off).
     EventTables,
-}
-
-/// COPY every event into its staging table; returns the tables that received rows, in
-/// merge order. `events` should already be in chain order.
-pub async fn stage_events(tx: &Transaction<'_>, events: &[Event]) -> Result<Vec<&'static str>, tokio_postgres::Error> {
-    copy_events(tx, events, Target::Staging).await
-}
-
-/// COPY every event into its table under `target`; returns the tables that received rows.
-pub async fn copy_events(
-    tx: &Transaction<'_>,
-    events: &[Event],
-    target: Target,
-) -> Result<Vec<&'static str>, tokio_postgres::Error> {
-    copy_encoded(tx, &encode_events(events), target).await
 }
 
 /// Events of one table in PostgreSQL's binary COPY format, ready to send.

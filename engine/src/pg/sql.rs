@@ -52,10 +52,15 @@ pub fn copy_into_stage(table: &str) -> String {
     format!("COPY pg_temp.stage_{table} FROM STDIN (FORMAT binary)")
 }
 
-/// `COPY` straight into an event table (the benchmarks' raw-ingest floor).
+/// `COPY` straight into an event table: a batch's first try (its triggers merge level 1 as
+/// each COPY ends), and the benchmarks' raw-ingest floor (triggers disabled).
 pub fn copy_into_event_table(table: &str) -> String {
     format!("COPY public.{table} FROM STDIN (FORMAT binary)")
 }
+
+/// Where a batch goes back to when an event it COPYed straight into the log was logged already.
+pub const SAVEPOINT_DIRECT: &str = "SAVEPOINT direct_copy";
+pub const ROLLBACK_TO_DIRECT: &str = "ROLLBACK TO SAVEPOINT direct_copy";
 
 /// Move staged rows into the event log; the statement-level triggers merge level 1.
 pub const MERGE_STAGED: &str = "SELECT merge_staged_events($1::text[])";
