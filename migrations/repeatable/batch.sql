@@ -1,7 +1,8 @@
 -- What the engine calls for each batch besides the cascade: its term locks, its staging
 -- tables and the move of staged events into the event log. A batch is a handful of round
--- trips: lock_terms, one COPY per event table, merge_staged_events, cascade_terms, the
--- outbox insert, COMMIT.
+-- trips: lock_terms, a savepoint, one COPY per event table straight into the log,
+-- cascade_terms, the outbox insert, COMMIT; a batch that repeats a logged event goes back to
+-- the savepoint and COPYs into the staging tables, then calls merge_staged_events.
 
 -- Advisory-lock key of a term: one of 512 stripes picked by the first bytes of its id (ids
 -- are keccak hashes, so evenly spread). Striping bounds the locks a batch holds: PostgreSQL's

@@ -1,9 +1,10 @@
 -- Level 1: the merges that fold a batch's new events into atom, triple, position and vault.
 --
--- The engine inserts each batch into the event log with INSERT ... ON CONFLICT DO NOTHING
--- (merge_staged_events in batch.sql); an AFTER INSERT ... REFERENCING NEW TABLE ... FOR EACH
--- STATEMENT trigger per event table then sees only the events really inserted, so
--- redelivery never double counts. Each merge aggregates its transition table per key first
+-- The engine COPYs each batch straight into the event log, or, when the batch repeats a
+-- logged event (that COPY fails on the key), inserts it from staging with INSERT ... ON
+-- CONFLICT DO NOTHING (merge_staged_events in batch.sql; ingest/apply.rs). Either way an
+-- AFTER INSERT ... REFERENCING NEW TABLE ... FOR EACH STATEMENT trigger per event table (COPY
+-- fires them too) sees only the events really inserted, so redelivery never double counts. Each merge aggregates its transition table per key first
 -- (an ON CONFLICT DO UPDATE may not touch a row twice in one statement), then upserts
 -- set-based. Every statement here finds rows by primary key and has no join whose plan
 -- depends on the batch size, so PL/pgSQL's cached plans fit batches of any size.
