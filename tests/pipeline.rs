@@ -101,16 +101,20 @@ async fn a_batch_repeating_logged_events_applies_only_its_new_ones() {
     let second = env.run(env.config()).await;
     assert!(second.stage_time.summed("copy") > std::time::Duration::ZERO, "logged events again: the staging path");
     assert_eq!(second.dead_letters, 0);
-    let logged = env
-        .count(
-            "SELECT (SELECT count(*) FROM atom_created_events) + (SELECT count(*) FROM triple_created_events) \
-             + (SELECT count(*) FROM deposited_events) + (SELECT count(*) FROM redeemed_events) \
-             + (SELECT count(*) FROM share_price_changed_events) + (SELECT count(*) FROM generic_events)",
-        )
-        .await;
+    let logged = logged_events(&env).await;
     assert_eq!(logged as usize, distinct, "each distinct event is logged exactly once");
     env.assert_matches_reference().await;
     env.cleanup().await;
+}
+
+/// Events in the log, all six tables.
+async fn logged_events(env: &TestEnv) -> i64 {
+    env.count(
+        "SELECT (SELECT count(*) FROM atom_created_events) + (SELECT count(*) FROM triple_created_events) \
+         + (SELECT count(*) FROM deposited_events) + (SELECT count(*) FROM redeemed_events) \
+         + (SELECT count(*) FROM share_price_changed_events) + (SELECT count(*) FROM generic_events)",
+    )
+    .await
 }
 
 async fn random_workload_case(p: Params, batch_size: usize, engines: usize) -> Vec<rps::RunSummary> {
@@ -123,13 +127,7 @@ async fn random_workload_case(p: Params, batch_size: usize, engines: usize) -> V
     let read: u64 = runs.iter().map(|r| r.messages).sum();
     assert!(read >= messages.len() as u64, "every message is read at least once");
     assert_eq!(runs.iter().map(|r| r.dead_letters).sum::<u64>(), 0);
-    let logged = env
-        .count(
-            "SELECT (SELECT count(*) FROM atom_created_events) + (SELECT count(*) FROM triple_created_events) \
-             + (SELECT count(*) FROM deposited_events) + (SELECT count(*) FROM redeemed_events) \
-             + (SELECT count(*) FROM share_price_changed_events) + (SELECT count(*) FROM generic_events)",
-        )
-        .await;
+    let logged = logged_events(&env).await;
     assert_eq!(logged as usize, distinct, "each distinct event is logged exactly once");
     env.assert_matches_reference().await;
     env.cleanup().await;
