@@ -390,6 +390,29 @@ async fn a_refresh_reads_its_triples_not_their_pairs() {
     env.cleanup().await;
 }
 
+/// V3 re-sums the pair rows from the triple_term rows once. The recompute it replaced also
+/// counted a triple that had no triple_term row yet (created, not yet refreshed); a delta adds
+/// that triple when its refresh comes, so without V3 it would be counted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_v3_resums_pair_rows_the_recompute_wrote() {
+    let mut env = TestEnv::new("an_v3").await;
+    let (messages, triples) = many_triples_of_one_pair(2);
+    env.xadd_all(&messages).await;
+    env.run(env.config()).await;
+    let client = env.client().await;
+    client.query_one("SELECT refresh_analytics($1)", &[&vec![&triples[0]]]).await.unwrap();
+    // What the recompute wrote for the pair: both of its triples, one not refreshed yet.
+    client.execute("UPDATE predicate_object SET triple_count = 2", &[]).await.unwrap();
+    client.execute("DELETE FROM refinery_schema_history WHERE version = 3", &[]).await.unwrap();
+    rps::pg::schema::migrate(&env.database_url).await.unwrap();
+    let pair_size = "SELECT triple_count FROM predicate_object WHERE predicate_id = $1";
+    assert_eq!(client.query_one(pair_size, &[&id32(0xa3)]).await.unwrap().get::<_, i64>(0), 1);
+    client.query_one("SELECT refresh_analytics($1)", &[&vec![&triples[1]]]).await.unwrap();
+    assert_eq!(client.query_one(pair_size, &[&id32(0xa3)]).await.unwrap().get::<_, i64>(0), 2);
+    assert_analytics_match(&env).await;
+    env.cleanup().await;
+}
+
 /// A change to a counter vault alone (the triple's own term untouched) refreshes the
 /// triple: its triple_vault rows (a new curve appears), triple_term and both pairs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
