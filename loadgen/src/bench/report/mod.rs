@@ -1,5 +1,7 @@
 //! The bench report: every figure of one run, the machine it ran on, as JSON and markdown.
 
+mod scaling;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -228,126 +230,6 @@ impl Report {
             );
         }
         let _ = writeln!(md, "\nLatency samples use the entry id's millisecond clock (up to 1 ms pessimistic); analytics lag is the age of the oldest unapplied term update, sampled every 50 ms. The achieved offered rate is the events over the time the paced writer took to XADD them; \"short\" marks a writer more than 3 % behind the target, whose latencies were measured under less load than offered.\n");
-    }
-
-    fn scaling_table(&self, md: &mut String) {
-        if self.scaling.is_empty() {
-            return;
-        }
-        let _ = writeln!(md, "## Scaling: the same batches on top of existing data\n");
-        let _ = writeln!(md, "| events already stored | engine events/s | vs empty | mean batch ms | engine / PostgreSQL µs CPU per event | WAL bytes per event | event log MiB (heap + keys) | state MiB | full refresh of all reference views s | refresh / batch | tables = reference views |");
-        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-        let base = self.scaling.first().map(|s| s.engine.events_per_sec).unwrap_or(0.0);
-        for s in &self.scaling {
-            let per_event = |core_s: Option<f64>| match core_s {
-                Some(c) => format!("{:.1}", c * 1e6 / s.engine.events.max(1) as f64),
-                None => "–".into(),
-            };
-            let cpu = s.cpu.map_or_else(
-                || "– / –".to_owned(),
-                |c| format!("{} / {}", per_event(Some(c.this_process)), per_event(c.postgres)),
-            );
-            let z = &s.sizes;
-            let (refresh, per_batch) = match s.snapshot_refresh_total_seconds {
-                Some(r) => (format!("{r:.2}"), format!("{:.0}×", r * 1000.0 / s.engine.mean_batch_ms.max(1e-9))),
-                None => ("not measured (above --refresh-scale-up-to)".to_owned(), "–".to_owned()),
-            };
-            let matches =
-                if s.verified { yes(s.engine.matches_reference) } else { "not checked (above --verify-scale-up-to)" };
-            let _ = writeln!(
-                md,
-                "| {} | {:.0} | {:+.0} % | {:.0} | {cpu} | {:.0} | {:.0} + {:.0} | {:.0} | {refresh} | {per_batch} | {matches} |",
-                s.preloaded_events,
-                s.engine.events_per_sec,
-                (s.engine.events_per_sec / base.max(1e-9) - 1.0) * 100.0,
-                s.engine.mean_batch_ms,
-                s.wal_bytes_per_event,
-                z.event_tables_mib,
-                z.event_indexes_mib,
-                z.state_mib,
-            );
-        }
-        let _ = writeln!(md, "\nThe refresh column is the seed's \"before\" design: one full recompute of every view, which it needed after any change.\n");
-        for s in self.scaling.iter().filter(|s| s.preloaded_events > 0) {
-            let p = &s.preload;
-            let _ = writeln!(
-                md,
-                "- preload of {} events: {:.1} s in {} slices (COPY {:.1} s, waiting for the generator {:.1} s, derived tables from the reference views + VACUUM ANALYZE {:.1} s)",
-                s.preloaded_events, p.seconds, p.slices, p.copy_seconds, p.generate_wait_seconds, p.derive_seconds
-            );
-        }
-        let _ = writeln!(md);
-    }
-
-    fn analytics_scaling_table(&self, md: &mut String) {
-        if self.scaling.is_empty() {
-            return;
-        }
-        let _ = writeln!(
-            md,
-            "## Scaling: the analytics worker on top of existing data
-"
-        );
-        let _ = writeln!(md, "| events already stored | largest (predicate, object) / (subject, predicate) pair, triples | term ids drained | triples refreshed | drain s | term ids/s | worker / PostgreSQL µs CPU per term id | level 3 = reference views |");
-        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---|");
-        for s in &self.scaling {
-            let a = &s.analytics;
-            let per_id = |core_s: Option<f64>| match core_s {
-                Some(c) => format!("{:.0}", c * 1e6 / a.term_ids.max(1) as f64),
-                None => "–".into(),
-            };
-            let cpu = a.cpu.map_or_else(
-                || "– / –".to_owned(),
-                |c| format!("{} / {}", per_id(Some(c.this_process)), per_id(c.postgres)),
-            );
-            let _ = writeln!(
-                md,
-                "| {} | {} / {} | {} | {} | {:.2} | {:.0} | {cpu} | {} |",
-                s.preloaded_events,
-                a.largest_pairs[0],
-                a.largest_pairs[1],
-                a.term_ids,
-                a.triples,
-                a.seconds,
-                a.term_ids_per_sec,
-                a.matches_reference.map_or("not checked (above --verify-scale-up-to)", yes),
-            );
-        }
-        let _ = writeln!(md, "
-The worker starts after the engine has published every term update of the measured batches, so the drain time is also its lag behind the engine at the end of the run.\n");
-    }
-
-    fn statement_tables(&self, md: &mut String) {
-        for s in &self.scaling {
-            let Some(statements) = &s.statements else { continue };
-            let engine_ms = s.engine.seconds * 1000.0;
-            let _ = writeln!(
-                md,
-                "## PostgreSQL's top statements, {} events on top of {}\n",
-                s.engine.events, s.preloaded_events
-            );
-            let _ = writeln!(
-                md,
-                "| statement | nested | calls | total ms | % of the engine run | rows | blocks read / hit | WAL MiB |"
-            );
-            let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
-            for st in statements {
-                let _ = writeln!(
-                    md,
-                    "| `{}` | {} | {} | {:.0} | {:.0} % | {} | {} / {} | {:.1} |",
-                    st.query.replace('|', "\\|"),
-                    if st.nested { "yes" } else { "no" },
-                    st.calls,
-                    st.total_ms,
-                    st.total_ms / engine_ms.max(1e-9) * 100.0,
-                    st.rows,
-                    st.blocks_read,
-                    st.blocks_hit,
-                    st.wal_bytes / 1048576.0,
-                );
-            }
-            let _ = writeln!(md, "\nA nested statement (run by a trigger or function) is also inside its caller's time; statements of the apply parts overlap in time, so shares may pass 100 %.\n");
-        }
     }
 
     fn stage_table(&self, md: &mut String) {
