@@ -75,12 +75,9 @@ pub async fn scaling(
         measured.stats.first_block
     );
 
-    let profiling = if svc.statement_profile { statements::reset(&s).await? } else { None };
+    let profiling = svc.statement_profile && statements::reset(&s).await?;
     let EngineRun { summary, cpu, wal_bytes_per_event, .. } = engine_run(svc, &s, measured, batch_size).await?;
-    let statements = match profiling {
-        Some(()) => Some(statements::top(&s).await?),
-        None => None,
-    };
+    let statements = if profiling { Some(statements::top(&s).await?) } else { None };
     let analytics = drain_analytics(svc, &s, checks.verify).await?;
     let sizes = sizes(&s.client().await?).await?;
     let matches = if checks.verify { strong_tables_match(&s).await? } else { false };

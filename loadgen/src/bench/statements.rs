@@ -32,18 +32,19 @@ pub struct Statement {
     pub wal_bytes: f64,
 }
 
-/// Counters reset for `s`'s database, or `None` when `pg_stat_statements` is not loaded.
-pub async fn reset(s: &Scratch) -> Result<Option<()>> {
+/// Reset the counters of `s`'s database; false (nothing done) when `pg_stat_statements` is
+/// not loaded.
+pub async fn reset(s: &Scratch) -> Result<bool> {
     let client = s.client().await?;
     let loaded: bool = client
         .query_one(
-            "SELECT 'pg_stat_statements' = ANY(string_to_array(current_setting('shared_preload_libraries'), ', '))",
+            "SELECT 'pg_stat_statements' = ANY(regexp_split_to_array(current_setting('shared_preload_libraries'), '\\s*,\\s*'))",
             &[],
         )
         .await?
         .get(0);
     if !loaded {
-        return Ok(None);
+        return Ok(false);
     }
     client.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await?;
     client
@@ -52,7 +53,7 @@ pub async fn reset(s: &Scratch) -> Result<Option<()>> {
             &[],
         )
         .await?;
-    Ok(Some(()))
+    Ok(true)
 }
 
 /// The top statements of `s`'s database since [`reset`], by total execution time. Nested

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{yes, Report};
+use crate::bench::cpu::CpuSeconds;
 
 impl Report {
     pub(super) fn scaling_table(&self, md: &mut String) {
@@ -15,14 +16,7 @@ impl Report {
         let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         let base = self.scaling.first().map(|s| s.engine.events_per_sec).unwrap_or(0.0);
         for s in &self.scaling {
-            let per_event = |core_s: Option<f64>| match core_s {
-                Some(c) => format!("{:.1}", c * 1e6 / s.engine.events.max(1) as f64),
-                None => "–".into(),
-            };
-            let cpu = s.cpu.map_or_else(
-                || "– / –".to_owned(),
-                |c| format!("{} / {}", per_event(Some(c.this_process)), per_event(c.postgres)),
-            );
+            let cpu = micros_per(s.cpu, s.engine.events, 1);
             let z = &s.sizes;
             let (refresh, per_batch) = match s.snapshot_refresh_total_seconds {
                 Some(r) => (format!("{r:.2}"), format!("{:.0}×", r * 1000.0 / s.engine.mean_batch_ms.max(1e-9))),
@@ -59,23 +53,12 @@ impl Report {
         if self.scaling.is_empty() {
             return;
         }
-        let _ = writeln!(
-            md,
-            "## Scaling: the analytics worker on top of existing data
-"
-        );
+        let _ = writeln!(md, "## Scaling: the analytics worker on top of existing data\n");
         let _ = writeln!(md, "| events already stored | largest (predicate, object) / (subject, predicate) pair, triples | term ids drained | triples refreshed | drain s | term ids/s | worker / PostgreSQL µs CPU per term id | level 3 = reference views |");
         let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---|");
         for s in &self.scaling {
             let a = &s.analytics;
-            let per_id = |core_s: Option<f64>| match core_s {
-                Some(c) => format!("{:.0}", c * 1e6 / a.term_ids.max(1) as f64),
-                None => "–".into(),
-            };
-            let cpu = a.cpu.map_or_else(
-                || "– / –".to_owned(),
-                |c| format!("{} / {}", per_id(Some(c.this_process)), per_id(c.postgres)),
-            );
+            let cpu = micros_per(a.cpu, a.term_ids, 0);
             let _ = writeln!(
                 md,
                 "| {} | {} / {} | {} | {} | {:.2} | {:.0} | {cpu} | {} |",
@@ -89,8 +72,7 @@ impl Report {
                 a.matches_reference.map_or("not checked (above --verify-scale-up-to)", yes),
             );
         }
-        let _ = writeln!(md, "
-The worker starts after the engine has published every term update of the measured batches, so the drain time is also its lag behind the engine at the end of the run.\n");
+        let _ = writeln!(md, "\nThe worker starts after the engine has published every term update of the measured batches, so the drain time is also its lag behind the engine at the end of the run.\n");
     }
 
     pub(super) fn statement_tables(&self, md: &mut String) {
@@ -124,5 +106,18 @@ The worker starts after the engine has published every term update of the measur
             }
             let _ = writeln!(md, "\nA nested statement (run by a trigger or function) is also inside its caller's time; statements of the apply parts overlap in time, so shares may pass 100 %.\n");
         }
+    }
+}
+
+/// "6.9 / 22.0": this process's and PostgreSQL's CPU in µs per unit (event, term id), with
+/// `decimals` decimals; "–" where a counter could not be read.
+fn micros_per(cpu: Option<CpuSeconds>, units: u64, decimals: usize) -> String {
+    let per = |core_s: Option<f64>| match core_s {
+        Some(c) => format!("{:.*}", decimals, c * 1e6 / units.max(1) as f64),
+        None => "–".into(),
+    };
+    match cpu {
+        Some(c) => format!("{} / {}", per(Some(c.this_process)), per(c.postgres)),
+        None => "– / –".to_owned(),
     }
 }
