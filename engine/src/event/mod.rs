@@ -9,6 +9,7 @@ pub mod decode;
 pub mod encode;
 pub mod hex;
 pub mod numeric;
+pub mod reorg;
 
 use std::sync::OnceLock;
 

@@ -13,6 +13,7 @@ use tracing::{error, warn};
 use super::batch::{term_ids_of, Batch};
 use super::copy::{self, EncodedTable};
 use super::outbox;
+use super::reorg;
 use super::summary::RunSummary;
 use crate::event::Event;
 use crate::pg::error::{error_text, PoolError};
@@ -77,6 +78,16 @@ pub async fn apply_batch(
     stop: &mut Stop,
     summary: &mut RunSummary,
 ) -> Option<Vec<(usize, String)>> {
+    // Notices first: a batch's events are screened against every reorg recorded before them.
+    let mut retry = Retry::new();
+    while let Err(e) = reorg::record_notices(pool, batch).await {
+        let failure = e.failure();
+        summary.count_retry(failure.reason());
+        error!(error = %e, "recording the batch's reorg notices failed; retrying");
+        if !retry.wait(stop).await {
+            return None;
+        }
+    }
     // Ranges of events still to apply, last pushed first.
     let mut todo: Vec<Range<usize>> = if batch.parts.len() > 1 {
         apply_parts_once(pool, batch, backfill, summary).await
@@ -84,7 +95,6 @@ pub async fn apply_batch(
         batch.parts.iter().map(|p| p.range.clone()).collect()
     };
     let mut refused = Vec::new();
-    let mut retry = Retry::new();
     while let Some(range) = todo.pop() {
         let events = &batch.events[range.clone()];
         // A whole part has its term set and encoding from the reader; a piece of a split one
@@ -97,8 +107,8 @@ pub async fn apply_batch(
                 (&owned, None)
             }
         };
-        let Err(e) =
-            apply_events(pool, events, encoded, Locks::Take(term_ids), backfill, &mut summary.stage_time).await
+        let locks = Locks::Take(term_ids);
+        let Err(e) = apply_events(pool, batch, range.clone(), encoded, locks, backfill, &mut summary.stage_time).await
         else {
             retry.succeeded();
             continue;
@@ -193,9 +203,9 @@ async fn apply_parts(
     }
     let attempts = batch.parts.iter().map(|part| async move {
         let mut times = StageTimes::default();
-        let events = &batch.events[part.range.clone()];
         let locks = Locks::HeldForIt { term_ids: &part.term_ids, holder };
-        let result = apply_events(pool, events, Some(part.encoded.as_slice()), locks, backfill, &mut times).await;
+        let encoded = Some(part.encoded.as_slice());
+        let result = apply_events(pool, batch, part.range.clone(), encoded, locks, backfill, &mut times).await;
         if result.is_ok() {
             // One part committed, its siblings maybe not yet: the batch is not acked.
             crash_point("after_part_commit");
@@ -212,16 +222,18 @@ async fn apply_parts(
     Ok(results.into_iter().map(|(_, result)| result).collect())
 }
 
-/// One transaction: lock → COPY → merge (triggers) → cascade → outbox row → COMMIT.
+/// One transaction over `batch.events[range]`: lock → screen (reorgs) → COPY → merge
+/// (triggers) → cascade → outbox row → COMMIT.
 async fn apply_events(
     pool: &PgPool,
-    events: &[Event],
+    batch: &Batch,
+    range: Range<usize>,
     encoded: Option<&[EncodedTable]>,
     locks: Locks<'_>,
     backfill: bool,
     times: &mut StageTimes,
 ) -> Result<(), ApplyError> {
-    if events.is_empty() {
+    if range.is_empty() {
         return Ok(());
     }
     let mut conn = pool.get().await?;
@@ -236,7 +248,14 @@ async fn apply_events(
         }
         Locks::HeldForIt { term_ids, .. } => term_ids,
     };
-    log_events(&tx, events, encoded, times).await?;
+    let screened = timed(times, "lock", reorg::screen(&tx, batch, range.clone())).await?;
+    let (events, encoded) = match &screened.kept {
+        None => (&batch.events[range], encoded),
+        Some(kept) => (kept.as_slice(), None),
+    };
+    if !events.is_empty() {
+        log_events(&tx, events, encoded, times).await?;
+    }
     crash_point("after_merge");
     if !term_ids.is_empty() {
         let started = Instant::now();
@@ -248,6 +267,7 @@ async fn apply_events(
         timed(times, "lock", ensure_holder_locks(&tx, pid)).await?;
     }
     timed(times, "commit", tx.commit()).await?;
+    metrics::counter!(telemetry::EVENTS_ORPHANED).increment(screened.orphaned as u64);
     Ok(())
 }
 

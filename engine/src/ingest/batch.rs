@@ -10,8 +10,10 @@ use std::ops::Range;
 
 use super::copy::{encode_events, EncodedTable};
 use super::message::Message;
-use crate::event::decode::{decode_payload, DecodeError, Decoded, EventFailure};
+use crate::event::decode::alias::Aliases;
+use crate::event::decode::{decode_payload_with, DecodeError, Decoded, EventFailure};
 use crate::event::encode::encode_payload;
+use crate::event::reorg::ReorgNotice;
 use crate::event::Event;
 use crate::runtime::StageTimes;
 use crate::stream::{DeadLetter, EntryKey};
@@ -37,6 +39,13 @@ pub struct Batch {
     pub acks: Vec<EntryKey>,
     /// Rejected messages and events, written to the dead-letter streams before the acks.
     pub dead_letters: Vec<DeadLetter>,
+    /// Copies of reorg notices, in the order read (so in stream order within each stream),
+    /// with the index in `acks` of the entry each came from.
+    pub notices: Vec<(ReorgNotice, u32)>,
+    /// The streams the batch's entries came from, each once: the reorg barriers it needs.
+    pub streams: Vec<String>,
+    /// Milliseconds part of the batch's oldest entry id (Redis's clock when it was added).
+    pub oldest_entry_ms: i64,
     /// Time the reader spent reading and decoding it.
     pub times: StageTimes,
 }
@@ -71,12 +80,18 @@ impl Batch {
     /// Decode, order and deduplicate `messages`; cut into up to `max_parts` term-disjoint
     /// parts when large enough (see [`MIN_PART_EVENTS`]).
     pub fn from_messages_in_parts(messages: Vec<Message>, max_parts: usize) -> Batch {
+        Batch::decode(messages, max_parts, &Aliases::default())
+    }
+
+    /// [`Batch::from_messages_in_parts`], reading event names through `aliases`.
+    pub fn decode(messages: Vec<Message>, max_parts: usize, aliases: &Aliases) -> Batch {
         let mut batch = Batch::default();
         let mut events = Vec::new();
-        let decoded = decode_messages(&messages);
+        let decoded = decode_messages(&messages, aliases);
         for (m, d) in messages.into_iter().zip(decoded) {
             batch.add(m, d, &mut events);
         }
+        batch.note_entries();
         // Ordered, deduplicated and cut through a permutation: an event is a few hundred
         // bytes, and a sort would move each one many times.
         let mut order: Vec<usize> = (0..events.len()).collect();
@@ -123,6 +138,7 @@ impl Batch {
             Ok(decoded) => {
                 let total = decoded.events.len() + decoded.failures.len();
                 events.extend(decoded.events.into_iter().map(|e| (e, origin)));
+                self.notices.extend(decoded.notices.into_iter().map(|n| (n, origin)));
                 if !decoded.failures.is_empty() {
                     self.dead_letter_events(m.stream, m.id, raw, total, decoded.failures);
                 }
@@ -166,6 +182,21 @@ impl Batch {
         self.acks.is_empty()
     }
 
+    /// The batch's streams and its oldest entry time, from its acks.
+    fn note_entries(&mut self) {
+        let mut streams: Vec<&String> = self.acks.iter().map(|(stream, _)| stream).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        self.streams = streams.into_iter().cloned().collect();
+        self.oldest_entry_ms = self.acks.iter().map(|(_, id)| entry_position(id).0).min().unwrap_or(0);
+    }
+
+    /// The stream and entry position (milliseconds, sequence) event `i` came from.
+    pub fn origin_of(&self, i: usize) -> (&str, (i64, i64)) {
+        let (stream, id) = &self.acks[self.origins[i] as usize];
+        (stream, entry_position(id))
+    }
+
     /// A dead letter for event `i`, which passed decoding but PostgreSQL refused: its
     /// origin entry, and the event re-encoded alone in the producer's format.
     pub fn event_dead_letter(&self, i: usize, error: String) -> DeadLetter {
@@ -177,14 +208,21 @@ impl Batch {
 /// Decode every payload (`None` for an entry without one). Large batches are decoded on
 /// every core: the reader decodes batch N+1 while the database applies batch N, but the
 /// first batch of a run has nothing to overlap with, and the writer waits for it.
-fn decode_messages(messages: &[Message]) -> Vec<Option<Result<Decoded, DecodeError>>> {
+fn decode_messages(messages: &[Message], aliases: &Aliases) -> Vec<Option<Result<Decoded, DecodeError>>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunks = cores.min(messages.len() / MIN_MESSAGES_PER_THREAD).max(1);
     let size = messages.len().div_ceil(chunks).max(1);
     let decode = |chunk: &[Message]| -> Vec<_> {
-        chunk.iter().map(|m| m.payload.as_ref().ok().map(|raw| decode_payload(raw))).collect()
+        chunk.iter().map(|m| m.payload.as_ref().ok().map(|raw| decode_payload_with(raw, aliases))).collect()
     };
     on_threads(messages.chunks(size).collect(), decode).into_iter().flatten().collect()
+}
+
+/// A stream entry id (`<milliseconds>-<sequence>`) as a pair that orders like the id; an id
+/// that is not one (only a test could make it) orders first.
+pub fn entry_position(id: &str) -> (i64, i64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// Below this many messages per thread, decoding on one thread is cheaper than starting more.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::event::decode::alias::Aliases;
 use crate::pg::DEFAULT_DATABASE_URL;
 use crate::runtime::exit::Fatal;
 use crate::runtime::redact::redact;
@@ -100,6 +101,11 @@ pub struct EngineConfig {
     /// batch's term locks and two for the outbox publisher.
     #[arg(long, env = "APPLY_PARTS", default_value_t = 2)]
     pub apply_parts: usize,
+
+    /// rindexer event aliases, `ALIAS=EventName`, repeatable or comma separated: an event
+    /// given `alias: ALIAS` in rindexer's manifest is published under that name.
+    #[arg(long = "event-alias", env = "EVENT_ALIASES", value_delimiter = ',')]
+    pub event_aliases: Vec<String>,
 }
 
 impl EngineConfig {
@@ -122,6 +128,11 @@ impl EngineConfig {
 
     pub fn block(&self) -> Duration {
         Duration::from_millis(self.block_ms)
+    }
+
+    /// The parsed `--event-alias` pairs (checked by [`EngineConfig::validate`]).
+    pub fn aliases(&self) -> Aliases {
+        Aliases::parse(&self.event_aliases).unwrap_or_default()
     }
 
     pub fn read_budget(&self) -> ReadBudget {
@@ -170,6 +181,7 @@ impl EngineConfig {
                 self.pool_size
             ));
         }
+        Aliases::parse(&self.event_aliases).map_err(|e| Fatal::Config(format!("--event-alias: {e}")))?;
         crate::pg::pool::parse(&self.database_url).map_err(|e| Fatal::Config(e.to_string()))?;
         crate::stream::connect::client(&self.redis_url)
             .map_err(|e| Fatal::Config(format!("invalid Redis URL {}: {e}", redact(&self.redis_url))))?;
@@ -196,6 +208,7 @@ impl EngineConfig {
             term_updates_stream: DEFAULT_TERM_UPDATES_STREAM.into(),
             pool_size: 5,
             apply_parts: 2,
+            event_aliases: Vec::new(),
         }
     }
 }

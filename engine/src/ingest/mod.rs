@@ -17,6 +17,7 @@ pub mod durable;
 pub mod message;
 pub mod outbox;
 pub mod read;
+pub mod reorg;
 pub mod summary;
 pub mod write;
 
@@ -126,7 +127,7 @@ async fn run_engine(config: &EngineConfig, mut stop: Stop, summary: &mut RunSumm
     let in_flight = reader.in_flight();
     // Capacity 1: one batch decoded ahead while the writer works, never more.
     let (tx, mut rx) = mpsc::channel(1);
-    let mut read_task = TaskGuard::spawn(read_loop(reader, tx, config.parts(), stop.clone()));
+    let mut read_task = TaskGuard::spawn(read_loop(reader, tx, config.parts(), config.aliases(), stop.clone()));
     let durable = config.backfill.then(|| DurableAcks::new(&config.database_url));
     let mut writer = Writer { config, pool, control, publisher, in_flight, durable, stop: stop.clone(), summary };
     loop {

@@ -8,6 +8,7 @@ use tokio::task::JoinError;
 
 use super::batch::Batch;
 use super::message::Message;
+use crate::event::decode::alias::Aliases;
 use crate::runtime::timing::timed;
 use crate::runtime::{Retry, StageTimes, Stop};
 use crate::stream::{GroupReader, Read};
@@ -26,6 +27,7 @@ pub async fn read_loop(
     mut reader: GroupReader,
     tx: mpsc::Sender<Work>,
     parts: usize,
+    aliases: Aliases,
     mut stop: Stop,
 ) -> Result<(), JoinError> {
     let mut retry = Retry::new();
@@ -57,7 +59,8 @@ pub async fn read_loop(
         };
         retry.succeeded();
         let messages: Vec<Message> = entries.into_iter().map(Message::from_entry).collect();
-        let decode = tokio::task::spawn_blocking(move || Batch::from_messages_in_parts(messages, parts));
+        let aliases = aliases.clone();
+        let decode = tokio::task::spawn_blocking(move || Batch::decode(messages, parts, &aliases));
         let mut batch = timed(&mut times, "decode", decode).await?;
         batch.times = times;
         if tx.send(Work::Batch(batch)).await.is_err() {

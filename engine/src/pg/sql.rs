@@ -32,6 +32,20 @@ pub const APPLIED_MIGRATIONS: &str =
 
 // A batch ------------------------------------------------------------------------------------
 
+// Chain reorganizations (migrations/repeatable/reorg.sql) ------------------------------------
+
+/// The reorg barriers and orphaned blocks that concern a batch, under the shared reorg lock.
+pub const REORG_BARRIERS: &str = "SELECT kind, reorg_id, network, block_number, block_hash, stream, barrier_ms, \
+     barrier_seq FROM reorg_barriers($1::text[], $2::bigint, $3::bigint, $4::bigint)";
+
+/// Blocks whose events a batch dropped as orphaned.
+pub const RECORD_ORPHANED_BLOCKS: &str =
+    "SELECT record_orphaned_blocks($1::text[], $2::bigint[], $3::text[], $4::bigint[])";
+
+/// One copy of a reorg notice, under the exclusive reorg lock; the first copy retracts.
+pub const RECORD_REORG_NOTICE: &str = "SELECT reorg_id, is_new, events_retracted FROM \
+     record_reorg_notice($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)";
+
 /// Backfill mode commits asynchronously; its acks wait for the WAL flush (`ingest::durable`).
 pub const BACKFILL_TRANSACTION: &str = "SET LOCAL synchronous_commit = off";
 

@@ -17,6 +17,12 @@ pub const BATCH_RETRIES: &str = "redis_postgres_sync_batch_retries_total";
 pub const LAST_COMMIT: &str = "redis_postgres_sync_last_commit_timestamp_seconds";
 pub const COMMIT_LATENCY: &str = "redis_postgres_sync_commit_latency_seconds";
 pub const OUTBOX_PUBLISHED: &str = "redis_postgres_sync_outbox_terms_published_total";
+// Chain reorganizations (README -> Chain reorganizations).
+pub const REORGS: &str = "redis_postgres_sync_reorgs_total";
+pub const REORG_NOTICES: &str = "redis_postgres_sync_reorg_notices_total";
+pub const REORG_DEPTH: &str = "redis_postgres_sync_reorg_depth_blocks";
+pub const EVENTS_RETRACTED: &str = "redis_postgres_sync_events_retracted_total";
+pub const EVENTS_ORPHANED: &str = "redis_postgres_sync_events_orphaned_total";
 // Observed by the stream monitor (ops::monitor), per stream of the engine's group.
 pub const STREAM_LAG: &str = "redis_postgres_sync_stream_lag";
 pub const STREAM_PENDING: &str = "redis_postgres_sync_stream_pending";
@@ -53,6 +59,11 @@ pub fn describe() {
     describe_gauge!(LAST_COMMIT, Unit::Seconds, "Unix time of the last committed batch");
     describe_histogram!(COMMIT_LATENCY, Unit::Seconds, "From XADD (entry id time) to the commit of the entry's batch");
     describe_counter!(OUTBOX_PUBLISHED, "Term ids published to term_updates");
+    describe_counter!(REORGS, "Chain reorganizations applied (one per reorg, whatever its copies)");
+    describe_counter!(REORG_NOTICES, "Copies of rindexer reorg notices read (every stream, every indexed event)");
+    describe_histogram!(REORG_DEPTH, "Depth of each reorg as its notice reports it (unreliable: logged, not used)");
+    describe_counter!(EVENTS_RETRACTED, "Logged events removed because their block was orphaned");
+    describe_counter!(EVENTS_ORPHANED, "Events read but never applied because their block was orphaned");
     describe_gauge!(STREAM_LAG, "Stream entries not yet delivered to the engine's group (XINFO GROUPS lag)");
     describe_gauge!(STREAM_PENDING, "Stream entries delivered to the engine's group and not acked (XPENDING)");
     describe_gauge!(STREAM_LENGTH, "Entries in the stream (XLEN)");
@@ -73,13 +84,23 @@ pub fn describe() {
 /// the caller can record), and the last commit at 0 until the first. The stream gauges come
 /// from the monitor's first observation.
 pub fn register_engine(retry_reasons: &[&'static str]) {
-    for name in [EVENTS_PROCESSED, EVENTS_FAILED, MESSAGES_READ, DEAD_LETTERS, OUTBOX_PUBLISHED] {
+    for name in [
+        EVENTS_PROCESSED,
+        EVENTS_FAILED,
+        MESSAGES_READ,
+        DEAD_LETTERS,
+        OUTBOX_PUBLISHED,
+        REORGS,
+        REORG_NOTICES,
+        EVENTS_RETRACTED,
+        EVENTS_ORPHANED,
+    ] {
         metrics::counter!(name).increment(0);
     }
     for &reason in retry_reasons {
         metrics::counter!(BATCH_RETRIES, "reason" => reason).increment(0);
     }
-    for name in [CASCADE_SECONDS, BATCH_EVENTS, COMMIT_LATENCY] {
+    for name in [CASCADE_SECONDS, BATCH_EVENTS, COMMIT_LATENCY, REORG_DEPTH] {
         let _ = metrics::histogram!(name);
     }
     for stage in STAGES {

@@ -6,13 +6,17 @@
 //! a readable payload each event stands or falls on its own, so one bad event never drops
 //! its good neighbours.
 
+pub mod alias;
 mod fields;
+mod notice;
 mod prescan;
 
 use simd_json::prelude::*;
 use simd_json::{BorrowedValue as Value, StaticNode};
 
+use super::reorg::{ReorgNotice, REORG_EVENT};
 use super::*;
+use alias::Aliases;
 use fields::Fields;
 use prescan::prescan;
 
@@ -39,6 +43,8 @@ pub struct EventFailure {
 pub struct Decoded {
     pub events: Vec<Event>,
     pub failures: Vec<EventFailure>,
+    /// Reorg notices (rindexer sends one per message).
+    pub notices: Vec<ReorgNotice>,
 }
 
 /// 10000-01-01T00:00:00Z: later block timestamps are not real and do not fit PostgreSQL's range comfortably.
@@ -48,6 +54,11 @@ const MAX_DEPTH: usize = 64;
 
 /// Decode one message payload. `Err` means nothing in it could be read.
 pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
+    decode_payload_with(raw, &Aliases::default())
+}
+
+/// [`decode_payload`], reading event names through `aliases`.
+pub fn decode_payload_with(raw: &[u8], aliases: &Aliases) -> Result<Decoded, DecodeError> {
     if raw.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return err("payload starts with a UTF-8 byte order mark (EF BB BF), which JSON does not allow");
     }
@@ -62,7 +73,7 @@ pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
         return err(format!("duplicate key `{key}` in the message"));
     }
     let name = match envelope.get("event_name") {
-        Some(Value::String(s)) if !s.is_empty() => s.as_ref(),
+        Some(Value::String(s)) if !s.is_empty() => aliases.resolve(s.as_ref()),
         Some(Value::String(_)) => return err("`event_name` is empty"),
         Some(_) => return err("`event_name` is not a string"),
         None => return err("missing field `event_name`"),
@@ -81,6 +92,15 @@ pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
     };
     let mut out = Decoded::default();
     for item in items {
+        if name == REORG_EVENT {
+            match notice::reorg_notice(item, network) {
+                Ok(n) => out.notices.push(n),
+                Err(error) => {
+                    out.failures.push(EventFailure { payload: single_event_payload(name, network, item), error })
+                }
+            }
+            continue;
+        }
         match decode_event(name, network, item) {
             Ok(event) => out.events.push(event),
             Err(error) => out.failures.push(EventFailure { payload: single_event_payload(name, network, item), error }),

@@ -392,3 +392,43 @@ fn encoded_events_decode_back_to_themselves() {
         assert_eq!(back.events.into_iter().map(normalized).collect::<Vec<_>>(), vec![normalized(e)]);
     }
 }
+
+/// rindexer v0.41's reorg notice, as captured (`../shared/samples`), on one line.
+const REAL_NOTICE: &str = r#"{"block_number":0,"event_data":[{"affected_events":[{"contract":"MultiVault","event":"Deposited","indexer":"RealClientIntuition","rows_deleted":0,"schema":"real_client_intuition_multi_vault","table":"deposited"}],"affected_tx_hashes":[],"depth":5,"events_deleted":0,"fork_block":102,"network":"intuition_local","type":"reorg"}],"event_name":"__rindexer_reorg","event_signature_hash":"0x0000000000000000000000000000000000000000000000000000000000000000","message_id":"rindexer_stream__-reorg_intuition_local_102-chunk-0","network":"intuition_local"}"#;
+
+#[test]
+fn a_reorg_notice_decodes_to_a_notice_not_a_failure() {
+    let d = decode_payload(REAL_NOTICE.as_bytes()).unwrap();
+    assert!(d.events.is_empty() && d.failures.is_empty());
+    let n = &d.notices[0];
+    assert_eq!((n.network.as_str(), n.fork_block, n.depth, n.events_deleted), ("intuition_local", 102, 5, 0));
+    // Another copy of the same notice has the same fingerprint; another fork does not.
+    let again = decode_payload(REAL_NOTICE.replace("chunk-0", "chunk-1").as_bytes()).unwrap();
+    assert_eq!(again.notices[0].fingerprint, n.fingerprint);
+    let other = decode_payload(REAL_NOTICE.replace("\"fork_block\":102", "\"fork_block\":103").as_bytes()).unwrap();
+    assert_ne!(other.notices[0].fingerprint, n.fingerprint);
+}
+
+#[test]
+fn a_reorg_notice_without_a_fork_block_is_rejected_with_the_reason() {
+    let broken = REAL_NOTICE.replace("\"fork_block\":102,", "");
+    let d = decode_payload(broken.as_bytes()).unwrap();
+    assert!(d.notices.is_empty());
+    assert_eq!(d.failures[0].error.0, "reorg notice: missing field `fork_block`");
+    let negative = REAL_NOTICE.replace("\"fork_block\":102", "\"fork_block\":-1");
+    assert!(decode_payload(negative.as_bytes()).unwrap().failures[0].error.0.contains("negative"));
+}
+
+#[test]
+fn aliases_map_event_names_back() {
+    let fields = r#""termId":"0173745f9e0d54254f4f81b02495da1716055583a1cbb7236ce8571befca6c3a","curveId":"1","sharePrice":"5","totalAssets":"6","totalShares":"7","vaultType":0"#;
+    let ev = format!(r#"{{{fields},"transaction_information":{}}}"#, tx_info("1", "0", "0", "null"));
+    let aliases = alias::Aliases::parse(&["PriceMoved=SharePriceChanged"]).unwrap();
+    let d = decode_payload_with(&envelope("PriceMoved", &ev), &aliases).unwrap();
+    assert!(matches!(d.events[0].kind, EventKind::SharePriceChanged(_)));
+    // Without the alias the event is kept as an unknown one.
+    let d = decode_payload(&envelope("PriceMoved", &ev)).unwrap();
+    assert!(matches!(d.events[0].kind, EventKind::Generic(_)));
+    assert!(alias::Aliases::parse(&["NoEquals"]).is_err());
+    assert!(alias::Aliases::parse(&["A=B", "A=C"]).unwrap_err().contains("both"));
+}

@@ -1,0 +1,281 @@
+-- Chain reorganizations: rindexer's reorg notices, the per-stream barrier they set, and the
+-- retraction of orphaned events (README -> Chain reorganizations has the model).
+--
+-- Locking. Every batch transaction takes the reorg lock in shared mode (reorg_barriers)
+-- before it writes events; a notice takes it exclusively (record_reorg_notice). So a
+-- retraction sees every event written before it, and every batch after it sees the reorg:
+-- an orphaned event is either deleted by the retraction or never written.
+
+CREATE OR REPLACE FUNCTION reorg_lock_key() RETURNS BIGINT
+LANGUAGE sql IMMUTABLE AS $$ SELECT 7342001000::bigint $$;
+
+-- How far apart (stream entry milliseconds) the copies of one notice can be: rindexer
+-- publishes them to every stream concurrently, then waits for them all.
+CREATE OR REPLACE FUNCTION reorg_copy_spread_ms() RETURNS BIGINT
+LANGUAGE sql IMMUTABLE AS $$ SELECT 10000::bigint $$;
+
+-- What a batch needs to tell orphaned events from the others, under the shared lock (held
+-- until the batch's transaction ends), in one round trip:
+--  * kind 'barrier', one row per (reorg, stream of the batch): an event of that network
+--    and stream at or above fork_block whose stream entry id is below (barrier_ms,
+--    barrier_seq) precedes its stream's copy of the notice, so it belongs to the old chain.
+--    The barrier is the stream's first copy; while the stream has delivered none, entries
+--    added up to the copy spread after the notice (a stream that never gets copies still
+--    passes the barrier by time). Only reorgs that can concern the batch are listed: at or
+--    below its highest block, noticed no earlier than its oldest entry minus the spread.
+--  * kind 'retracted', one row per orphaned block in the batch's block range.
+CREATE OR REPLACE FUNCTION reorg_barriers(streams TEXT[], oldest_entry_ms BIGINT, min_block BIGINT, max_block BIGINT)
+RETURNS TABLE (kind TEXT, reorg_id BIGINT, network TEXT, block_number BIGINT, block_hash TEXT, stream TEXT,
+               barrier_ms BIGINT, barrier_seq BIGINT)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(reorg_lock_key());
+    RETURN QUERY
+    SELECT 'barrier', r.id, r.network::text, r.fork_block, NULL::text, s.stream,
+           coalesce(c.entry_ms, r.notice_ms + reorg_copy_spread_ms() + 1), coalesce(c.entry_seq, 0)
+      FROM reorg r
+     CROSS JOIN unnest(streams) AS s(stream)
+      LEFT JOIN LATERAL (SELECT rc.entry_ms, rc.entry_seq FROM reorg_copy rc
+                          WHERE rc.reorg_id = r.id AND rc.stream = s.stream
+                          ORDER BY rc.entry_ms, rc.entry_seq LIMIT 1) c ON true
+     WHERE r.notice_ms >= oldest_entry_ms - reorg_copy_spread_ms()
+       AND r.fork_block <= max_block
+    UNION ALL
+    SELECT 'retracted', b.reorg_id, b.network::text, b.block_number, b.block_hash::text, NULL, NULL, NULL
+      FROM retracted_block b
+     WHERE b.block_number BETWEEN min_block AND max_block;
+END
+$$;
+
+-- Blocks a batch found orphaned on arrival (its events were never applied): recorded so
+-- that a later copy of them is not applied either.
+CREATE OR REPLACE FUNCTION record_orphaned_blocks(networks TEXT[], blocks BIGINT[], hashes TEXT[], reorgs BIGINT[])
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO retracted_block (network, block_number, block_hash, reorg_id)
+    SELECT * FROM unnest(networks, blocks, hashes, reorgs)
+    ON CONFLICT DO NOTHING
+$$;
+
+-- One copy of a notice, read from `stream` at entry (entry_ms, entry_seq). The first copy of
+-- a reorg retracts the network's events from the fork on; later copies (other streams,
+-- other indexed events, redeliveries) only record where their stream passed the notice.
+-- Copies are the same reorg when their fingerprints match and they were published within
+-- reorg_copy_spread_ms of each other.
+CREATE OR REPLACE FUNCTION record_reorg_notice(net TEXT, stream TEXT, entry_ms BIGINT, entry_seq BIGINT,
+                                               fork BIGINT, depth BIGINT, events_deleted BIGINT,
+                                               print TEXT, body JSONB)
+RETURNS TABLE (reorg_id BIGINT, is_new BOOLEAN, events_retracted BIGINT) LANGUAGE plpgsql AS $$
+DECLARE
+    rid BIGINT;
+    retracted BIGINT := 0;
+    fresh BOOLEAN := false;
+BEGIN
+    PERFORM pg_advisory_xact_lock(reorg_lock_key());
+    SELECT c.reorg_id INTO rid FROM reorg_copy c
+     WHERE c.stream = record_reorg_notice.stream AND c.entry_ms = record_reorg_notice.entry_ms
+       AND c.entry_seq = record_reorg_notice.entry_seq;
+    IF FOUND THEN
+        RETURN QUERY SELECT rid, false, 0::bigint;
+        RETURN;
+    END IF;
+    SELECT r.id INTO rid FROM reorg r
+     WHERE r.network = net AND r.fingerprint = print
+       AND abs(r.notice_ms - record_reorg_notice.entry_ms) <= reorg_copy_spread_ms()
+     ORDER BY abs(r.notice_ms - record_reorg_notice.entry_ms) LIMIT 1;
+    IF NOT FOUND THEN
+        INSERT INTO reorg (network, fork_block, depth, events_deleted, fingerprint, notice_ms, body)
+        VALUES (net, fork, depth, events_deleted, print, record_reorg_notice.entry_ms, body)
+        RETURNING reorg.id INTO rid;
+        retracted := retract_events(net, fork, NULL, rid);
+        UPDATE reorg SET events_retracted = retracted WHERE reorg.id = rid;
+        fresh := true;
+    END IF;
+    INSERT INTO reorg_copy VALUES (stream, entry_ms, entry_seq, rid);
+    RETURN QUERY SELECT rid, fresh, retracted;
+END
+$$;
+
+-- Retract the network's events from block `from_block` on (only those of block hash
+-- `only_hash` at `from_block` when given), and return every level 1-2 row they touched to
+-- what the remaining log implies; level 3 follows through the outbox. Returns the number
+-- of events retracted. Runs under the exclusive reorg lock, so no batch writes meanwhile.
+--
+-- Level 1 rows are recomputed from the remaining log with the reference definitions
+-- (snapshot.sql) restricted to the touched keys: exact whatever the depth, but a scan of
+-- the event tables (the log has no index by term). vault.position_count moves by the
+-- positions that crossed shares > 0, as in the merges.
+CREATE OR REPLACE FUNCTION retract_events(net TEXT, from_block BIGINT, only_hash TEXT, reorg BIGINT)
+RETURNS BIGINT LANGUAGE plpgsql AS $fn$
+DECLARE
+    n BIGINT;
+    to_block BIGINT := CASE WHEN only_hash IS NULL THEN 9223372036854775807 ELSE from_block END;
+    terms TEXT[];
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS retracted_events (
+        kind TEXT, block_number BIGINT, block_hash TEXT, term_id TEXT, counter_term_id TEXT,
+        account_id TEXT, curve_id NUMERIC) ON COMMIT DROP;
+    TRUNCATE pg_temp.retracted_events;
+    WITH a AS (
+        DELETE FROM atom_created_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
+           AND (only_hash IS NULL OR e.block_hash = only_hash)
+        RETURNING 'atom' AS kind, e.block_number, e.block_hash, e.term_id, NULL::text AS counter_term_id,
+                  NULL::text AS account_id, NULL::numeric AS curve_id
+    ), t AS (
+        DELETE FROM triple_created_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
+           AND (only_hash IS NULL OR e.block_hash = only_hash)
+        RETURNING 'triple', e.block_number, e.block_hash, e.term_id, e.counter_term_id, NULL::text, NULL::numeric
+    ), d AS (
+        DELETE FROM deposited_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
+           AND (only_hash IS NULL OR e.block_hash = only_hash)
+        RETURNING 'position', e.block_number, e.block_hash, e.term_id, NULL::text, e.receiver, e.curve_id
+    ), r AS (
+        DELETE FROM redeemed_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
+           AND (only_hash IS NULL OR e.block_hash = only_hash)
+        RETURNING 'position', e.block_number, e.block_hash, e.term_id, NULL::text, e.sender, e.curve_id
+    ), s AS (
+        DELETE FROM share_price_changed_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
+           AND (only_hash IS NULL OR e.block_hash = only_hash)
+        RETURNING 'vault', e.block_number, e.block_hash, e.term_id, NULL::text, NULL::text, e.curve_id
+    ), g AS (
+        DELETE FROM generic_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
+           AND (only_hash IS NULL OR e.block_hash = only_hash)
+        RETURNING 'generic', e.block_number, e.block_hash, NULL::text, NULL::text, NULL::text, NULL::numeric
+    )
+    INSERT INTO pg_temp.retracted_events
+    SELECT * FROM a UNION ALL SELECT * FROM t UNION ALL SELECT * FROM d
+    UNION ALL SELECT * FROM r UNION ALL SELECT * FROM s UNION ALL SELECT * FROM g;
+    GET DIAGNOSTICS n = ROW_COUNT;
+
+    INSERT INTO retracted_block (network, block_number, block_hash, reorg_id)
+    SELECT DISTINCT net, e.block_number, e.block_hash, reorg FROM pg_temp.retracted_events e
+    ON CONFLICT DO NOTHING;
+    IF n = 0 THEN
+        RETURN 0;
+    END IF;
+
+    PERFORM retract_triple_analytics(ARRAY(SELECT DISTINCT e.term_id FROM pg_temp.retracted_events e
+                                            WHERE e.kind = 'triple'));
+    PERFORM recompute_atoms(ARRAY(SELECT DISTINCT e.term_id FROM pg_temp.retracted_events e WHERE e.kind = 'atom'));
+    PERFORM recompute_triples(ARRAY(SELECT DISTINCT e.term_id FROM pg_temp.retracted_events e WHERE e.kind = 'triple'));
+    PERFORM recompute_positions_and_vaults();
+
+    terms := ARRAY(SELECT DISTINCT id FROM (
+                       SELECT e.term_id AS id FROM pg_temp.retracted_events e WHERE e.term_id IS NOT NULL
+                       UNION ALL
+                       SELECT e.counter_term_id FROM pg_temp.retracted_events e WHERE e.counter_term_id IS NOT NULL) ids);
+    PERFORM cascade_terms(terms);
+    -- A term none of whose atom, triple or vaults is left has no row.
+    DELETE FROM term t WHERE t.id = ANY(terms)
+       AND NOT EXISTS (SELECT 1 FROM atom a WHERE a.term_id = t.id)
+       AND NOT EXISTS (SELECT 1 FROM triple x WHERE x.term_id = t.id)
+       AND NOT EXISTS (SELECT 1 FROM triple x WHERE x.counter_term_id = t.id)
+       AND NOT EXISTS (SELECT 1 FROM vault v WHERE v.term_id = t.id);
+    IF cardinality(terms) > 0 THEN
+        INSERT INTO term_update_outbox (term_ids) VALUES (terms);
+    END IF;
+    RETURN n;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION recompute_atoms(ids TEXT[]) RETURNS void LANGUAGE sql AS $$
+    DELETE FROM atom WHERE term_id = ANY(ids);
+    INSERT INTO atom SELECT * FROM snapshot.atom WHERE term_id = ANY(ids);
+$$;
+
+CREATE OR REPLACE FUNCTION recompute_triples(ids TEXT[]) RETURNS void LANGUAGE sql AS $$
+    DELETE FROM triple WHERE term_id = ANY(ids);
+    INSERT INTO triple SELECT * FROM snapshot.triple WHERE term_id = ANY(ids);
+$$;
+
+-- The positions and vaults named by pg_temp.retracted_events, recomputed.
+CREATE OR REPLACE FUNCTION recompute_positions_and_vaults() RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS retracted_positions ON COMMIT DROP AS
+        SELECT account_id, term_id, curve_id, 0 AS was_active FROM position WITH NO DATA;
+    TRUNCATE pg_temp.retracted_positions;
+    INSERT INTO pg_temp.retracted_positions
+    SELECT k.account_id, k.term_id, k.curve_id, coalesce((p.shares > 0)::int, 0)
+      FROM (SELECT DISTINCT account_id, term_id, curve_id FROM pg_temp.retracted_events
+             WHERE kind = 'position') k
+      LEFT JOIN position p USING (account_id, term_id, curve_id);
+
+    DELETE FROM position p USING pg_temp.retracted_positions k
+     WHERE (p.account_id, p.term_id, p.curve_id) = (k.account_id, k.term_id, k.curve_id);
+    INSERT INTO position
+    SELECT s.* FROM snapshot.position s
+      JOIN pg_temp.retracted_positions k USING (account_id, term_id, curve_id);
+
+    -- Each vault's count before, moved by its positions that crossed shares > 0.
+    CREATE TEMP TABLE IF NOT EXISTS retracted_vaults ON COMMIT DROP AS
+        SELECT term_id, curve_id, position_count FROM vault WITH NO DATA;
+    TRUNCATE pg_temp.retracted_vaults;
+    INSERT INTO pg_temp.retracted_vaults
+    SELECT k.term_id, k.curve_id, coalesce(v.position_count, 0) + coalesce(m.delta, 0)
+      FROM (SELECT DISTINCT term_id, curve_id FROM pg_temp.retracted_events
+             WHERE kind IN ('position', 'vault')) k
+      LEFT JOIN vault v USING (term_id, curve_id)
+      LEFT JOIN (SELECT r.term_id, r.curve_id, sum(coalesce((p.shares > 0)::int, 0) - r.was_active) AS delta
+                   FROM pg_temp.retracted_positions r
+                   LEFT JOIN position p USING (account_id, term_id, curve_id)
+                  GROUP BY r.term_id, r.curve_id) m USING (term_id, curve_id);
+
+    DELETE FROM vault v USING pg_temp.retracted_vaults k
+     WHERE (v.term_id, v.curve_id) = (k.term_id, k.curve_id);
+    INSERT INTO vault (term_id, curve_id, total_shares, current_share_price, total_assets, market_cap,
+                       position_count, vault_type, last_price_block, last_price_log_index,
+                       last_event_block, last_event_log_index)
+    SELECT s.term_id, s.curve_id, s.total_shares, s.current_share_price, s.total_assets, s.market_cap,
+           k.position_count, s.vault_type, s.last_price_block, s.last_price_log_index,
+           s.last_event_block, s.last_event_log_index
+      FROM snapshot.vault s
+      JOIN pg_temp.retracted_vaults k USING (term_id, curve_id);
+END
+$fn$;
+
+-- Level 3 of triples that lose their TripleCreated events: take each one's triple_term row
+-- out of its pair rows (a pair row left with no triple goes), and delete its triple_term
+-- and triple_vault rows. The outbox then refreshes the triples that still exist, as new
+-- ones. Needed here because the pair deltas of refresh_triple_term (analytics.sql) read
+-- the triple's row, which the recompute may delete. Same locks, in the same order, as a
+-- refresh.
+CREATE OR REPLACE FUNCTION retract_triple_analytics(ids TEXT[]) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    po analytics_pair[];
+    sp analytics_pair[];
+BEGIN
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(DISTINCT ROW(t.predicate_id, t.object_id)::analytics_pair),
+           array_agg(DISTINCT ROW(t.subject_id, t.predicate_id)::analytics_pair)
+      INTO po, sp
+      FROM triple t WHERE t.term_id = ANY(ids);
+    LOCK TABLE triple_vault, triple_term, predicate_object, subject_predicate IN ROW EXCLUSIVE MODE;
+    PERFORM lock_analytics(ids, coalesce(po, '{}'), coalesce(sp, '{}'));
+    WITH gone AS (
+        DELETE FROM triple_term tt USING triple t
+         WHERE tt.term_id = ANY(ids) AND t.term_id = tt.term_id
+        RETURNING t.subject_id, t.predicate_id, t.object_id, tt.total_position_count, tt.total_market_cap
+    ), po_rows AS (
+        UPDATE predicate_object p SET triple_count = p.triple_count - g.n,
+               total_position_count = p.total_position_count - g.positions,
+               total_market_cap = p.total_market_cap - g.cap
+          FROM (SELECT predicate_id, object_id, count(*) AS n, sum(total_position_count) AS positions,
+                       sum(total_market_cap) AS cap
+                  FROM gone GROUP BY 1, 2) g
+         WHERE (p.predicate_id, p.object_id) = (g.predicate_id, g.object_id)
+    )
+    UPDATE subject_predicate p SET triple_count = p.triple_count - g.n,
+           total_position_count = p.total_position_count - g.positions,
+           total_market_cap = p.total_market_cap - g.cap
+      FROM (SELECT subject_id, predicate_id, count(*) AS n, sum(total_position_count) AS positions,
+                   sum(total_market_cap) AS cap
+              FROM gone GROUP BY 1, 2) g
+     WHERE (p.subject_id, p.predicate_id) = (g.subject_id, g.predicate_id);
+    DELETE FROM predicate_object p WHERE (p.predicate_id, p.object_id) IN (SELECT a, b FROM unnest(po))
+       AND p.triple_count = 0;
+    DELETE FROM subject_predicate p WHERE (p.subject_id, p.predicate_id) IN (SELECT a, b FROM unnest(sp))
+       AND p.triple_count = 0;
+    DELETE FROM triple_vault tv WHERE tv.term_id = ANY(ids);
+END
+$fn$;

@@ -1,0 +1,42 @@
+-- Chain reorganizations (repeatable/reorg.sql holds the logic; README -> Chain
+-- reorganizations the model).
+
+-- One row per reorg, whichever stream's copy of its notice came first.
+CREATE TABLE reorg (
+    id                BIGSERIAL PRIMARY KEY,
+    network           TEXT COLLATE "C" NOT NULL,
+    fork_block        BIGINT NOT NULL,
+    depth             BIGINT NOT NULL,
+    events_deleted    BIGINT NOT NULL,
+    -- Identifies the notice's copies: rindexer sends the same notice to every stream of
+    -- the network, once per indexed event.
+    fingerprint       TEXT NOT NULL,
+    -- Milliseconds part of the first copy's stream entry id (Redis's clock when rindexer
+    -- published it).
+    notice_ms         BIGINT NOT NULL,
+    body              JSONB NOT NULL,
+    events_retracted  BIGINT NOT NULL DEFAULT 0,
+    applied_at        TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX reorg_notice_ms_idx ON reorg (notice_ms);
+
+-- Every copy of a notice read, by its stream entry: a redelivered copy is recognised, and
+-- a stream's copy is the barrier between its old-chain and new-chain events.
+CREATE TABLE reorg_copy (
+    stream     TEXT COLLATE "C" NOT NULL,
+    entry_ms   BIGINT NOT NULL,
+    entry_seq  BIGINT NOT NULL,
+    reorg_id   BIGINT NOT NULL REFERENCES reorg (id),
+    PRIMARY KEY (stream, entry_ms, entry_seq)
+);
+CREATE INDEX reorg_copy_reorg_idx ON reorg_copy (reorg_id, stream);
+
+-- Blocks known orphaned: their events left the log (or were never applied) and are never
+-- applied again. Keyed by block first: a batch looks up its block range.
+CREATE TABLE retracted_block (
+    block_number  BIGINT NOT NULL,
+    block_hash    TEXT COLLATE "C" NOT NULL,
+    network       TEXT COLLATE "C" NOT NULL,
+    reorg_id      BIGINT REFERENCES reorg (id),
+    PRIMARY KEY (block_number, block_hash, network)
+);

@@ -1,0 +1,106 @@
+//! Chain reorganizations end to end (README → Chain reorganizations): rindexer's real reorg
+//! notice, copied to every stream, retracts the orphaned events from the log and from every
+//! derived table; nothing reaches a dead-letter stream; old-chain events read after their
+//! stream's notice, and late copies of orphaned blocks, are never applied.
+
+use integration_tests::env::LOGICAL_STREAMS;
+use integration_tests::TestEnv;
+use serde_json::Value;
+
+/// The messages captured from rindexer v0.41.0 (`samples/`), as (stream index, payload).
+fn real_messages() -> Vec<(usize, Value)> {
+    include_str!("../samples/rindexer-v0.41-real-messages.jsonl")
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let stream = LOGICAL_STREAMS.iter().position(|s| v["stream"].as_str().unwrap().ends_with(s)).unwrap();
+            (stream, v["payload"].clone())
+        })
+        .collect()
+}
+
+fn name(payload: &Value) -> &str {
+    payload["event_name"].as_str().unwrap()
+}
+
+/// The same events in a block of another fork: new block hash, new amounts.
+fn on_new_fork(payload: &Value) -> Value {
+    let mut p = payload.clone();
+    for (i, e) in p["event_data"].as_array_mut().unwrap().iter_mut().enumerate() {
+        e["transaction_information"]["block_hash"] = Value::from(format!("0x{:064x}", 0xf0f0 + i));
+        e["sharePrice"] = Value::from(format!("{}", 2_000_000_000_000_000_000u128 + i as u128));
+    }
+    p
+}
+
+/// The capture's reorg (fork 102) as rindexer sends it: every stream gets `copies` copies of
+/// the notice after its old-chain events; then the share price stream gets the new chain's
+/// block 102, and a late copy of the orphaned block 102.
+async fn feed_reorg(env: &mut TestEnv, copies: usize) -> (usize, usize) {
+    let messages = real_messages();
+    let notice = messages.iter().find(|(_, p)| name(p) == "__rindexer_reorg").unwrap().1.to_string();
+    let orphaned = messages.iter().find(|(_, p)| name(p) == "SharePriceChanged").unwrap().1.clone();
+    for (stream, payload) in messages.iter().filter(|(_, p)| name(p) != "__rindexer_reorg") {
+        env.xadd(*stream, payload.to_string().as_bytes()).await;
+    }
+    for _ in 0..copies {
+        for stream in 0..LOGICAL_STREAMS.len() {
+            env.xadd(stream, notice.as_bytes()).await;
+        }
+    }
+    let prices = LOGICAL_STREAMS.iter().position(|s| *s == "share_price_changed").unwrap();
+    let new_fork = on_new_fork(&orphaned);
+    env.xadd(prices, new_fork.to_string().as_bytes()).await;
+    env.xadd(prices, orphaned.to_string().as_bytes()).await;
+    (orphaned["event_data"].as_array().unwrap().len(), new_fork["event_data"].as_array().unwrap().len())
+}
+
+async fn assert_reorg_applied(env: &mut TestEnv, old: usize, new: usize) {
+    for stream in 0..LOGICAL_STREAMS.len() {
+        assert_eq!(env.dead_letters(stream).await, vec![], "no dead letters on stream {stream}");
+    }
+    // Block 102 holds only the new fork's events; everything below the fork stays.
+    let at_fork = "SELECT count(*) FROM share_price_changed_events WHERE block_number >= 102";
+    assert_eq!(env.count(at_fork).await, new as i64);
+    let new_hash = "SELECT count(*) FROM share_price_changed_events WHERE block_hash LIKE '0x0000%f0f%'";
+    assert_eq!(env.count(new_hash).await, new as i64);
+    assert!(env.count("SELECT count(*) FROM deposited_events").await > 0);
+    let reorg = "SELECT count(*) FROM reorg WHERE network = 'intuition_local' AND fork_block = 102";
+    assert_eq!(env.count(reorg).await, 1, "one reorg, however many copies");
+    let orphaned = "SELECT count(*) FROM retracted_block WHERE block_number = 102 AND block_hash NOT LIKE '0x0000%'";
+    assert_eq!(env.count(orphaned).await, 1);
+    assert!(old > 0);
+    env.assert_matches_reference().await;
+}
+
+/// One read per message and stream: the old block is applied first, then retracted by the
+/// first copy; the late copy of the orphaned block is known retracted and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_reorg_notice_retracts_an_applied_block() {
+    let mut env = TestEnv::new("reorg_applied").await;
+    let (old, new) = feed_reorg(&mut env, 5).await;
+    let mut config = env.config();
+    config.batch_size = 1;
+    let summary = env.run(config).await;
+    assert_eq!(summary.dead_letters, 0);
+    assert_retracted_count(&env, old).await;
+    assert_reorg_applied(&mut env, old, new).await;
+    env.cleanup().await;
+}
+
+async fn assert_retracted_count(env: &TestEnv, old: usize) {
+    assert_eq!(env.count("SELECT events_retracted FROM reorg").await, old as i64);
+}
+
+/// Everything in one batch: the notices are recorded before the batch's events, whose
+/// old-chain block (before its stream's copy) is dropped unapplied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_chain_events_read_with_their_notice_are_never_applied() {
+    let mut env = TestEnv::new("reorg_one_batch").await;
+    let (old, new) = feed_reorg(&mut env, 2).await;
+    let summary = env.run(env.config()).await;
+    assert_eq!(summary.dead_letters, 0);
+    assert_eq!(env.count("SELECT events_retracted FROM reorg").await, 0, "nothing was logged to retract");
+    assert_reorg_applied(&mut env, old, new).await;
+    env.cleanup().await;
+}
