@@ -107,6 +107,17 @@ impl TestEnv {
         }
     }
 
+    /// XADD many (stream, entry id, payload) triples, with their ids, in pipelined chunks.
+    pub async fn xadd_all_at(&mut self, messages: &[(usize, String, String)]) {
+        for chunk in messages.chunks(500) {
+            let mut pipe = redis::pipe();
+            for (stream, id, payload) in chunk {
+                pipe.cmd("XADD").arg(&self.streams[*stream]).arg(id).arg("payload").arg(payload.as_bytes()).ignore();
+            }
+            let _: () = pipe.query_async(&mut self.redis).await.expect("XADD pipeline");
+        }
+    }
+
     /// Run one engine to idle with `config`.
     pub async fn run(&self, config: EngineConfig) -> rps::RunSummary {
         rps::run(config, std::future::pending()).await.expect("engine run")

@@ -7,6 +7,7 @@
 pub mod analytics;
 pub mod env;
 pub mod faults;
+pub mod forks;
 pub mod poison;
 pub mod tls;
 pub mod workload;

@@ -78,31 +78,50 @@ fn message(rng: &mut ChaCha8Rng, name: &str, bodies: &[&Value], streams: usize) 
     (rng.gen_range(0..streams), payload.to_string())
 }
 
+/// The terms and accounts a workload's events draw from: few, so that they collide.
+pub struct World {
+    atoms: Vec<String>,
+    triples: Vec<(String, [String; 3])>,
+    vault_terms: Vec<String>,
+    accounts: Vec<String>,
+}
+
+impl World {
+    /// A world sized for about `n` events.
+    pub fn new(rng: &mut ChaCha8Rng, n: usize) -> World {
+        let atoms: Vec<String> = (0..2 + n / 40).map(|_| hex32(rng)).collect();
+        let triples: Vec<(String, [String; 3])> =
+            (0..1 + n / 60).map(|_| (hex32(rng), [pick(rng, &atoms), pick(rng, &atoms), pick(rng, &atoms)])).collect();
+        let mut vault_terms = atoms.clone();
+        for (t, _) in &triples {
+            vault_terms.push(t.clone());
+            vault_terms.push(rps::event::counter_term_id(t).to_string());
+        }
+        vault_terms.push(hex32(rng)); // a vault whose term never gets an atom or triple
+        let accounts: Vec<String> = (0..4).map(|_| hex_n(rng, 20)).collect();
+        World { atoms, triples, vault_terms, accounts }
+    }
+
+    /// One random event's name and fields (no `transaction_information`).
+    pub fn event(&self, rng: &mut ChaCha8Rng) -> (&'static str, Value) {
+        match rng.gen_range(0..100) {
+            0..=9 => ("AtomCreated", atom(rng, &self.atoms, &self.accounts)),
+            10..=17 => ("TripleCreated", triple(rng, &self.triples, &self.accounts)),
+            18..=52 => ("Deposited", vault_event(rng, "Deposited", &self.vault_terms, &self.accounts)),
+            53..=72 => ("Redeemed", vault_event(rng, "Redeemed", &self.vault_terms, &self.accounts)),
+            73..=95 => ("SharePriceChanged", vault_event(rng, "SharePriceChanged", &self.vault_terms, &self.accounts)),
+            _ => ("OwnershipTransferred", json!({ "newOwner": mixed_case(rng, &self.accounts[0]) })),
+        }
+    }
+}
+
 /// The chain: `n` events with unique (block, log_index), in chain order.
 fn chain(rng: &mut ChaCha8Rng, n: usize) -> Vec<Ev> {
-    let atoms: Vec<String> = (0..2 + n / 40).map(|_| hex32(rng)).collect();
-    let triples: Vec<(String, [String; 3])> =
-        (0..1 + n / 60).map(|_| (hex32(rng), [pick(rng, &atoms), pick(rng, &atoms), pick(rng, &atoms)])).collect();
-    let mut vault_terms = atoms.clone();
-    for (t, _) in &triples {
-        vault_terms.push(t.clone());
-        vault_terms.push(rps::event::counter_term_id(t).to_string());
-    }
-    vault_terms.push(hex32(rng)); // a vault whose term never gets an atom or triple
-    let accounts: Vec<String> = (0..4).map(|_| hex_n(rng, 20)).collect();
-
+    let world = World::new(rng, n);
     (0..n)
         .map(|i| {
             let tx = tx_info(rng, 1_000 + (i / 4) as u64, (i % 4) as u64);
-            let roll = rng.gen_range(0..100);
-            let (name, mut body) = match roll {
-                0..=9 => ("AtomCreated", atom(rng, &atoms, &accounts)),
-                10..=17 => ("TripleCreated", triple(rng, &triples, &accounts)),
-                18..=52 => ("Deposited", vault_event(rng, "Deposited", &vault_terms, &accounts)),
-                53..=72 => ("Redeemed", vault_event(rng, "Redeemed", &vault_terms, &accounts)),
-                73..=95 => ("SharePriceChanged", vault_event(rng, "SharePriceChanged", &vault_terms, &accounts)),
-                _ => ("OwnershipTransferred", json!({ "newOwner": mixed_case(rng, &accounts[0]) })),
-            };
+            let (name, mut body) = world.event(rng);
             body["transaction_information"] = tx;
             Ev { name, body }
         })
@@ -180,7 +199,8 @@ fn uint(rng: &mut ChaCha8Rng, v: U256) -> Value {
     }
 }
 
-fn tx_info(rng: &mut ChaCha8Rng, block: u64, log: u64) -> Value {
+/// A `transaction_information` object in random encodings, with a random block hash.
+pub fn tx_info(rng: &mut ChaCha8Rng, block: u64, log: u64) -> Value {
     let ts = if rng.gen_bool(0.2) { Value::Null } else { uint(rng, U256::from(1_750_000_000 + block * 2)) };
     json!({
         "address": mixed_case(rng, "0x6e35cf57a41fa15ea0eae9c33e751b01a784fe7e"),
@@ -190,7 +210,7 @@ fn tx_info(rng: &mut ChaCha8Rng, block: u64, log: u64) -> Value {
     })
 }
 
-fn hex32(rng: &mut ChaCha8Rng) -> String {
+pub fn hex32(rng: &mut ChaCha8Rng) -> String {
     hex_n(rng, 32)
 }
 
