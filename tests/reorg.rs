@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use integration_tests::analytics;
 use integration_tests::env::LOGICAL_STREAMS;
 use integration_tests::forks::{self, ForkParams, ForkWorkload};
 use integration_tests::TestEnv;
@@ -121,16 +122,21 @@ async fn logged_keys(env: &TestEnv) -> BTreeSet<(i64, i64, String)> {
     rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
 }
 
-/// The log holds exactly the canonical chain's events, and every level 1-2 table equals
-/// its reference view over them.
+/// The log holds exactly the canonical chain's events, and every level 1-3 table equals its
+/// reference view over them. The workload goes in two halves, the analytics worker running
+/// after each, so that later reorgs retract triples whose level 3 rows exist.
 async fn fork_case(p: ForkParams, batch_size: usize, engines: usize) -> ForkWorkload {
     let mut env = TestEnv::new("forks").await;
     let w = forks::generate(&p);
-    env.xadd_all_at(&w.messages).await;
     let mut config = env.config();
     config.batch_size = batch_size;
-    let runs = env.run_concurrently(config, engines).await;
-    assert_eq!(runs.iter().map(|r| r.dead_letters).sum::<u64>(), 0, "no dead letters");
+    let (first, second) = w.messages.split_at(w.messages.len() / 2);
+    for half in [first, second] {
+        env.xadd_all_at(half).await;
+        let runs = env.run_concurrently(config.clone(), engines).await;
+        assert_eq!(runs.iter().map(|r| r.dead_letters).sum::<u64>(), 0, "no dead letters");
+        analytics::run_workers(&analytics::worker_config(&env), 1, None).await;
+    }
     let logged = logged_keys(&env).await;
     let orphans: Vec<_> = logged.difference(&w.canonical).take(5).collect();
     let missing: Vec<_> = w.canonical.difference(&logged).take(5).collect();
@@ -140,6 +146,7 @@ async fn fork_case(p: ForkParams, batch_size: usize, engines: usize) -> ForkWork
     );
     assert_eq!(env.count("SELECT count(*) FROM reorg").await, w.reorgs as i64, "one reorg per fork");
     env.assert_matches_reference().await;
+    analytics::assert_analytics_match(&env).await;
     env.cleanup().await;
     w
 }
@@ -169,4 +176,28 @@ proptest! {
         let p = ForkParams { seed, blocks, fork_rate, max_depth, copies, duplicate_rate };
         runtime().block_on(fork_case(p, batch_size, engines));
     }
+}
+
+/// A reorg that orphans a triple the analytics worker has already counted: its triple_term
+/// and triple_vault rows go, and its pair rows lose it (a pair left without triples goes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retracted_triple_leaves_level_3() {
+    let mut env = TestEnv::new("reorg_level3").await;
+    let (messages, triples) = analytics::shared_pair_messages();
+    env.xadd_all(&messages).await;
+    env.run(env.config()).await;
+    analytics::run_workers(&analytics::worker_config(&env), 1, None).await;
+    analytics::assert_analytics_match(&env).await;
+    assert_eq!(env.count("SELECT triple_count FROM predicate_object").await, 2);
+    // The second triple's block (101) is orphaned, and the new chain has nothing there.
+    let notice = forks::notice(101, 1);
+    env.xadd_all(&(0..LOGICAL_STREAMS.len()).map(|s| (s, notice.clone())).collect::<Vec<_>>()).await;
+    env.run(env.config()).await;
+    analytics::run_workers(&analytics::worker_config(&env), 1, None).await;
+    env.assert_matches_reference().await;
+    analytics::assert_analytics_match(&env).await;
+    assert_eq!(env.count("SELECT triple_count FROM predicate_object").await, 1);
+    let gone = format!("SELECT count(*) FROM triple_term WHERE term_id = '{}'", triples[1]);
+    assert_eq!(env.count(&gone).await, 0);
+    env.cleanup().await;
 }

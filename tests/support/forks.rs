@@ -52,7 +52,7 @@ struct Block {
 
 pub fn generate(p: &ForkParams) -> ForkWorkload {
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-    let world = World::new(&mut rng, p.blocks * 2);
+    let world = World::new(&mut rng, p.blocks * 40);
     let mut queues: Vec<Vec<(u64, String)>> = vec![Vec::new(); LOGICAL_STREAMS.len()];
     let mut chain: Vec<Block> = Vec::new();
     let mut reorgs = 0;
@@ -89,7 +89,7 @@ pub fn generate(p: &ForkParams) -> ForkWorkload {
 }
 
 /// rindexer's notice (as captured from v0.41), for a fork at `fork`.
-fn notice(fork: u64, depth: i64) -> String {
+pub fn notice(fork: u64, depth: i64) -> String {
     json!({
         "event_name": "__rindexer_reorg", "event_signature_hash": format!("0x{}", "0".repeat(64)),
         "network": NETWORK, "block_number": 0,
