@@ -32,7 +32,7 @@ fn name(payload: &Value) -> &str {
 fn on_new_fork(payload: &Value) -> Value {
     let mut p = payload.clone();
     for (i, e) in p["event_data"].as_array_mut().unwrap().iter_mut().enumerate() {
-        e["transaction_information"]["block_hash"] = Value::from(format!("0x{:064x}", 0xf0f0 + i));
+        e["transaction_information"]["block_hash"] = Value::from(format!("0x{:064x}", 0xf0f0));
         e["sharePrice"] = Value::from(format!("{}", 2_000_000_000_000_000_000u128 + i as u128));
     }
     p
@@ -158,8 +158,9 @@ fn runtime() -> tokio::runtime::Runtime {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 8, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// Forks of depth 1 to 64 at random, notices copied to every stream, streams interleaved
-    /// and read at different speeds, messages published twice. One engine: with several on
+    /// Forks of depth 1 to 64 at random, notices copied to every stream (some with a
+    /// fork_block one too high), streams interleaved and read at different speeds, messages
+    /// published twice. One engine: with several on
     /// one group, a stream's notice and the entries after it can be applied out of order
     /// (README → Chain reorganizations → Limits).
     #[test]
@@ -169,11 +170,12 @@ proptest! {
         fork_rate in 0.02f64..0.25,
         max_depth in 1usize..64,
         copies in 1usize..4,
+        too_high_rate in 0.0f64..0.6,
         duplicate_rate in 0.0f64..0.2,
         batch_size in 1usize..20,
         engines in 1usize..2,
     ) {
-        let p = ForkParams { seed, blocks, fork_rate, max_depth, copies, duplicate_rate };
+        let p = ForkParams { seed, blocks, fork_rate, max_depth, copies, too_high_rate, duplicate_rate };
         runtime().block_on(fork_case(p, batch_size, engines));
     }
 }

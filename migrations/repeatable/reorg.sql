@@ -23,7 +23,11 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT 10000::bigint $$;
 --    added up to the copy spread after the notice (a stream that never gets copies still
 --    passes the barrier by time). Only reorgs that can concern the batch are listed: at or
 --    below its highest block, noticed no earlier than its oldest entry minus the spread.
---  * kind 'retracted', one row per orphaned block in the batch's block range.
+--  * kind 'retracted', one row per orphaned block in the batch's block range;
+--  * kind 'passed', the older reorgs (every entry of the batch was added after them) whose
+--    fork_block is in (min_block + 1, max_block + 1], and kind 'baseline', per network the
+--    latest older reorg at or below min_block + 1: with the barriers, what ranks the
+--    batch's blocks near a fork (see block_rank).
 CREATE OR REPLACE FUNCTION reorg_barriers(streams TEXT[], oldest_entry_ms BIGINT, min_block BIGINT, max_block BIGINT)
 RETURNS TABLE (kind TEXT, reorg_id BIGINT, network TEXT, block_number BIGINT, block_hash TEXT, stream TEXT,
                barrier_ms BIGINT, barrier_seq BIGINT)
@@ -39,11 +43,22 @@ BEGIN
                           WHERE rc.reorg_id = r.id AND rc.stream = s.stream
                           ORDER BY rc.entry_ms, rc.entry_seq LIMIT 1) c ON true
      WHERE r.notice_ms >= oldest_entry_ms - reorg_copy_spread_ms()
-       AND r.fork_block <= max_block
+       AND r.fork_block <= max_block + 1
     UNION ALL
     SELECT 'retracted', b.reorg_id, b.network::text, b.block_number, b.block_hash::text, NULL, NULL, NULL
       FROM retracted_block b
-     WHERE b.block_number BETWEEN min_block AND max_block;
+     WHERE b.block_number BETWEEN min_block AND max_block
+    UNION ALL
+    SELECT 'passed', r.id, r.network::text, r.fork_block, NULL, NULL, NULL, NULL
+      FROM reorg r
+     WHERE r.notice_ms < oldest_entry_ms - reorg_copy_spread_ms()
+       AND r.fork_block > min_block + 1 AND r.fork_block <= max_block + 1
+    UNION ALL
+    SELECT 'baseline', max(r.id), r.network::text, NULL, NULL, NULL, NULL, NULL
+      FROM reorg r
+     WHERE r.notice_ms < oldest_entry_ms - reorg_copy_spread_ms()
+       AND r.fork_block <= min_block + 1
+     GROUP BY r.network;
 END
 $$;
 
@@ -104,7 +119,7 @@ $$;
 -- (snapshot.sql) restricted to the touched keys: exact whatever the depth, but a scan of
 -- the event tables (the log has no index by term). vault.position_count moves by the
 -- positions that crossed shares > 0, as in the merges.
-CREATE OR REPLACE FUNCTION retract_events(net TEXT, from_block BIGINT, only_hash TEXT, reorg BIGINT)
+CREATE OR REPLACE FUNCTION retract_events(net TEXT, from_block BIGINT, only_hash TEXT, reorg_no BIGINT)
 RETURNS BIGINT LANGUAGE plpgsql AS $fn$
 DECLARE
     n BIGINT;
@@ -147,7 +162,7 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
 
     INSERT INTO retracted_block (network, block_number, block_hash, reorg_id)
-    SELECT DISTINCT net, e.block_number, e.block_hash, reorg FROM pg_temp.retracted_events e
+    SELECT DISTINCT net, e.block_number, e.block_hash, reorg_no FROM pg_temp.retracted_events e
     ON CONFLICT DO NOTHING;
     IF n = 0 THEN
         RETURN 0;
@@ -279,3 +294,49 @@ BEGIN
     DELETE FROM triple_vault tv WHERE tv.term_id = ANY(ids);
 END
 $fn$;
+
+-- The block hashes the log holds at the given heights of a network, with their rank (see
+-- block_rank): a batch checks its events near a recent fork against them, since a second
+-- hash at one height is an orphan proof.
+CREATE OR REPLACE FUNCTION stored_blocks(net TEXT, heights BIGINT[])
+RETURNS TABLE (block_number BIGINT, block_hash TEXT, rank BIGINT) LANGUAGE sql STABLE AS $$
+    SELECT b.block_number, b.block_hash::text, coalesce(max(r.rank), 0) FROM (
+        SELECT e.block_number, e.block_hash, e.network FROM atom_created_events e WHERE e.block_number = ANY(heights)
+        UNION
+        SELECT e.block_number, e.block_hash, e.network FROM triple_created_events e WHERE e.block_number = ANY(heights)
+        UNION
+        SELECT e.block_number, e.block_hash, e.network FROM deposited_events e WHERE e.block_number = ANY(heights)
+        UNION
+        SELECT e.block_number, e.block_hash, e.network FROM redeemed_events e WHERE e.block_number = ANY(heights)
+        UNION
+        SELECT e.block_number, e.block_hash, e.network FROM share_price_changed_events e
+         WHERE e.block_number = ANY(heights)
+        UNION
+        SELECT e.block_number, e.block_hash, e.network FROM generic_events e WHERE e.block_number = ANY(heights)
+    ) b
+    LEFT JOIN block_rank r ON (r.block_number, r.block_hash, r.network) = (b.block_number, b.block_hash, b.network)
+    WHERE b.network = net
+    GROUP BY b.block_number, b.block_hash
+$$;
+
+-- Ranks of blocks a batch writes near a recent fork (the highest seen is kept).
+CREATE OR REPLACE FUNCTION record_block_ranks(networks TEXT[], blocks BIGINT[], hashes TEXT[], ranks BIGINT[])
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO block_rank (network, block_number, block_hash, rank)
+    SELECT * FROM unnest(networks, blocks, hashes, ranks)
+    ON CONFLICT (block_number, block_hash, network) DO UPDATE SET rank = greatest(block_rank.rank, EXCLUDED.rank)
+$$;
+
+-- Retract one stored block proven orphaned by a newer block at its height (a notice's
+-- fork_block one too high leaves it behind), under the exclusive reorg lock.
+CREATE OR REPLACE FUNCTION retract_orphaned_block(net TEXT, height BIGINT, hash TEXT, reorg_no BIGINT)
+RETURNS BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+    n BIGINT;
+BEGIN
+    PERFORM pg_advisory_xact_lock(reorg_lock_key());
+    n := retract_events(net, height, hash, reorg_no);
+    UPDATE reorg r SET events_retracted = r.events_retracted + n WHERE r.id = reorg_no;
+    RETURN n;
+END
+$$;

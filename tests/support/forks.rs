@@ -31,6 +31,9 @@ pub struct ForkParams {
     pub max_depth: usize,
     /// Copies of each notice per stream (rindexer: one per indexed event).
     pub copies: usize,
+    /// Share of notices whose `fork_block` is one too high (the new chain then has events
+    /// at the true fork height: every block has some).
+    pub too_high_rate: f64,
     /// Share of messages published a second time, later in their stream.
     pub duplicate_rate: f64,
 }
@@ -65,9 +68,9 @@ pub fn generate(p: &ForkParams) -> ForkWorkload {
             let fork = chain[chain.len() - depth].number;
             chain.truncate(chain.len() - depth);
             let reported = (depth as i64 + rng.gen_range(-2..=3)).max(0);
-            let notice = notice(fork, reported);
+            let notice = notice(fork + rng.gen_bool(p.too_high_rate) as u64, reported);
             for queue in queues.iter_mut() {
-                queue.extend(std::iter::repeat((now, notice.clone())).take(p.copies));
+                queue.extend(std::iter::repeat_n((now, notice.clone()), p.copies));
             }
             reorgs += 1;
         }

@@ -31,6 +31,10 @@ pub enum ApplyError {
     /// another engine may since have locked the same terms, so the part must not commit.
     #[error("the batch's lock holder (backend {pid}) no longer holds its locks; the part rolls back")]
     LockHolderLost { pid: i32 },
+    /// Screening found stored blocks orphaned by newer ones at their heights: they are
+    /// retracted first, then the events are applied again.
+    #[error("{} stored block(s) proven orphaned by a newer block at the same height", .0.len())]
+    OrphanProof(Vec<reorg::Block>),
 }
 
 impl ApplyError {
@@ -38,6 +42,7 @@ impl ApplyError {
         match self {
             ApplyError::Postgres(e) => e.failure(),
             ApplyError::LockHolderLost { .. } => Failure::Transient("lock_holder_lost"),
+            ApplyError::OrphanProof(_) => Failure::Transient("orphan_proof"),
         }
     }
 
@@ -115,6 +120,16 @@ pub async fn apply_batch(
         };
         let failure = e.failure();
         summary.count_retry(failure.reason());
+        if let ApplyError::OrphanProof(blocks) = &e {
+            if let Err(e) = reorg::retract_blocks(pool, blocks).await {
+                error!(error = %e, "retracting blocks proven orphaned failed; retrying");
+                if !retry.wait(stop).await {
+                    return None;
+                }
+            }
+            todo.push(range);
+            continue;
+        }
         match failure {
             Failure::Data(_) if range.len() > 1 => {
                 warn!(error = %e, events = range.len(), "PostgreSQL refused the batch's data; splitting it to find the event at fault");
@@ -249,6 +264,9 @@ async fn apply_events(
         Locks::HeldForIt { term_ids, .. } => term_ids,
     };
     let screened = timed(times, "lock", reorg::screen(&tx, batch, range.clone())).await?;
+    if !screened.retract.is_empty() {
+        return Err(ApplyError::OrphanProof(screened.retract));
+    }
     let (events, encoded) = match &screened.kept {
         None => (&batch.events[range], encoded),
         Some(kept) => (kept.as_slice(), None),

@@ -3,14 +3,14 @@
 //! events, see `migrations/repeatable/reorg.sql`), and every batch transaction screens its
 //! events for orphaned blocks before writing them.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 
 use tokio_postgres::Transaction;
 use tracing::{debug, info, warn};
 
 use super::batch::{entry_position, Batch};
-use crate::event::Event;
+use crate::event::{Event, TxInfo};
 use crate::pg::{sql, PgError, PgPool};
 use crate::runtime::telemetry;
 
@@ -69,7 +69,13 @@ pub struct Screened {
     /// The events to write, when some were dropped (`None`: all of them).
     pub kept: Option<Vec<Event>>,
     pub orphaned: usize,
+    /// Stored blocks proven orphaned by a newer block at their height: the transaction must
+    /// not go on; they are retracted ([`retract_blocks`]) and it is tried again.
+    pub retract: Vec<Block>,
 }
+
+/// A block of a network: (network, number, hash, reorg id it is blamed on).
+pub type Block = (String, i64, String, i64);
 
 /// One reorg barrier of one stream (see `reorg_barriers` in reorg.sql).
 struct Barrier {
@@ -80,69 +86,199 @@ struct Barrier {
     before: (i64, i64),
 }
 
-/// Drop the events of `batch.events[range]` that belong to orphaned blocks: those of a block
-/// already retracted, and those that precede their own stream's copy of a reorg notice while
-/// lying at or above its fork. Takes the reorg lock in shared mode for the rest of `tx`, so
-/// no notice is recorded between this screening and the commit. Blocks found orphaned here
-/// are recorded, so a later copy of their events is dropped too.
+impl Barrier {
+    /// Whether an event at `height` read from `stream` at `position` lies at or above the
+    /// fork and precedes this barrier: it belongs to the old chain.
+    fn holds_back(&self, network: &str, height: i64, stream: &str, position: (i64, i64)) -> bool {
+        self.network == network && height >= self.fork_block && self.stream == stream && position < self.before
+    }
+}
+
+/// Screen `batch.events[range]` for orphaned blocks (README → Chain reorganizations), under
+/// the reorg lock taken in shared mode for the rest of `tx` (no notice is recorded between
+/// this screening and the commit):
+///  1. events of blocks already retracted are dropped, and so is an event at or above a
+///     reorg's fork that precedes its own stream's copy of the notice (the old chain);
+///  2. near a recent fork (from one block below it, since rindexer's fork_block can be one
+///     too high), a height held under two block hashes is an orphan proof: the block of
+///     lower rank loses (see [`Reorgs::rank`]); a stored block that loses comes back in
+///     [`Screened::retract`], for the caller to retract before trying again;
+///  3. later copies of the blocks dropped here are dropped too.
+///
+/// Blocks dropped here are recorded, so that a later copy of their events is dropped too.
 pub async fn screen(tx: &Transaction<'_>, batch: &Batch, range: Range<usize>) -> Result<Screened, PgError> {
     let events = &batch.events[range.clone()];
     let min = events.iter().map(|e| e.tx.block_number).min().unwrap_or(0);
     let max = events.iter().map(|e| e.tx.block_number).max().unwrap_or(0);
     let rows = tx.query(sql::REORG_BARRIERS, &[&batch.streams, &batch.oldest_entry_ms, &min, &max]).await?;
-    if rows.is_empty() {
-        return Ok(Screened { kept: None, orphaned: 0 });
+    let reorgs = Reorgs::from_rows(&rows);
+    if reorgs.barriers.is_empty() && reorgs.retracted.is_empty() {
+        return Ok(Screened { kept: None, orphaned: 0, retract: Vec::new() });
     }
-    let mut barriers = Vec::new();
-    let mut retracted: HashSet<(String, i64, String)> = HashSet::new();
-    for row in &rows {
-        let kind: &str = row.get(0);
-        if kind == "retracted" {
-            retracted.insert((row.get(2), row.get(3), row.get(4)));
-        } else {
-            let before = (row.get(6), row.get(7));
-            barriers.push(Barrier {
-                reorg_id: row.get(1),
-                network: row.get(2),
-                fork_block: row.get(3),
-                stream: row.get(5),
-                before,
-            });
+    let (barriers, retracted) = (&reorgs.barriers, &reorgs.retracted);
+    let origins: Vec<(&str, (i64, i64))> = range.map(|i| batch.origin_of(i)).collect();
+    let mut dropped = vec![false; events.len()];
+    let mut orphans: BTreeSet<Block> = BTreeSet::new();
+    for (i, e) in events.iter().enumerate() {
+        let (stream, position) = origins[i];
+        let t = &e.tx;
+        if retracted.contains(&(t.network.clone(), t.block_number, t.block_hash.to_string())) {
+            dropped[i] = true;
+        } else if let Some(b) = barriers.iter().find(|b| b.holds_back(&t.network, t.block_number, stream, position)) {
+            dropped[i] = true;
+            orphans.insert((t.network.clone(), t.block_number, t.block_hash.to_string(), b.reorg_id));
         }
     }
+    let retract = orphan_proofs(tx, events, &origins, &reorgs, &mut dropped, &mut orphans).await?;
     let mut kept = Vec::with_capacity(events.len());
-    let mut orphaned_blocks: Vec<(String, i64, String, i64)> = Vec::new();
-    for (i, e) in range.zip(events) {
-        let (stream, position) = batch.origin_of(i);
+    for (i, e) in events.iter().enumerate() {
         let t = &e.tx;
-        let barrier = barriers.iter().find(|b| {
-            b.network == t.network && t.block_number >= b.fork_block && b.stream == stream && position < b.before
-        });
-        if let Some(b) = barrier {
-            orphaned_blocks.push((t.network.clone(), t.block_number, t.block_hash.to_string(), b.reorg_id));
-        } else if !retracted.contains(&(t.network.clone(), t.block_number, t.block_hash.to_string())) {
+        let orphan = orphans.iter().any(|o| o.1 == t.block_number && o.2 == t.block_hash.as_str() && o.0 == t.network);
+        if !dropped[i] && !orphan {
             kept.push(e.clone());
         }
     }
     let orphaned = events.len() - kept.len();
-    if orphaned == 0 {
-        return Ok(Screened { kept: None, orphaned });
+    let orphans: Vec<Block> = orphans.into_iter().collect();
+    record_blocks(tx, sql::RECORD_ORPHANED_BLOCKS, &orphans).await?;
+    if orphaned > 0 {
+        warn!(orphaned, blocks = orphans.len(), "dropping events of orphaned blocks (read after their reorg)");
     }
-    orphaned_blocks.sort();
-    orphaned_blocks.dedup();
-    record_orphaned_blocks(tx, &orphaned_blocks).await?;
-    warn!(orphaned, blocks = orphaned_blocks.len(), "dropping events of orphaned blocks (read after their reorg)");
-    Ok(Screened { kept: Some(kept), orphaned })
+    Ok(Screened { kept: (orphaned > 0).then_some(kept), orphaned, retract })
 }
 
-async fn record_orphaned_blocks(tx: &Transaction<'_>, blocks: &[(String, i64, String, i64)]) -> Result<(), PgError> {
+/// What `reorg_barriers` returned: the recent reorgs' barriers, the blocks already
+/// retracted, and what ranks blocks besides the barriers.
+#[derive(Default)]
+struct Reorgs {
+    barriers: Vec<Barrier>,
+    retracted: HashSet<(String, i64, String)>,
+    /// Older reorgs every entry of the batch passed: (network, fork_block, id).
+    passed: Vec<(String, i64, i64)>,
+    /// Per network, the latest older reorg covering every height of the batch.
+    baseline: HashMap<String, i64>,
+}
+
+impl Reorgs {
+    fn from_rows(rows: &[tokio_postgres::Row]) -> Reorgs {
+        let mut r = Reorgs::default();
+        for row in rows {
+            match row.get::<_, &str>(0) {
+                "retracted" => drop(r.retracted.insert((row.get(2), row.get(3), row.get(4)))),
+                "passed" => r.passed.push((row.get(2), row.get(3), row.get(1))),
+                "baseline" => drop(r.baseline.insert(row.get(2), row.get(1))),
+                _ => r.barriers.push(Barrier {
+                    reorg_id: row.get(1),
+                    network: row.get(2),
+                    fork_block: row.get(3),
+                    stream: row.get(5),
+                    before: (row.get(6), row.get(7)),
+                }),
+            }
+        }
+        r
+    }
+
+    /// An event's rank near forks: the id of the latest reorg whose fork_block is at most
+    /// one above its height and that its own stream had passed when it was read (0: none).
+    /// Of two blocks at one height, the higher rank was published after a later reorg: it
+    /// is the newer chain.
+    fn rank(&self, t: &TxInfo, (stream, position): (&str, (i64, i64))) -> i64 {
+        let covers = |network: &str, fork: i64| network == t.network && t.block_number >= fork - 1;
+        let recent = self
+            .barriers
+            .iter()
+            .filter(|b| b.stream == stream && covers(&b.network, b.fork_block) && position >= b.before)
+            .map(|b| b.reorg_id);
+        let older = self.passed.iter().filter(|(n, fork, _)| covers(n, *fork)).map(|(_, _, id)| *id);
+        let baseline = self.baseline.get(&t.network).copied();
+        recent.chain(older).chain(baseline).max().unwrap_or(0)
+    }
+}
+
+/// Step 2 of [`screen`]. Marks the events that lose in `dropped` (their blocks into
+/// `orphans`), records the ranks of the others, and returns the stored blocks that lose.
+async fn orphan_proofs(
+    tx: &Transaction<'_>,
+    events: &[Event],
+    origins: &[(&str, (i64, i64))],
+    reorgs: &Reorgs,
+    dropped: &mut [bool],
+    orphans: &mut BTreeSet<Block>,
+) -> Result<Vec<Block>, PgError> {
+    let barriers = &reorgs.barriers;
+    let near = |t: &TxInfo| barriers.iter().find(|b| b.network == t.network && t.block_number >= b.fork_block - 1);
+    let candidates: Vec<usize> = (0..events.len()).filter(|&i| !dropped[i] && near(&events[i].tx).is_some()).collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Every hash at each candidate height: (rank, stored), from the batch and the log.
+    let mut heights: HashMap<(String, i64), BTreeMap<String, (i64, bool)>> = HashMap::new();
+    for &i in &candidates {
+        let t = &events[i].tx;
+        let r = reorgs.rank(t, origins[i]);
+        let slot = heights.entry((t.network.clone(), t.block_number)).or_default();
+        let entry = slot.entry(t.block_hash.to_string()).or_insert((r, false));
+        entry.0 = entry.0.max(r);
+    }
+    let networks: BTreeSet<String> = heights.keys().map(|(n, _)| n.clone()).collect();
+    for network in networks {
+        let wanted: Vec<i64> = heights.keys().filter(|(n, _)| *n == network).map(|(_, h)| *h).collect();
+        for row in tx.query(sql::STORED_BLOCKS, &[&network, &wanted]).await? {
+            let (height, hash, r): (i64, String, i64) = (row.get(0), row.get(1), row.get(2));
+            let entry = heights.entry((network.clone(), height)).or_default().entry(hash).or_insert((r, true));
+            *entry = (entry.0.max(r), true);
+        }
+    }
+    let mut retract = BTreeSet::new();
+    let mut ranked = Vec::new();
+    for i in candidates {
+        let t = &events[i].tx;
+        let reorg_id = near(t).map_or(0, |b| b.reorg_id);
+        let hashes = &heights[&(t.network.clone(), t.block_number)];
+        let mine = hashes[t.block_hash.as_str()].0;
+        let others = hashes.iter().filter(|(h, _)| h.as_str() != t.block_hash.as_str());
+        if others.clone().any(|(_, (r, _))| *r > mine) {
+            dropped[i] = true;
+            orphans.insert((t.network.clone(), t.block_number, t.block_hash.to_string(), reorg_id));
+            continue;
+        }
+        // Ties too: the block read now was published after the stored one.
+        for (hash, _) in others.filter(|(_, (r, stored))| *stored && *r <= mine) {
+            retract.insert((t.network.clone(), t.block_number, hash.clone(), reorg_id));
+        }
+        ranked.push((t.network.clone(), t.block_number, t.block_hash.to_string(), mine));
+    }
+    ranked.sort();
+    ranked.dedup();
+    record_blocks(tx, sql::RECORD_BLOCK_RANKS, &ranked).await?;
+    Ok(retract.into_iter().collect())
+}
+
+/// Retract stored blocks an orphan proof found, each in its own transaction under the
+/// exclusive reorg lock.
+pub async fn retract_blocks(pool: &PgPool, blocks: &[Block]) -> Result<(), PgError> {
+    let mut conn = pool.get().await?;
+    for (network, height, hash, reorg_id) in blocks {
+        let tx = conn.transaction().await?;
+        let n: i64 = tx.query_one(sql::RETRACT_ORPHANED_BLOCK, &[network, height, hash, reorg_id]).await?.get(0);
+        tx.commit().await?;
+        info!(%network, block = height, %hash, events_retracted = n, "orphan proof: a newer block at the same height retracted this one");
+        metrics::counter!(telemetry::EVENTS_RETRACTED).increment(n as u64);
+    }
+    Ok(())
+}
+
+/// Write blocks with `statement` (network, number, hash arrays and a fourth: reorg ids or
+/// ranks).
+async fn record_blocks(tx: &Transaction<'_>, statement: &str, blocks: &[Block]) -> Result<(), PgError> {
     if blocks.is_empty() {
         return Ok(());
     }
     let networks: Vec<&str> = blocks.iter().map(|b| b.0.as_str()).collect();
     let numbers: Vec<i64> = blocks.iter().map(|b| b.1).collect();
     let hashes: Vec<&str> = blocks.iter().map(|b| b.2.as_str()).collect();
-    let reorgs: Vec<i64> = blocks.iter().map(|b| b.3).collect();
-    tx.execute(sql::RECORD_ORPHANED_BLOCKS, &[&networks, &numbers, &hashes, &reorgs]).await?;
+    let fourth: Vec<i64> = blocks.iter().map(|b| b.3).collect();
+    tx.execute(statement, &[&networks, &numbers, &hashes, &fourth]).await?;
     Ok(())
 }

@@ -42,6 +42,15 @@ pub const REORG_BARRIERS: &str = "SELECT kind, reorg_id, network, block_number, 
 pub const RECORD_ORPHANED_BLOCKS: &str =
     "SELECT record_orphaned_blocks($1::text[], $2::bigint[], $3::text[], $4::bigint[])";
 
+/// Block hashes the log holds at some heights of a network.
+pub const STORED_BLOCKS: &str = "SELECT block_number, block_hash, rank FROM stored_blocks($1, $2::bigint[])";
+
+/// Ranks of blocks written near a recent fork.
+pub const RECORD_BLOCK_RANKS: &str = "SELECT record_block_ranks($1::text[], $2::bigint[], $3::text[], $4::bigint[])";
+
+/// Retract one block proven orphaned, under the exclusive reorg lock.
+pub const RETRACT_ORPHANED_BLOCK: &str = "SELECT retract_orphaned_block($1, $2, $3, $4)";
+
 /// One copy of a reorg notice, under the exclusive reorg lock; the first copy retracts.
 pub const RECORD_REORG_NOTICE: &str = "SELECT reorg_id, is_new, events_retracted FROM \
      record_reorg_notice($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)";
