@@ -40,30 +40,8 @@ fn sample_events() -> usize {
         .sum()
 }
 
-/// The engine binary configured for `env` (streams, database, term_updates).
-fn engine_command(env: &TestEnv) -> Command {
-    let mut cmd = Command::new(binary("redis-postgres-sync"));
-    cmd.env("DATABASE_URL", &env.database_url)
-        .env("REDIS_URL", REDIS)
-        .env("STREAMS", env.streams.join(","))
-        .env("CREATE_STREAMS", "true")
-        .env("TERM_UPDATES_STREAM", env.term_updates_stream())
-        .env("CONSUMER_GROUP", "redis-postgres-sync")
-        .env("ANALYTICS_GROUP", "analytics-worker")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Run a subcommand of the engine binary: (exit ok, stdout + stderr).
-async fn engine_subcommand(env: &TestEnv, args: &[&str]) -> (bool, String) {
-    let out = engine_command(env).args(args).output().await.expect("run redis-postgres-sync");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
 async fn doctor(env: &TestEnv) -> (bool, String) {
-    engine_subcommand(env, &["doctor"]).await
+    env.engine_subcommand(&["doctor"]).await
 }
 
 fn line_with<'a>(output: &'a str, needle: &str) -> &'a str {
@@ -114,6 +92,7 @@ async fn doctor_reports_a_healthy_sync_and_fails_on_trigger_or_migration_trouble
     assert!(dlq.contains("WARN") && dlq.contains("1 rejected"), "{dlq}");
     assert!(line_with(&out, &rps::stream::dead_letter_stream(&env.streams[0])).contains("empty"), "{out}");
     assert!(out.contains("term_update_outbox: empty"), "{out}");
+    assert!(out.contains("none applied"), "no reorg yet: {out}");
     assert!(out.trim_end().ends_with("doctor: 0 problems, 1 warning"), "{out}");
 
     // A session blocked behind another's lock shows up, with who blocks it.
@@ -223,7 +202,7 @@ async fn rollback_switches_readers_to_the_reference_views_and_back() {
     client.batch_execute("CREATE VIEW app_atoms AS SELECT term_id, data FROM readers.atom").await.unwrap();
     let app_atoms = digest(&client, "app_atoms").await;
 
-    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "reference"]).await;
+    let (ok, out) = env.engine_subcommand(&["rollback", "--to", "reference"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("readers mode: reference"), "{out}");
     assert!(out.contains("readers.atom") && out.contains("<- snapshot.atom (reference view)"), "{out}");
@@ -243,7 +222,7 @@ async fn rollback_switches_readers_to_the_reference_views_and_back() {
     assert_readers_equal(&client, "public").await;
 
     // Back to the maintained tables: checked against the reference views first.
-    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained"]).await;
+    let (ok, out) = env.engine_subcommand(&["rollback", "--to", "maintained"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("readers mode: maintained"), "{out}");
     assert_eq!(readers_mode().await, "maintained");
@@ -252,7 +231,7 @@ async fn rollback_switches_readers_to_the_reference_views_and_back() {
 
     // Only some tables, e.g. while the analytics tier is in doubt.
     let (ok, out) =
-        engine_subcommand(&env, &["rollback", "--to", "reference", "--tables", "triple_term,triple_vault"]).await;
+        env.engine_subcommand(&["rollback", "--to", "reference", "--tables", "triple_term,triple_vault"]).await;
     assert!(ok, "{out}");
     assert!(out.contains("readers mode: mixed") && out.contains("<- snapshot.triple_term"), "{out}");
     assert!(out.contains("<- public.atom"), "{out}");
@@ -261,7 +240,7 @@ async fn rollback_switches_readers_to_the_reference_views_and_back() {
 
     // Maintained tables that went wrong: going back is refused until they are repaired.
     client.batch_execute("UPDATE triple_term SET total_assets = total_assets + 1").await.unwrap();
-    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained"]).await;
+    let (ok, out) = env.engine_subcommand(&["rollback", "--to", "maintained"]).await;
     assert!(!ok, "{out}");
     assert!(out.contains("differ from the reference views") && out.contains("triple_term"), "{out}");
     assert_eq!(readers_mode().await, "mixed", "readers stay where they were");
@@ -270,23 +249,23 @@ async fn rollback_switches_readers_to_the_reference_views_and_back() {
     let names: Vec<String> = rebuilt.iter().map(|r| r.get(0)).collect();
     assert_eq!(names, ["triple_term", "predicate_object", "subject_predicate"]);
     assert_eq!(rebuilt[0].get::<_, i64>(1), env.count("SELECT count(*) FROM snapshot.triple_term").await);
-    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained"]).await;
+    let (ok, out) = env.engine_subcommand(&["rollback", "--to", "maintained"]).await;
     assert!(ok, "repaired tables pass the check: {out}");
     assert_eq!(readers_mode().await, "maintained");
     assert_readers_equal(&client, "snapshot").await;
     client.batch_execute("UPDATE atom SET label = 'wrong'").await.unwrap();
-    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained", "--tables", "atom"]).await;
+    let (ok, out) = env.engine_subcommand(&["rollback", "--to", "maintained", "--tables", "atom"]).await;
     assert!(!ok, "{out}");
-    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "maintained", "--no-verify"]).await;
+    let (ok, out) = env.engine_subcommand(&["rollback", "--to", "maintained", "--no-verify"]).await;
     assert!(ok, "{out}");
     // A full rebuild: every table equals the log's recompute again.
     client.query("SELECT * FROM rebuild_from_reference()", &[]).await.unwrap();
     env.assert_matches_reference().await;
     assert_readers_equal(&client, "snapshot").await;
 
-    let (ok, out) = engine_subcommand(&env, &["rollback", "--to", "reference", "--tables", "nope"]).await;
+    let (ok, out) = env.engine_subcommand(&["rollback", "--to", "reference", "--tables", "nope"]).await;
     assert!(!ok && out.contains("unknown reader table"), "{out}");
-    let (ok, out) = engine_subcommand(&env, &["rollback"]).await;
+    let (ok, out) = env.engine_subcommand(&["rollback"]).await;
     assert!(ok && out.contains("readers mode: maintained"), "{out}");
     assert_eq!(env.count(EVENT_LOG).await, logged + 2);
     env.cleanup().await;
@@ -421,7 +400,7 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
     let mut env = TestEnv::new("metrics").await;
     let (engine_addr, worker_addr) = (free_addr(), free_addr());
 
-    let mut engine = engine_command(&env);
+    let mut engine = env.engine_command();
     engine
         .args(["--metrics-addr", &engine_addr, "--monitor-interval-secs", "1"])
         .env("BLOCK_MS", "100")

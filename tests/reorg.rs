@@ -90,6 +90,9 @@ async fn a_real_reorg_notice_retracts_an_applied_block() {
     assert_eq!(summary.dead_letters, 0);
     assert_retracted_count(&env, old).await;
     assert_reorg_applied(&mut env, old, new).await;
+    let (_, doctor) = env.engine_subcommand(&["doctor"]).await;
+    let expected = format!("1 applied: {old} logged events retracted, 1 orphaned blocks known");
+    assert!(doctor.contains(&expected) && doctor.contains("fork_block 102"), "{doctor}");
     env.cleanup().await;
 }
 

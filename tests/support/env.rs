@@ -118,6 +118,28 @@ impl TestEnv {
         }
     }
 
+    /// The engine binary configured for this environment (streams, database, term_updates).
+    pub fn engine_command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(crate::faults::binary("redis-postgres-sync"));
+        cmd.env("DATABASE_URL", &self.database_url)
+            .env("REDIS_URL", REDIS)
+            .env("STREAMS", self.streams.join(","))
+            .env("CREATE_STREAMS", "true")
+            .env("TERM_UPDATES_STREAM", self.term_updates_stream())
+            .env("CONSUMER_GROUP", "redis-postgres-sync")
+            .env("ANALYTICS_GROUP", "analytics-worker")
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Run a subcommand of the engine binary: (exit ok, stdout + stderr).
+    pub async fn engine_subcommand(&self, args: &[&str]) -> (bool, String) {
+        let out = self.engine_command().args(args).output().await.expect("run redis-postgres-sync");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
     /// Run one engine to idle with `config`.
     pub async fn run(&self, config: EngineConfig) -> rps::RunSummary {
         rps::run(config, std::future::pending()).await.expect("engine run")

@@ -51,6 +51,14 @@ pub const RECORD_BLOCK_RANKS: &str = "SELECT record_block_ranks($1::text[], $2::
 /// Retract one block proven orphaned, under the exclusive reorg lock.
 pub const RETRACT_ORPHANED_BLOCK: &str = "SELECT retract_orphaned_block($1, $2, $3, $4)";
 
+/// For `doctor`: reorgs applied, events they retracted, orphaned blocks known, the latest.
+pub const REORG_SUMMARY: &str = "SELECT count(*), coalesce(sum(events_retracted), 0)::bigint, \
+     (SELECT count(*) FROM retracted_block), \
+     (SELECT format('network %s, fork_block %s, depth %s (as reported), %s events retracted, at %s', \
+             network, fork_block, depth, events_retracted, applied_at) \
+        FROM reorg ORDER BY id DESC LIMIT 1) \
+     FROM reorg";
+
 /// One copy of a reorg notice, under the exclusive reorg lock; the first copy retracts.
 pub const RECORD_REORG_NOTICE: &str = "SELECT reorg_id, is_new, events_retracted FROM \
      record_reorg_notice($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)";

@@ -61,6 +61,24 @@ pub(super) async fn migrations(client: &Client) -> CheckResult {
     Ok(out)
 }
 
+/// Chain reorganizations applied: how many, and the latest (README → Chain reorganizations).
+pub(super) async fn reorgs(client: &Client) -> CheckResult {
+    let row = client.query_one(sql::REORG_SUMMARY, &[]).await?;
+    let (count, retracted, orphaned): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    if count == 0 {
+        return Ok(vec![(Level::Ok, "none applied".into())]);
+    }
+    let mut out = vec![(
+        Level::Ok,
+        format!("{count} applied: {retracted} logged events retracted, {orphaned} orphaned blocks known"),
+    )];
+    let latest: Option<String> = row.get(3);
+    if let Some(latest) = latest {
+        out.push((Level::Ok, format!("latest: {latest}")));
+    }
+    Ok(out)
+}
+
 pub(super) async fn triggers(client: &Client) -> CheckResult {
     let names: Vec<&str> = TRIGGERS.iter().map(|(t, _)| *t).collect();
     let rows = client.query(sql::TRIGGER_STATUS, &[&names]).await?;

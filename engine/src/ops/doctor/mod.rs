@@ -152,13 +152,14 @@ pub async fn run(args: &DoctorArgs) -> Report {
             if let Err(e) = client.batch_execute(sql::DOCTOR_SESSION).await {
                 report.push("postgres", Level::Warn, format!("cannot set the session's lock timeout: {e}"));
             }
-            let checks: [(&'static str, checks::CheckResult); 6] = [
+            let checks: [(&'static str, checks::CheckResult); 7] = [
                 ("migrations", checks::migrations(&client).await),
                 ("triggers", checks::triggers(&client).await),
                 ("readers", checks::readers(&client).await),
                 ("tables", checks::tables(&client, args.exact_counts).await),
                 ("locks", checks::locks(&client).await),
                 ("outbox", checks::outbox(&client, args).await),
+                ("reorgs", checks::reorgs(&client).await),
             ];
             for (section, result) in checks {
                 match result {
