@@ -19,9 +19,10 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT 10000::bigint $$;
 --  * kind 'barrier', one row per (reorg, stream of the batch): an event of that network
 --    and stream at or above fork_block whose stream entry id is below (barrier_ms,
 --    barrier_seq) precedes its stream's copy of the notice, so it belongs to the old chain.
---    The barrier is the stream's first copy; while the stream has delivered none, entries
---    added up to the copy spread after the notice (a stream that never gets copies still
---    passes the barrier by time). Only reorgs that can concern the batch are listed: at or
+--    The barrier is the stream's first copy; while the stream has delivered none, the
+--    notice's time (an entry added before any copy was published is old; one added after
+--    it stays, and goes with the retraction that the stream's own copy runs if it turns
+--    out to precede it). Only reorgs that can concern the batch are listed: at or
 --    below its highest block, noticed no earlier than its oldest entry minus the spread.
 --  * kind 'retracted', one row per orphaned block in the batch's block range;
 --  * kind 'passed', the older reorgs (every entry of the batch was added after them) whose
@@ -36,7 +37,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock_shared(reorg_lock_key());
     RETURN QUERY
     SELECT 'barrier', r.id, r.network::text, r.fork_block, NULL::text, s.stream,
-           coalesce(c.entry_ms, r.notice_ms + reorg_copy_spread_ms() + 1), coalesce(c.entry_seq, 0)
+           coalesce(c.entry_ms, r.notice_ms), coalesce(c.entry_seq, 0)
       FROM reorg r
      CROSS JOIN unnest(streams) AS s(stream)
       LEFT JOIN LATERAL (SELECT rc.entry_ms, rc.entry_seq FROM reorg_copy rc
@@ -71,14 +72,16 @@ RETURNS void LANGUAGE sql AS $$
     ON CONFLICT DO NOTHING
 $$;
 
--- One copy of a notice, read from `stream` at entry (entry_ms, entry_seq). The first copy of
--- a reorg retracts the network's events from the fork on; later copies (other streams,
--- other indexed events, redeliveries) only record where their stream passed the notice.
--- Copies are the same reorg when their fingerprints match and they were published within
--- reorg_copy_spread_ms of each other.
+-- One copy of a notice, read from `stream` at entry (entry_ms, entry_seq). Copies are the
+-- same reorg when their fingerprints match and they were published within
+-- reorg_copy_spread_ms of each other; a redelivered copy (same entry) changes nothing. Every
+-- other copy runs the reorg's retraction (again): the first one retracts the network's
+-- events from the fork on that precede their stream's copy (or, for a stream with no copy
+-- yet, the notice), and each stream's first copy then takes the events of its stream
+-- that the notice's time could not place.
 CREATE OR REPLACE FUNCTION record_reorg_notice(net TEXT, stream TEXT, entry_ms BIGINT, entry_seq BIGINT,
-                                               fork BIGINT, depth BIGINT, events_deleted BIGINT,
-                                               print TEXT, body JSONB)
+                                               stream_key INT, fork BIGINT, depth BIGINT,
+                                               events_deleted BIGINT, print TEXT, body JSONB)
 RETURNS TABLE (reorg_id BIGINT, is_new BOOLEAN, events_retracted BIGINT) LANGUAGE plpgsql AS $$
 DECLARE
     rid BIGINT;
@@ -101,17 +104,34 @@ BEGIN
         INSERT INTO reorg (network, fork_block, depth, events_deleted, fingerprint, notice_ms, body)
         VALUES (net, fork, depth, events_deleted, print, record_reorg_notice.entry_ms, body)
         RETURNING reorg.id INTO rid;
-        retracted := retract_events(net, fork, NULL, rid);
-        UPDATE reorg SET events_retracted = retracted WHERE reorg.id = rid;
         fresh := true;
     END IF;
-    INSERT INTO reorg_copy VALUES (stream, entry_ms, entry_seq, rid);
+    INSERT INTO reorg_copy (stream, entry_ms, entry_seq, reorg_id, stream_key, entry)
+    VALUES (stream, entry_ms, entry_seq, rid, stream_key, packed_entry(entry_ms, entry_seq));
+    SELECT r.fork_block INTO fork FROM reorg r WHERE r.id = rid;
+    retracted := retract_events(net, fork, NULL, rid);
+    UPDATE reorg r SET events_retracted = r.events_retracted + retracted WHERE r.id = rid;
     RETURN QUERY SELECT rid, fresh, retracted;
 END
 $$;
 
--- Retract the network's events from block `from_block` on (only those of block hash
--- `only_hash` at `from_block` when given), and return every level 1-2 row they touched to
+-- A stream entry id packed as the event log keeps it (engine: event::Position).
+CREATE OR REPLACE FUNCTION packed_entry(ms BIGINT, seq BIGINT) RETURNS BIGINT
+LANGUAGE sql IMMUTABLE AS $$ SELECT (ms << 22) | least(greatest(seq, 0), 4194303) $$;
+
+-- Whether an event read at (stream_key, entry) precedes its stream's copy of reorg `rid`'s
+-- notice, or, its stream having none recorded, the notice itself. An event logged without
+-- a position precedes every notice.
+CREATE OR REPLACE FUNCTION precedes_reorg(key INT, entry BIGINT, rid BIGINT) RETURNS BOOLEAN
+LANGUAGE sql STABLE AS $$
+    SELECT entry IS NULL
+        OR entry < coalesce((SELECT min(c.entry) FROM reorg_copy c WHERE c.reorg_id = rid AND c.stream_key = key),
+                            (SELECT packed_entry(r.notice_ms, 0) FROM reorg r WHERE r.id = rid))
+$$;
+
+-- Retract the network's events from block `from_block` on that precede their stream's copy
+-- of reorg `reorg_no`'s notice (or, given `only_hash`, the events of that one block at
+-- `from_block`), and return every level 1-2 row they touched to
 -- what the remaining log implies; level 3 follows through the outbox. Returns the number
 -- of events retracted. Runs under the exclusive reorg lock, so no batch writes meanwhile.
 --
@@ -132,28 +152,34 @@ BEGIN
     TRUNCATE pg_temp.retracted_events;
     WITH a AS (
         DELETE FROM atom_created_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (only_hash IS NULL OR e.block_hash = only_hash)
+           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
+                     ELSE e.block_hash = only_hash END)
         RETURNING 'atom' AS kind, e.block_number, e.block_hash, e.term_id, NULL::text AS counter_term_id,
                   NULL::text AS account_id, NULL::numeric AS curve_id
     ), t AS (
         DELETE FROM triple_created_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (only_hash IS NULL OR e.block_hash = only_hash)
+           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
+                     ELSE e.block_hash = only_hash END)
         RETURNING 'triple', e.block_number, e.block_hash, e.term_id, e.counter_term_id, NULL::text, NULL::numeric
     ), d AS (
         DELETE FROM deposited_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (only_hash IS NULL OR e.block_hash = only_hash)
+           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
+                     ELSE e.block_hash = only_hash END)
         RETURNING 'position', e.block_number, e.block_hash, e.term_id, NULL::text, e.receiver, e.curve_id
     ), r AS (
         DELETE FROM redeemed_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (only_hash IS NULL OR e.block_hash = only_hash)
+           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
+                     ELSE e.block_hash = only_hash END)
         RETURNING 'position', e.block_number, e.block_hash, e.term_id, NULL::text, e.sender, e.curve_id
     ), s AS (
         DELETE FROM share_price_changed_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (only_hash IS NULL OR e.block_hash = only_hash)
+           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
+                     ELSE e.block_hash = only_hash END)
         RETURNING 'vault', e.block_number, e.block_hash, e.term_id, NULL::text, NULL::text, e.curve_id
     ), g AS (
         DELETE FROM generic_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (only_hash IS NULL OR e.block_hash = only_hash)
+           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
+                     ELSE e.block_hash = only_hash END)
         RETURNING 'generic', e.block_number, e.block_hash, NULL::text, NULL::text, NULL::text, NULL::numeric
     )
     INSERT INTO pg_temp.retracted_events
@@ -297,9 +323,18 @@ $fn$;
 
 -- The block hashes the log holds at the given heights of a network, with their rank (see
 -- block_rank): a batch checks its events near a recent fork against them, since a second
--- hash at one height is an orphan proof.
+-- hash at one height is an orphan proof. Each height is locked first (in order, until the
+-- transaction ends): two transactions writing two hashes of one height would otherwise
+-- each check before the other commits, and both blocks would stay.
 CREATE OR REPLACE FUNCTION stored_blocks(net TEXT, heights BIGINT[])
-RETURNS TABLE (block_number BIGINT, block_hash TEXT, rank BIGINT) LANGUAGE sql STABLE AS $$
+RETURNS TABLE (block_number BIGINT, block_hash TEXT, rank BIGINT) LANGUAGE plpgsql AS $fn$
+DECLARE
+    h BIGINT;
+BEGIN
+    FOR h IN SELECT DISTINCT x FROM unnest(heights) AS x ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(730010, hashtext(net || '/' || h));
+    END LOOP;
+    RETURN QUERY
     SELECT b.block_number, b.block_hash::text, coalesce(max(r.rank), 0) FROM (
         SELECT e.block_number, e.block_hash, e.network FROM atom_created_events e WHERE e.block_number = ANY(heights)
         UNION
@@ -316,8 +351,9 @@ RETURNS TABLE (block_number BIGINT, block_hash TEXT, rank BIGINT) LANGUAGE sql S
     ) b
     LEFT JOIN block_rank r ON (r.block_number, r.block_hash, r.network) = (b.block_number, b.block_hash, b.network)
     WHERE b.network = net
-    GROUP BY b.block_number, b.block_hash
-$$;
+    GROUP BY b.block_number, b.block_hash;
+END
+$fn$;
 
 -- Ranks of blocks a batch writes near a recent fork (the highest seen is kept).
 CREATE OR REPLACE FUNCTION record_block_ranks(networks TEXT[], blocks BIGINT[], hashes TEXT[], ranks BIGINT[])

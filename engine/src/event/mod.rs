@@ -110,6 +110,39 @@ pub enum EventKind {
 pub struct Event {
     pub tx: TxInfo,
     pub kind: EventKind,
+    /// Where the event was read: logged with it, so that a reorg retracts exactly the
+    /// events that precede their own stream's copy of its notice (`None` outside a stream).
+    pub origin: Option<Position>,
+}
+
+/// A stream entry, as the event log keeps it: the stream's key and the entry id packed in
+/// one integer that orders like the id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub stream_key: i32,
+    pub entry: i64,
+}
+
+impl Position {
+    /// Bits of the packed entry that hold the id's sequence number; `reorg.sql` packs the
+    /// same way (`entry_ms << 22`).
+    pub const SEQ_BITS: u32 = 22;
+
+    /// `stream`'s key (the first four bytes of its keccak256) and the entry `(ms, seq)`
+    /// packed as `ms << 22 | seq` (a sequence past 2^22 - 1 within one millisecond is
+    /// clamped: only order within that millisecond could be lost).
+    pub fn new(stream: &str, (ms, seq): (i64, i64)) -> Position {
+        Position {
+            stream_key: stream_key(stream),
+            entry: (ms << Self::SEQ_BITS) | seq.clamp(0, (1 << Self::SEQ_BITS) - 1),
+        }
+    }
+}
+
+/// A stream's 32-bit key in the event log (see [`Position`]).
+pub fn stream_key(stream: &str) -> i32 {
+    let digest = Keccak256::digest(stream.as_bytes());
+    i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 impl Event {

@@ -14,7 +14,7 @@ use crate::event::decode::alias::Aliases;
 use crate::event::decode::{decode_payload_with, DecodeError, Decoded, EventFailure};
 use crate::event::encode::encode_payload;
 use crate::event::reorg::ReorgNotice;
-use crate::event::Event;
+use crate::event::{Event, Position};
 use crate::runtime::StageTimes;
 use crate::stream::{DeadLetter, EntryKey};
 
@@ -137,7 +137,11 @@ impl Batch {
         match decoded {
             Ok(decoded) => {
                 let total = decoded.events.len() + decoded.failures.len();
-                events.extend(decoded.events.into_iter().map(|e| (e, origin)));
+                let position = Some(Position::new(&m.stream, entry_position(&m.id)));
+                events.extend(decoded.events.into_iter().map(|mut e| {
+                    e.origin = position;
+                    (e, origin)
+                }));
                 self.notices.extend(decoded.notices.into_iter().map(|n| (n, origin)));
                 if !decoded.failures.is_empty() {
                     self.dead_letter_events(m.stream, m.id, raw, total, decoded.failures);

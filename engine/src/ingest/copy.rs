@@ -103,8 +103,8 @@ pub fn encode_events(events: &[Event]) -> Vec<EncodedTable> {
 
 const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
-/// One tuple, in the event table's column order (`migrations/versioned/V1__baseline.sql`):
-/// the eight transaction columns, then the event's own.
+/// One tuple, in the event table's column order (`migrations/versioned/V1__baseline.sql`,
+/// `V4__reorgs.sql`): the eight transaction columns, the event's own, then where it was read.
 fn encode_row(event: &Event, buf: &mut BytesMut) {
     let mut row = Row::start(buf);
     let TxInfo {
@@ -144,6 +144,10 @@ fn encode_row(event: &Event, buf: &mut BytesMut) {
             row.text(&e.event_name).jsonb(&e.event_data);
         }
     }
+    match event.origin {
+        Some(p) => row.int4(p.stream_key).int8(p.entry),
+        None => row.null().null(),
+    };
     row.finish();
 }
 
@@ -204,6 +208,12 @@ impl<'b> Row<'b> {
     fn int8(&mut self, value: i64) -> &mut Self {
         self.length(8);
         self.buf.put_i64(value);
+        self
+    }
+
+    fn int4(&mut self, value: i32) -> &mut Self {
+        self.length(4);
+        self.buf.put_i32(value);
         self
     }
 

@@ -10,7 +10,7 @@ use tokio_postgres::Transaction;
 use tracing::{debug, info, warn};
 
 use super::batch::{entry_position, Batch};
-use crate::event::{Event, TxInfo};
+use crate::event::{stream_key, Event, TxInfo};
 use crate::pg::{sql, PgError, PgPool};
 use crate::runtime::telemetry;
 
@@ -34,6 +34,7 @@ pub async fn record_notices(pool: &PgPool, batch: &Batch) -> Result<(), PgError>
                     stream,
                     &ms,
                     &seq,
+                    &stream_key(stream),
                     &notice.fork_block,
                     &notice.depth,
                     &notice.events_deleted,
@@ -48,6 +49,7 @@ pub async fn record_notices(pool: &PgPool, batch: &Batch) -> Result<(), PgError>
     tx.commit().await?;
     for (notice, stream, reorg_id, is_new, retracted) in applied {
         metrics::counter!(telemetry::REORG_NOTICES).increment(1);
+        metrics::counter!(telemetry::EVENTS_RETRACTED).increment(retracted as u64);
         if is_new {
             info!(
                 reorg_id, network = %notice.network, fork_block = notice.fork_block, depth = notice.depth,
@@ -55,10 +57,9 @@ pub async fn record_notices(pool: &PgPool, batch: &Batch) -> Result<(), PgError>
                 "chain reorganization: retracted the network's events from the fork on"
             );
             metrics::counter!(telemetry::REORGS).increment(1);
-            metrics::counter!(telemetry::EVENTS_RETRACTED).increment(retracted as u64);
             metrics::histogram!(telemetry::REORG_DEPTH).record(notice.depth as f64);
         } else {
-            debug!(reorg_id, %stream, "another copy of a reorg notice");
+            debug!(reorg_id, %stream, events_retracted = retracted, "another copy of a reorg notice");
         }
     }
     Ok(())

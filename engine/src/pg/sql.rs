@@ -61,7 +61,7 @@ pub const REORG_SUMMARY: &str = "SELECT count(*), coalesce(sum(events_retracted)
 
 /// One copy of a reorg notice, under the exclusive reorg lock; the first copy retracts.
 pub const RECORD_REORG_NOTICE: &str = "SELECT reorg_id, is_new, events_retracted FROM \
-     record_reorg_notice($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)";
+     record_reorg_notice($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb)";
 
 /// Backfill mode commits asynchronously; its acks wait for the WAL flush (`ingest::durable`).
 pub const BACKFILL_TRANSACTION: &str = "SET LOCAL synchronous_commit = off";

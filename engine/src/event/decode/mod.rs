@@ -212,7 +212,7 @@ fn decode_event(name: &str, network: Option<&str>, item: &Value) -> Result<Event
         }),
         other => EventKind::Generic(generic(other, item)?),
     };
-    Ok(Event { tx, kind })
+    Ok(Event { tx, kind, origin: None })
 }
 
 /// PostgreSQL `TEXT` and `JSONB` cannot hold NUL characters; reject rather than fail the batch.
