@@ -35,6 +35,12 @@ RETURNS TABLE (kind TEXT, reorg_id BIGINT, network TEXT, block_number BIGINT, bl
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(reorg_lock_key());
+    -- Nearly every batch: no recent reorg and no orphaned block in range (two index probes).
+    IF NOT EXISTS (SELECT 1 FROM reorg r WHERE r.notice_ms >= oldest_entry_ms - reorg_copy_spread_ms()
+                                          AND r.fork_block <= max_block + 1)
+       AND NOT EXISTS (SELECT 1 FROM retracted_block b WHERE b.block_number BETWEEN min_block AND max_block) THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT 'barrier', r.id, r.network::text, r.fork_block, NULL::text, s.stream,
            coalesce(c.entry_ms, r.notice_ms), coalesce(c.entry_seq, 0)

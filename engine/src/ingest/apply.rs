@@ -256,14 +256,22 @@ async fn apply_events(
     if backfill {
         tx.batch_execute(sql::BACKFILL_TRANSACTION).await?;
     }
-    let term_ids = match locks {
-        Locks::Take(term_ids) => {
-            timed(times, "lock", tx.execute(sql::LOCK_TERMS, &[&term_ids])).await?;
-            term_ids
-        }
-        Locks::HeldForIt { term_ids, .. } => term_ids,
+    let (term_ids, take) = match locks {
+        Locks::Take(term_ids) => (term_ids, true),
+        Locks::HeldForIt { term_ids, .. } => (term_ids, false),
     };
-    let screened = timed(times, "lock", reorg::screen(&tx, batch, range.clone())).await?;
+    // The term locks and the reorg screening's first query go out together (tokio-postgres
+    // pipelines them on the connection, in this order): one round trip, not two.
+    let lock = async {
+        match take {
+            true => tx.execute(sql::LOCK_TERMS, &[&term_ids]).await.map(drop),
+            false => Ok(()),
+        }
+    };
+    let screen = reorg::screen(&tx, batch, range.clone());
+    let (locked, screened) = timed(times, "lock", futures_util::future::join(lock, screen)).await;
+    locked?;
+    let screened = screened?;
     if !screened.retract.is_empty() {
         return Err(ApplyError::OrphanProof(screened.retract));
     }
