@@ -236,6 +236,9 @@ $$;
 
 -- The positions and vaults named by pg_temp.retracted_events, recomputed.
 CREATE OR REPLACE FUNCTION recompute_positions_and_vaults() RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    accounts TEXT[];
+    terms TEXT[];
 BEGIN
     CREATE TEMP TABLE IF NOT EXISTS retracted_positions ON COMMIT DROP AS
         SELECT account_id, term_id, curve_id, 0 AS was_active FROM position WITH NO DATA;
@@ -248,9 +251,16 @@ BEGIN
 
     DELETE FROM position p USING pg_temp.retracted_positions k
      WHERE (p.account_id, p.term_id, p.curve_id) = (k.account_id, k.term_id, k.curve_id);
+    -- The keys go in as arrays: conditions on constants reach inside the views' aggregates,
+    -- so only the touched accounts' and terms' events are aggregated (a join would aggregate
+    -- the whole log first: 22 s instead of about 3 at 5M deposits).
+    accounts := ARRAY(SELECT DISTINCT account_id FROM pg_temp.retracted_positions);
+    terms := ARRAY(SELECT DISTINCT term_id FROM pg_temp.retracted_events WHERE kind IN ('position', 'vault'));
     INSERT INTO position
     SELECT s.* FROM snapshot.position s
-      JOIN pg_temp.retracted_positions k USING (account_id, term_id, curve_id);
+     WHERE s.account_id = ANY(accounts) AND s.term_id = ANY(terms)
+       AND (s.account_id, s.term_id, s.curve_id) IN (SELECT account_id, term_id, curve_id
+                                                        FROM pg_temp.retracted_positions);
 
     -- Each vault's count before, moved by its positions that crossed shares > 0.
     CREATE TEMP TABLE IF NOT EXISTS retracted_vaults ON COMMIT DROP AS
@@ -275,7 +285,8 @@ BEGIN
            k.position_count, s.vault_type, s.last_price_block, s.last_price_log_index,
            s.last_event_block, s.last_event_log_index
       FROM snapshot.vault s
-      JOIN pg_temp.retracted_vaults k USING (term_id, curve_id);
+      JOIN pg_temp.retracted_vaults k USING (term_id, curve_id)
+     WHERE s.term_id = ANY(terms);
 END
 $fn$;
 
