@@ -205,3 +205,18 @@ async fn a_retracted_triple_leaves_level_3() {
     assert_eq!(env.count(&gone).await, 0);
     env.cleanup().await;
 }
+
+/// Cases the property test found: two engines, notices one block too high (the engines
+/// recorded reorgs out of publication order; a tie between two blocks was settled before
+/// the reorg that tells them apart was known).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regressions_with_two_engines_and_fork_blocks_too_high() {
+    let cases = [
+        (15312418152599542316, 50, 0.1336821956782333, 57, 3, 0.46957297093747397, 0.003195893587341106, 5),
+        (2416083616244425987, 45, 0.03806269418296228, 22, 1, 0.3134476122418882, 0.1891513447054911, 1),
+    ];
+    for (seed, blocks, fork_rate, max_depth, copies, too_high_rate, duplicate_rate, batch_size) in cases {
+        let p = ForkParams { seed, blocks, fork_rate, max_depth, copies, too_high_rate, duplicate_rate };
+        fork_case(p, batch_size, 2).await;
+    }
+}

@@ -1,7 +1,7 @@
 -- Chain reorganizations: rindexer's reorg notices, the per-stream barrier they set, and the
 -- retraction of orphaned events (README -> Chain reorganizations has the model).
 --
--- Locking. Every batch transaction takes the reorg lock in shared mode (reorg_barriers)
+-- Locking. Every batch transaction takes the reorg lock in shared mode (reorg_screening)
 -- before it writes events; a notice takes it exclusively (record_reorg_notice). So a
 -- retraction sees every event written before it, and every batch after it sees the reorg:
 -- an orphaned event is either deleted by the retraction or never written.
@@ -28,10 +28,10 @@ LANGUAGE sql IMMUTABLE AS $$ SELECT 10000::bigint $$;
 --  * kind 'passed', the older reorgs (every entry of the batch was added after them) whose
 --    fork_block is in (min_block + 1, max_block + 1], and kind 'baseline', per network the
 --    latest older reorg at or below min_block + 1: with the barriers, what ranks the
---    batch's blocks near a fork (see block_rank).
-CREATE OR REPLACE FUNCTION reorg_barriers(streams TEXT[], oldest_entry_ms BIGINT, min_block BIGINT, max_block BIGINT)
+--    batch's blocks near a fork (see stored_blocks).
+CREATE OR REPLACE FUNCTION reorg_screening(streams TEXT[], oldest_entry_ms BIGINT, min_block BIGINT, max_block BIGINT)
 RETURNS TABLE (kind TEXT, reorg_id BIGINT, network TEXT, block_number BIGINT, block_hash TEXT, stream TEXT,
-               barrier_ms BIGINT, barrier_seq BIGINT)
+               barrier_ms BIGINT, barrier_seq BIGINT, notice_ms BIGINT)
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(reorg_lock_key());
@@ -43,7 +43,7 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT 'barrier', r.id, r.network::text, r.fork_block, NULL::text, s.stream,
-           coalesce(c.entry_ms, r.notice_ms), coalesce(c.entry_seq, 0)
+           coalesce(c.entry_ms, r.notice_ms), coalesce(c.entry_seq, 0), r.notice_ms
       FROM reorg r
      CROSS JOIN unnest(streams) AS s(stream)
       LEFT JOIN LATERAL (SELECT rc.entry_ms, rc.entry_seq FROM reorg_copy rc
@@ -52,16 +52,16 @@ BEGIN
      WHERE r.notice_ms >= oldest_entry_ms - reorg_copy_spread_ms()
        AND r.fork_block <= max_block + 1
     UNION ALL
-    SELECT 'retracted', b.reorg_id, b.network::text, b.block_number, b.block_hash::text, NULL, NULL, NULL
+    SELECT 'retracted', b.reorg_id, b.network::text, b.block_number, b.block_hash::text, NULL, NULL, NULL, NULL
       FROM retracted_block b
      WHERE b.block_number BETWEEN min_block AND max_block
     UNION ALL
-    SELECT 'passed', r.id, r.network::text, r.fork_block, NULL, NULL, NULL, NULL
+    SELECT 'passed', r.id, r.network::text, r.fork_block, NULL, NULL, NULL, NULL, r.notice_ms
       FROM reorg r
      WHERE r.notice_ms < oldest_entry_ms - reorg_copy_spread_ms()
        AND r.fork_block > min_block + 1 AND r.fork_block <= max_block + 1
     UNION ALL
-    SELECT 'baseline', max(r.id), r.network::text, NULL, NULL, NULL, NULL, NULL
+    SELECT 'baseline', max(r.id), r.network::text, NULL, NULL, NULL, NULL, NULL, max(r.notice_ms)
       FROM reorg r
      WHERE r.notice_ms < oldest_entry_ms - reorg_copy_spread_ms()
        AND r.fork_block <= min_block + 1
@@ -338,11 +338,14 @@ BEGIN
 END
 $fn$;
 
--- The block hashes the log holds at the given heights of a network, with their rank (see
--- block_rank): a batch checks its events near a recent fork against them, since a second
--- hash at one height is an orphan proof. Each height is locked first (in order, until the
--- transaction ends): two transactions writing two hashes of one height would otherwise
--- each check before the other commits, and both blocks would stay.
+-- The block hashes the log holds at the given heights of a network, each with its rank: the
+-- notice time of the latest reorg covering its height (fork_block at most one above it)
+-- that its events' streams had passed when they were read (from the positions logged with
+-- them; 0 for none). Of two blocks at one height, the higher rank was published after a
+-- later reorg: it is the newer chain. Computed from positions, not remembered, so it does
+-- not depend on the order in which engines recorded the notices. Each height is locked
+-- first (in order, until the transaction ends): two transactions writing two hashes of one
+-- height would otherwise each check before the other commits, and both blocks would stay.
 CREATE OR REPLACE FUNCTION stored_blocks(net TEXT, heights BIGINT[])
 RETURNS TABLE (block_number BIGINT, block_hash TEXT, rank BIGINT) LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -352,33 +355,33 @@ BEGIN
         PERFORM pg_advisory_xact_lock(730010, hashtext(net || '/' || h));
     END LOOP;
     RETURN QUERY
-    SELECT b.block_number, b.block_hash::text, coalesce(max(r.rank), 0) FROM (
-        SELECT e.block_number, e.block_hash, e.network FROM atom_created_events e WHERE e.block_number = ANY(heights)
-        UNION
-        SELECT e.block_number, e.block_hash, e.network FROM triple_created_events e WHERE e.block_number = ANY(heights)
-        UNION
-        SELECT e.block_number, e.block_hash, e.network FROM deposited_events e WHERE e.block_number = ANY(heights)
-        UNION
-        SELECT e.block_number, e.block_hash, e.network FROM redeemed_events e WHERE e.block_number = ANY(heights)
-        UNION
-        SELECT e.block_number, e.block_hash, e.network FROM share_price_changed_events e
+    SELECT b.block_number, b.block_hash::text, max(coalesce(passed.notice_ms, 0))::bigint FROM (
+        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM atom_created_events e
          WHERE e.block_number = ANY(heights)
-        UNION
-        SELECT e.block_number, e.block_hash, e.network FROM generic_events e WHERE e.block_number = ANY(heights)
+        UNION ALL
+        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM triple_created_events e
+         WHERE e.block_number = ANY(heights)
+        UNION ALL
+        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM deposited_events e
+         WHERE e.block_number = ANY(heights)
+        UNION ALL
+        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM redeemed_events e
+         WHERE e.block_number = ANY(heights)
+        UNION ALL
+        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM share_price_changed_events e
+         WHERE e.block_number = ANY(heights)
+        UNION ALL
+        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM generic_events e
+         WHERE e.block_number = ANY(heights)
     ) b
-    LEFT JOIN block_rank r ON (r.block_number, r.block_hash, r.network) = (b.block_number, b.block_hash, b.network)
+    LEFT JOIN LATERAL (SELECT r.notice_ms FROM reorg r
+                        WHERE r.network = b.network AND r.fork_block <= b.block_number + 1
+                          AND NOT precedes_reorg(b.stream_key, b.stream_entry, r.id)
+                        ORDER BY r.notice_ms DESC LIMIT 1) passed ON true
     WHERE b.network = net
     GROUP BY b.block_number, b.block_hash;
 END
 $fn$;
-
--- Ranks of blocks a batch writes near a recent fork (the highest seen is kept).
-CREATE OR REPLACE FUNCTION record_block_ranks(networks TEXT[], blocks BIGINT[], hashes TEXT[], ranks BIGINT[])
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO block_rank (network, block_number, block_hash, rank)
-    SELECT * FROM unnest(networks, blocks, hashes, ranks)
-    ON CONFLICT (block_number, block_hash, network) DO UPDATE SET rank = greatest(block_rank.rank, EXCLUDED.rank)
-$$;
 
 -- Retract one stored block proven orphaned by a newer block at its height (a notice's
 -- fork_block one too high leaves it behind), under the exclusive reorg lock.

@@ -54,14 +54,3 @@ CREATE TABLE IF NOT EXISTS retracted_block (
     reorg_id      BIGINT REFERENCES reorg (id),
     PRIMARY KEY (block_number, block_hash, network)
 );
-
--- Blocks stored near a recent fork, ranked by the latest reorg (by id) covering their height
--- (at or above its fork_block - 1) that their stream had passed when they were read. When
--- two hashes meet at one height, the higher rank is the newer chain; no row ranks 0.
-CREATE TABLE IF NOT EXISTS block_rank (
-    block_number  BIGINT NOT NULL,
-    block_hash    TEXT COLLATE "C" NOT NULL,
-    network       TEXT COLLATE "C" NOT NULL,
-    rank          BIGINT NOT NULL,
-    PRIMARY KEY (block_number, block_hash, network)
-);

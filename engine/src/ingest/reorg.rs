@@ -78,13 +78,15 @@ pub struct Screened {
 /// A block of a network: (network, number, hash, reorg id it is blamed on).
 pub type Block = (String, i64, String, i64);
 
-/// One reorg barrier of one stream (see `reorg_barriers` in reorg.sql).
+/// One reorg barrier of one stream (see `reorg_screening` in reorg.sql).
 struct Barrier {
     reorg_id: i64,
     network: String,
     fork_block: i64,
     stream: String,
     before: (i64, i64),
+    /// When the notice was published (its first copy's entry time): what ranks blocks.
+    notice_ms: i64,
 }
 
 impl Barrier {
@@ -141,22 +143,22 @@ pub async fn screen(tx: &Transaction<'_>, batch: &Batch, range: Range<usize>) ->
     }
     let orphaned = events.len() - kept.len();
     let orphans: Vec<Block> = orphans.into_iter().collect();
-    record_blocks(tx, sql::RECORD_ORPHANED_BLOCKS, &orphans).await?;
+    record_orphaned_blocks(tx, &orphans).await?;
     if orphaned > 0 {
         warn!(orphaned, blocks = orphans.len(), "dropping events of orphaned blocks (read after their reorg)");
     }
     Ok(Screened { kept: (orphaned > 0).then_some(kept), orphaned, retract })
 }
 
-/// What `reorg_barriers` returned: the recent reorgs' barriers, the blocks already
+/// What `reorg_screening` returned: the recent reorgs' barriers, the blocks already
 /// retracted, and what ranks blocks besides the barriers.
 #[derive(Default)]
 struct Reorgs {
     barriers: Vec<Barrier>,
     retracted: HashSet<(String, i64, String)>,
-    /// Older reorgs every entry of the batch passed: (network, fork_block, id).
+    /// Older reorgs every entry of the batch passed: (network, fork_block, notice time).
     passed: Vec<(String, i64, i64)>,
-    /// Per network, the latest older reorg covering every height of the batch.
+    /// Per network, the notice time of the latest older reorg covering every height.
     baseline: HashMap<String, i64>,
 }
 
@@ -166,31 +168,33 @@ impl Reorgs {
         for row in rows {
             match row.get::<_, &str>(0) {
                 "retracted" => drop(r.retracted.insert((row.get(2), row.get(3), row.get(4)))),
-                "passed" => r.passed.push((row.get(2), row.get(3), row.get(1))),
-                "baseline" => drop(r.baseline.insert(row.get(2), row.get(1))),
+                "passed" => r.passed.push((row.get(2), row.get(3), row.get(8))),
+                "baseline" => drop(r.baseline.insert(row.get(2), row.get(8))),
                 _ => r.barriers.push(Barrier {
                     reorg_id: row.get(1),
                     network: row.get(2),
                     fork_block: row.get(3),
                     stream: row.get(5),
                     before: (row.get(6), row.get(7)),
+                    notice_ms: row.get(8),
                 }),
             }
         }
         r
     }
 
-    /// An event's rank near forks: the id of the latest reorg whose fork_block is at most
-    /// one above its height and that its own stream had passed when it was read (0: none).
-    /// Of two blocks at one height, the higher rank was published after a later reorg: it
-    /// is the newer chain.
+    /// An event's rank near forks: the notice time of the latest reorg whose fork_block is
+    /// at most one above its height and that its own stream had passed when it was read (0:
+    /// none), as `stored_blocks` (reorg.sql) ranks logged blocks. Of two blocks at one
+    /// height, the higher rank was published after a later reorg: it is the newer chain.
+    /// Notice times, not reorg ids: several engines can record notices out of order.
     fn rank(&self, t: &TxInfo, (stream, position): (&str, (i64, i64))) -> i64 {
         let covers = |network: &str, fork: i64| network == t.network && t.block_number >= fork - 1;
         let recent = self
             .barriers
             .iter()
             .filter(|b| b.stream == stream && covers(&b.network, b.fork_block) && position >= b.before)
-            .map(|b| b.reorg_id);
+            .map(|b| b.notice_ms);
         let older = self.passed.iter().filter(|(n, fork, _)| covers(n, *fork)).map(|(_, _, id)| *id);
         let baseline = self.baseline.get(&t.network).copied();
         recent.chain(older).chain(baseline).max().unwrap_or(0)
@@ -198,7 +202,7 @@ impl Reorgs {
 }
 
 /// Step 2 of [`screen`]. Marks the events that lose in `dropped` (their blocks into
-/// `orphans`), records the ranks of the others, and returns the stored blocks that lose.
+/// `orphans`) and returns the stored blocks that lose.
 async fn orphan_proofs(
     tx: &Transaction<'_>,
     events: &[Event],
@@ -232,7 +236,6 @@ async fn orphan_proofs(
         }
     }
     let mut retract = BTreeSet::new();
-    let mut ranked = Vec::new();
     for i in candidates {
         let t = &events[i].tx;
         let reorg_id = near(t).map_or(0, |b| b.reorg_id);
@@ -244,15 +247,13 @@ async fn orphan_proofs(
             orphans.insert((t.network.clone(), t.block_number, t.block_hash.to_string(), reorg_id));
             continue;
         }
-        // Ties too: the block read now was published after the stored one.
-        for (hash, _) in others.filter(|(_, (r, stored))| *stored && *r <= mine) {
+        // A tie is left alone: no reorg known yet tells the two apart. With several engines
+        // that reorg's notice can still be on its way, and its retraction then takes the
+        // block that preceded it; without notices both stay (README → Limits).
+        for (hash, _) in others.filter(|(_, (r, stored))| *stored && *r < mine) {
             retract.insert((t.network.clone(), t.block_number, hash.clone(), reorg_id));
         }
-        ranked.push((t.network.clone(), t.block_number, t.block_hash.to_string(), mine));
     }
-    ranked.sort();
-    ranked.dedup();
-    record_blocks(tx, sql::RECORD_BLOCK_RANKS, &ranked).await?;
     Ok(retract.into_iter().collect())
 }
 
@@ -270,9 +271,8 @@ pub async fn retract_blocks(pool: &PgPool, blocks: &[Block]) -> Result<(), PgErr
     Ok(())
 }
 
-/// Write blocks with `statement` (network, number, hash arrays and a fourth: reorg ids or
-/// ranks).
-async fn record_blocks(tx: &Transaction<'_>, statement: &str, blocks: &[Block]) -> Result<(), PgError> {
+/// Record orphaned blocks (network, number, hash, reorg id).
+async fn record_orphaned_blocks(tx: &Transaction<'_>, blocks: &[Block]) -> Result<(), PgError> {
     if blocks.is_empty() {
         return Ok(());
     }
@@ -280,6 +280,6 @@ async fn record_blocks(tx: &Transaction<'_>, statement: &str, blocks: &[Block]) 
     let numbers: Vec<i64> = blocks.iter().map(|b| b.1).collect();
     let hashes: Vec<&str> = blocks.iter().map(|b| b.2.as_str()).collect();
     let fourth: Vec<i64> = blocks.iter().map(|b| b.3).collect();
-    tx.execute(statement, &[&networks, &numbers, &hashes, &fourth]).await?;
+    tx.execute(sql::RECORD_ORPHANED_BLOCKS, &[&networks, &numbers, &hashes, &fourth]).await?;
     Ok(())
 }

@@ -36,7 +36,7 @@ pub const APPLIED_MIGRATIONS: &str =
 
 /// The reorg barriers and orphaned blocks that concern a batch, under the shared reorg lock.
 pub const REORG_BARRIERS: &str = "SELECT kind, reorg_id, network, block_number, block_hash, stream, barrier_ms, \
-     barrier_seq FROM reorg_barriers($1::text[], $2::bigint, $3::bigint, $4::bigint)";
+     barrier_seq, notice_ms FROM reorg_screening($1::text[], $2::bigint, $3::bigint, $4::bigint)";
 
 /// Blocks whose events a batch dropped as orphaned.
 pub const RECORD_ORPHANED_BLOCKS: &str =
@@ -44,9 +44,6 @@ pub const RECORD_ORPHANED_BLOCKS: &str =
 
 /// Block hashes the log holds at some heights of a network.
 pub const STORED_BLOCKS: &str = "SELECT block_number, block_hash, rank FROM stored_blocks($1, $2::bigint[])";
-
-/// Ranks of blocks written near a recent fork.
-pub const RECORD_BLOCK_RANKS: &str = "SELECT record_block_ranks($1::text[], $2::bigint[], $3::text[], $4::bigint[])";
 
 /// Retract one block proven orphaned, under the exclusive reorg lock.
 pub const RETRACT_ORPHANED_BLOCK: &str = "SELECT retract_orphaned_block($1, $2, $3, $4)";
