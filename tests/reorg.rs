@@ -4,12 +4,16 @@
 //! stream's notice, and late copies of orphaned blocks, are never applied.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use integration_tests::analytics;
-use integration_tests::env::LOGICAL_STREAMS;
+use integration_tests::env::{LOGICAL_STREAMS, REDIS};
+use integration_tests::faults::Proc;
 use integration_tests::forks::{self, ForkParams, ForkWorkload};
 use integration_tests::TestEnv;
 use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 /// The messages captured from rindexer v0.41.0 (`samples/`), as (stream index, payload).
@@ -219,4 +223,63 @@ async fn regressions_with_two_engines_and_fork_blocks_too_high() {
         let p = ForkParams { seed, blocks, fork_rate, max_depth, copies, too_high_rate, duplicate_rate };
         fork_case(p, batch_size, 2).await;
     }
+}
+
+/// Engines killed at any moment (kill -9, and aborts at the crash points between COPY,
+/// merge, commit and ack) while forks arrive, restarted under the same consumer name: the
+/// notices' and the batches' transactions commit whole or not at all and redelivery is a
+/// no-op, so the log still ends as exactly the canonical chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_engines_mid_reorg_leave_the_canonical_chain() {
+    let mut env = TestEnv::new("reorg_kills").await;
+    let p = ForkParams {
+        seed: 11,
+        blocks: 160,
+        fork_rate: 0.15,
+        max_depth: 20,
+        copies: 3,
+        too_high_rate: 0.3,
+        duplicate_rate: 0.1,
+    };
+    let w = forks::generate(&p);
+    assert!(w.reorgs >= 5, "the workload has forks: {}", w.reorgs);
+    let slices: Vec<_> = w.messages.chunks(w.messages.len() / 10 + 1).collect();
+    let points = ["after_copy", "after_merge", "after_commit", "after_ack"];
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for (i, slice) in slices.iter().enumerate() {
+        env.xadd_all_at(slice).await;
+        let batch = rng.gen_range(1..8).to_string();
+        let mut vars = vec![("BATCH_SIZE", batch.as_str())];
+        let point = (i % 3 == 1).then(|| points[(i / 3) % points.len()]);
+        if let Some(p) = point {
+            vars.push(("RPS_CRASH_POINT", p));
+        }
+        let mut engine = Proc::engine(&env, REDIS, "crashing", &vars);
+        match point {
+            Some(p) => {
+                let (status, _) = engine.wait_for(Duration::from_secs(30)).expect("the crash point is reached");
+                assert!(!status.success(), "the engine must abort at {p}");
+            }
+            None => {
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(100..600))).await;
+                engine.kill9();
+            }
+        }
+    }
+    let reorgs_before_the_drain = env.count("SELECT count(*) FROM reorg").await;
+    assert!(reorgs_before_the_drain > 0 && !logged_keys(&env).await.is_empty(), "the killed engines made progress");
+    let mut config = env.config();
+    config.consumer = Some("crashing".into());
+    config.batch_size = 3;
+    env.run(config).await;
+    analytics::run_workers(&analytics::worker_config(&env), 1, None).await;
+    let logged = logged_keys(&env).await;
+    assert_eq!(logged, w.canonical, "the log is the canonical chain");
+    assert_eq!(env.count("SELECT count(*) FROM reorg").await, w.reorgs as i64);
+    env.assert_matches_reference().await;
+    analytics::assert_analytics_match(&env).await;
+    for stream in 0..LOGICAL_STREAMS.len() {
+        assert_eq!(env.dead_letters(stream).await, vec![], "no dead letters on stream {stream}");
+    }
+    env.cleanup().await;
 }
