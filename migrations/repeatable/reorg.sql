@@ -93,6 +93,8 @@ DECLARE
     rid BIGINT;
     retracted BIGINT := 0;
     fresh BOOLEAN := false;
+    stale TEXT;
+    orphan RECORD;
 BEGIN
     PERFORM pg_advisory_xact_lock(reorg_lock_key());
     SELECT c.reorg_id INTO rid FROM reorg_copy c
@@ -116,6 +118,25 @@ BEGIN
     VALUES (stream, entry_ms, entry_seq, rid, stream_key, packed_entry(entry_ms, entry_seq));
     SELECT r.fork_block INTO fork FROM reorg r WHERE r.id = rid;
     retracted := retract_events(net, fork, NULL, rid);
+    -- fork_block can be one too high: a block just below it held under two hashes keeps the
+    -- one published after the notice. Screening settles this as blocks arrive; a block that
+    -- arrived while this notice was still unrecorded (another engine held it) is settled here.
+    FOR stale IN
+        SELECT b.block_hash FROM stored_blocks(net, ARRAY[fork - 1]) b
+         WHERE b.rank < (SELECT max(x.rank) FROM stored_blocks(net, ARRAY[fork - 1]) x)
+    LOOP
+        retracted := retracted + retract_events(net, fork - 1, stale, rid);
+    END LOOP;
+    -- A block is orphaned whole: a copy of one of its events that came after its stream's
+    -- copy of the notice (a duplicate another engine applied early) goes too.
+    FOR orphan IN
+        SELECT s.block_number, s.block_hash
+          FROM stored_blocks(net, ARRAY(SELECT DISTINCT b.block_number FROM retracted_block b
+                                         WHERE b.reorg_id = rid AND b.network = net)) s
+          JOIN retracted_block b ON (b.block_number, b.block_hash, b.network) = (s.block_number, s.block_hash, net)
+    LOOP
+        retracted := retracted + retract_events(net, orphan.block_number, orphan.block_hash, rid);
+    END LOOP;
     UPDATE reorg r SET events_retracted = r.events_retracted + retracted WHERE r.id = rid;
     RETURN QUERY SELECT rid, fresh, retracted;
 END

@@ -132,7 +132,10 @@ pub async fn screen(tx: &Transaction<'_>, batch: &Batch, range: Range<usize>) ->
             orphans.insert((t.network.clone(), t.block_number, t.block_hash.to_string(), b.reorg_id));
         }
     }
-    let retract = orphan_proofs(tx, events, &origins, &reorgs, &mut dropped, &mut orphans).await?;
+    let mut retract = orphan_proofs(tx, events, &origins, &reorgs, &mut dropped, &mut orphans).await?;
+    // A block is orphaned whole: copies of its events that another engine applied already
+    // (they came after their stream's copy of the notice, as duplicates) are retracted too.
+    retract.extend(stored_among(tx, &orphans).await?);
     let mut kept = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
         let t = &e.tx;
@@ -255,6 +258,22 @@ async fn orphan_proofs(
         }
     }
     Ok(retract.into_iter().collect())
+}
+
+/// Those of `blocks` that the log holds.
+async fn stored_among(tx: &Transaction<'_>, blocks: &BTreeSet<Block>) -> Result<Vec<Block>, PgError> {
+    let mut stored = Vec::new();
+    let networks: BTreeSet<&String> = blocks.iter().map(|b| &b.0).collect();
+    for network in networks {
+        let heights: Vec<i64> = blocks.iter().filter(|b| &b.0 == network).map(|b| b.1).collect();
+        for row in tx.query(sql::STORED_BLOCKS, &[network, &heights]).await? {
+            let (height, hash): (i64, String) = (row.get(0), row.get(1));
+            if let Some(b) = blocks.iter().find(|b| &b.0 == network && b.1 == height && b.2 == hash) {
+                stored.push(b.clone());
+            }
+        }
+    }
+    Ok(stored)
 }
 
 /// Retract stored blocks an orphan proof found, each in its own transaction under the
