@@ -167,9 +167,9 @@ proptest! {
 
     /// Forks of depth 1 to 64 at random, notices copied to every stream (some with a
     /// fork_block one too high), streams interleaved and read at different speeds, messages
-    /// published twice. One engine: with two on the group this still finds failures (about
-    /// one 8-case run in three; README → Chain reorganizations → Limits); the cases below
-    /// it found with two engines, since fixed, run as regressions.
+    /// published twice; one or two engines on the group (which can apply a stream's notice
+    /// after the entries that follow it). The two-engine cases it found run below as
+    /// regressions.
     #[test]
     fn any_sequence_of_forks_leaves_the_canonical_chain(
         seed in any::<u64>(),
@@ -180,7 +180,7 @@ proptest! {
         too_high_rate in 0.0f64..0.6,
         duplicate_rate in 0.0f64..0.2,
         batch_size in 1usize..20,
-        engines in 1usize..2,
+        engines in 1usize..3,
     ) {
         let p = ForkParams { seed, blocks, fork_rate, max_depth, copies, too_high_rate, duplicate_rate };
         runtime().block_on(fork_case(p, batch_size, engines));
@@ -214,7 +214,8 @@ async fn a_retracted_triple_leaves_level_3() {
 /// Cases the property test found: two engines, notices one block too high (the engines
 /// recorded reorgs out of publication order; a tie between two blocks was settled before
 /// the reorg that tells them apart was known; a block below a too-high fork arrived while
-/// its notice was still unrecorded, so only the notice could settle it).
+/// its notice was still unrecorded, so only the notice could settle it; a late duplicate of
+/// an orphaned block made it rank as new).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regressions_with_two_engines_and_fork_blocks_too_high() {
     let cases = [
@@ -222,6 +223,8 @@ async fn regressions_with_two_engines_and_fork_blocks_too_high() {
         (2416083616244425987, 45, 0.03806269418296228, 22, 1, 0.3134476122418882, 0.1891513447054911, 1),
         (9693965113875668676, 63, 0.11169281139252288, 17, 3, 0.46985435358410155, 0.10711110723651945, 7),
         (8414792880983925465, 110, 0.10680439494052014, 33, 2, 0.16421273184259058, 0.15466776169327326, 10),
+        (5803379958024520424, 92, 0.17182390102585088, 45, 2, 0.46376698601920463, 0.1189816327063547, 17),
+        (11213758879655992373, 73, 0.12081778374858525, 13, 1, 0.09830427069201475, 0.153333150708766, 7),
     ];
     for (seed, blocks, fork_rate, max_depth, copies, too_high_rate, duplicate_rate, batch_size) in cases {
         let p = ForkParams { seed, blocks, fork_rate, max_depth, copies, too_high_rate, duplicate_rate };

@@ -362,8 +362,9 @@ $fn$;
 -- The block hashes the log holds at the given heights of a network, each with its rank: the
 -- notice time of the latest reorg covering its height (fork_block at most one above it)
 -- that its events' streams had passed when they were read (from the positions logged with
--- them; 0 for none). Of two blocks at one height, the higher rank was published after a
--- later reorg: it is the newer chain. Computed from positions, not remembered, so it does
+-- them; 0 for none), over its earliest-ranked event (a block is published once; a later copy
+-- of its events is a duplicate and must not make it look newer). Of two blocks at one
+-- height, the higher rank was published after a later reorg: it is the newer chain. Computed from positions, not remembered, so it does
 -- not depend on the order in which engines recorded the notices. Each height is locked
 -- first (in order, until the transaction ends): two transactions writing two hashes of one
 -- height would otherwise each check before the other commits, and both blocks would stay.
@@ -376,7 +377,7 @@ BEGIN
         PERFORM pg_advisory_xact_lock(730010, hashtext(net || '/' || h));
     END LOOP;
     RETURN QUERY
-    SELECT b.block_number, b.block_hash::text, max(coalesce(passed.notice_ms, 0))::bigint FROM (
+    SELECT b.block_number, b.block_hash::text, min(coalesce(passed.notice_ms, 0))::bigint FROM (
         SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM atom_created_events e
          WHERE e.block_number = ANY(heights)
         UNION ALL

@@ -226,8 +226,9 @@ async fn orphan_proofs(
         let t = &events[i].tx;
         let r = reorgs.rank(t, origins[i]);
         let slot = heights.entry((t.network.clone(), t.block_number)).or_default();
+        // A block ranks as its earliest-ranked event: later copies are duplicates.
         let entry = slot.entry(t.block_hash.to_string()).or_insert((r, false));
-        entry.0 = entry.0.max(r);
+        entry.0 = entry.0.min(r);
     }
     let networks: BTreeSet<String> = heights.keys().map(|(n, _)| n.clone()).collect();
     for network in networks {
@@ -235,7 +236,7 @@ async fn orphan_proofs(
         for row in tx.query(sql::STORED_BLOCKS, &[&network, &wanted]).await? {
             let (height, hash, r): (i64, String, i64) = (row.get(0), row.get(1), row.get(2));
             let entry = heights.entry((network.clone(), height)).or_default().entry(hash).or_insert((r, true));
-            *entry = (entry.0.max(r), true);
+            *entry = (entry.0.min(r), true);
         }
     }
     let mut retract = BTreeSet::new();
