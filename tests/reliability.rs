@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use integration_tests::analytics::{assert_analytics_match, run_workers, wait_until_drained, worker_config};
 use integration_tests::env::REDIS;
 use integration_tests::faults::{
-    allow_connections, feed_workload, free_port, http_get, logged_events, noisy_workload, terminate_backends,
-    wait_drained, PrivateRedis, Proc,
+    allow_connections, crash_or_kill, feed_workload, free_port, http_get, logged_events, noisy_workload,
+    terminate_backends, wait_drained, PrivateRedis, Proc,
 };
 use integration_tests::poison::{self, corpus};
 use integration_tests::workload::{self, Params};
@@ -85,18 +85,11 @@ async fn kill_9_at_any_moment_loses_nothing_and_counts_nothing_twice() {
             vars.push(("RPS_CRASH_POINT", p));
         }
         let mut engine = Proc::engine(&env, REDIS, "crashing", &vars);
-        match point {
-            Some(p) => {
-                let (status, _) = engine.wait_for(Duration::from_secs(30)).expect("the crash point is reached");
-                assert!(!status.success(), "the engine must abort at {p}");
-                crash_points += 1;
-            }
-            None => {
-                tokio::time::sleep(Duration::from_millis(rng.gen_range(100..700))).await;
-                assert!(engine.is_running(), "iteration {i}: the engine runs until killed");
-                engine.kill9();
-            }
+        if point.is_none() {
+            assert!(engine.is_running(), "iteration {i}: the engine runs until killed");
         }
+        crash_or_kill(&mut engine, point, &mut rng).await;
+        crash_points += point.is_some() as usize;
         kills += 1;
         if i % 3 == 2 {
             worker.kill9();

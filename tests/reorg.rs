@@ -4,11 +4,10 @@
 //! stream's notice, and late copies of orphaned blocks, are never applied.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use integration_tests::analytics;
 use integration_tests::env::{LOGICAL_STREAMS, REDIS};
-use integration_tests::faults::Proc;
+use integration_tests::faults::{crash_or_kill, Proc};
 use integration_tests::forks::{self, ForkParams, ForkWorkload};
 use integration_tests::TestEnv;
 use proptest::prelude::*;
@@ -262,16 +261,7 @@ async fn killed_engines_mid_reorg_leave_the_canonical_chain() {
             vars.push(("RPS_CRASH_POINT", p));
         }
         let mut engine = Proc::engine(&env, REDIS, "crashing", &vars);
-        match point {
-            Some(p) => {
-                let (status, _) = engine.wait_for(Duration::from_secs(30)).expect("the crash point is reached");
-                assert!(!status.success(), "the engine must abort at {p}");
-            }
-            None => {
-                tokio::time::sleep(Duration::from_millis(rng.gen_range(100..600))).await;
-                engine.kill9();
-            }
-        }
+        crash_or_kill(&mut engine, point, &mut rng).await;
     }
     let reorgs_before_the_drain = env.count("SELECT count(*) FROM reorg").await;
     assert!(reorgs_before_the_drain > 0 && !logged_keys(&env).await.is_empty(), "the killed engines made progress");

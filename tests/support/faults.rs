@@ -220,3 +220,18 @@ pub async fn wait_drained(redis_url: &str, streams: &[String], group: &str, limi
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Let an engine run into its crash point (`point`), asserting that it aborts there, or, with
+/// none, kill it with SIGKILL after a random 100-600 ms.
+pub async fn crash_or_kill(engine: &mut Proc, point: Option<&str>, rng: &mut impl rand::Rng) {
+    match point {
+        Some(p) => {
+            let (status, _) = engine.wait_for(Duration::from_secs(30)).expect("the crash point is reached");
+            assert!(!status.success(), "the engine must abort at {p}");
+        }
+        None => {
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(100..600))).await;
+            engine.kill9();
+        }
+    }
+}
