@@ -118,12 +118,7 @@ async fn old_chain_events_read_with_their_notice_are_never_applied() {
 
 /// Every event key in the log: (block_number, log_index, block_hash).
 async fn logged_keys(env: &TestEnv) -> BTreeSet<(i64, i64, String)> {
-    let sql = "SELECT block_number, log_index, block_hash FROM atom_created_events
-               UNION ALL SELECT block_number, log_index, block_hash FROM triple_created_events
-               UNION ALL SELECT block_number, log_index, block_hash FROM deposited_events
-               UNION ALL SELECT block_number, log_index, block_hash FROM redeemed_events
-               UNION ALL SELECT block_number, log_index, block_hash FROM share_price_changed_events
-               UNION ALL SELECT block_number, log_index, block_hash FROM generic_events";
+    let sql = "SELECT block_number, log_index, block_hash FROM logged_events";
     let rows = env.client().await.query(sql, &[]).await.unwrap();
     rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
 }

@@ -359,6 +359,22 @@ BEGIN
 END
 $fn$;
 
+-- Every logged event's key, network and stream position, whatever its table. Conditions on
+-- these columns reach each table's own scan (UNION ALL), so a lookup by block stays an index
+-- probe per table.
+CREATE OR REPLACE VIEW logged_events AS
+SELECT block_number, log_index, block_hash, network, stream_key, stream_entry FROM atom_created_events
+UNION ALL
+SELECT block_number, log_index, block_hash, network, stream_key, stream_entry FROM triple_created_events
+UNION ALL
+SELECT block_number, log_index, block_hash, network, stream_key, stream_entry FROM deposited_events
+UNION ALL
+SELECT block_number, log_index, block_hash, network, stream_key, stream_entry FROM redeemed_events
+UNION ALL
+SELECT block_number, log_index, block_hash, network, stream_key, stream_entry FROM share_price_changed_events
+UNION ALL
+SELECT block_number, log_index, block_hash, network, stream_key, stream_entry FROM generic_events;
+
 -- The block hashes the log holds at the given heights of a network, each with its rank: the
 -- notice time of the latest reorg covering its height (fork_block at most one above it)
 -- that its events' streams had passed when they were read (from the positions logged with
@@ -377,31 +393,14 @@ BEGIN
         PERFORM pg_advisory_xact_lock(730010, hashtext(net || '/' || h));
     END LOOP;
     RETURN QUERY
-    SELECT b.block_number, b.block_hash::text, min(coalesce(passed.notice_ms, 0))::bigint FROM (
-        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM atom_created_events e
-         WHERE e.block_number = ANY(heights)
-        UNION ALL
-        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM triple_created_events e
-         WHERE e.block_number = ANY(heights)
-        UNION ALL
-        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM deposited_events e
-         WHERE e.block_number = ANY(heights)
-        UNION ALL
-        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM redeemed_events e
-         WHERE e.block_number = ANY(heights)
-        UNION ALL
-        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM share_price_changed_events e
-         WHERE e.block_number = ANY(heights)
-        UNION ALL
-        SELECT e.block_number, e.block_hash, e.network, e.stream_key, e.stream_entry FROM generic_events e
-         WHERE e.block_number = ANY(heights)
-    ) b
-    LEFT JOIN LATERAL (SELECT r.notice_ms FROM reorg r
-                        WHERE r.network = b.network AND r.fork_block <= b.block_number + 1
-                          AND NOT precedes_reorg(b.stream_key, b.stream_entry, r.id)
-                        ORDER BY r.notice_ms DESC LIMIT 1) passed ON true
-    WHERE b.network = net
-    GROUP BY b.block_number, b.block_hash;
+    SELECT b.block_number, b.block_hash::text, min(coalesce(passed.notice_ms, 0))::bigint
+      FROM logged_events b
+      LEFT JOIN LATERAL (SELECT r.notice_ms FROM reorg r
+                          WHERE r.network = b.network AND r.fork_block <= b.block_number + 1
+                            AND NOT precedes_reorg(b.stream_key, b.stream_entry, r.id)
+                          ORDER BY r.notice_ms DESC LIMIT 1) passed ON true
+     WHERE b.block_number = ANY(heights) AND b.network = net
+     GROUP BY b.block_number, b.block_hash;
 END
 $fn$;
 
