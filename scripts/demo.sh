@@ -41,8 +41,8 @@ else
     bin=target/release
 fi
 
-echo "== publishing samples/rindexer-messages.jsonl and $EVENTS generated events to ${PREFIX}intuition_*"
-$bin/loadgen feed --file samples/rindexer-messages.jsonl --stream-prefix "$PREFIX"
+echo "== publishing samples/rindexer-v0.41-real-messages.jsonl (captured from rindexer, a reorg notice included) and $EVENTS generated events to ${PREFIX}intuition_*"
+$bin/loadgen feed --file samples/rindexer-v0.41-real-messages.jsonl --stream-prefix "$PREFIX"
 $bin/loadgen generate --events "$EVENTS" --seed 1 --stream-prefix "$PREFIX" --redis-url "$REDIS_URL"
 
 echo "== syncing (backfill mode, exits when the streams are drained)"

@@ -27,7 +27,7 @@ async fn feed(env: &mut TestEnv, p: &Params) {
 }
 
 async fn feed_samples(env: &mut TestEnv) {
-    for line in include_str!("../samples/rindexer-messages.jsonl").lines() {
+    for line in include_str!("../samples/mixed-encodings.jsonl").lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let stream = integration_tests::env::LOGICAL_STREAMS
             .iter()

@@ -21,7 +21,7 @@ fn repo() -> PathBuf {
 }
 
 async fn feed_samples(env: &mut TestEnv) {
-    let samples = include_str!("../samples/rindexer-messages.jsonl");
+    let samples = include_str!("../samples/mixed-encodings.jsonl");
     for line in samples.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let stream = LOGICAL_STREAMS.iter().position(|s| v["stream"].as_str().unwrap().ends_with(s)).expect("stream");
@@ -31,7 +31,7 @@ async fn feed_samples(env: &mut TestEnv) {
 
 /// Events in the samples (a message carries one event or an array of them).
 fn sample_events() -> usize {
-    include_str!("../samples/rindexer-messages.jsonl")
+    include_str!("../samples/mixed-encodings.jsonl")
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();

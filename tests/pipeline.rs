@@ -12,7 +12,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn feed_samples(env: &mut TestEnv) {
-    let samples = include_str!("../samples/rindexer-messages.jsonl");
+    let samples = include_str!("../samples/mixed-encodings.jsonl");
     for line in samples.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let stream = integration_tests::env::LOGICAL_STREAMS
@@ -183,7 +183,7 @@ async fn one_message_per_batch() {
 async fn older_payload_field_names_are_accepted() {
     let mut env = TestEnv::new("fields").await;
     let samples: Vec<serde_json::Value> =
-        include_str!("../samples/rindexer-messages.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        include_str!("../samples/mixed-encodings.jsonl").lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let atoms: Vec<&serde_json::Value> = samples.iter().filter(|v| v["stream"] == "intuition_atom_created").collect();
     env.xadd_field(0, "event_data", atoms[0]["payload"].to_string().as_bytes()).await;
     env.xadd_field(0, "data", atoms[1]["payload"].to_string().as_bytes()).await;

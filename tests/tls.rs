@@ -155,7 +155,7 @@ async fn every_binary_runs_over_tls_end_to_end() {
     let redis = tls_redis(&pki, &dir).await;
     let database = format!("postgres://postgres@localhost:{}/rps_tls?sslmode=verify-full&sslrootcert={ca}", pg.port());
     let redis_url = format!("rediss://127.0.0.1:{}?cacert={ca}", redis.port);
-    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/rindexer-messages.jsonl");
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/mixed-encodings.jsonl");
     let (code, out) = run("loadgen", &["feed", "--file", samples, "--redis-url", &redis_url], &[]);
     assert_eq!(code, Some(0), "loadgen feeds over TLS:\n{out}");
     let env = [

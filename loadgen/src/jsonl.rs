@@ -1,4 +1,4 @@
-//! The JSON-lines format of `samples/rindexer-messages.jsonl`: one
+//! The JSON-lines format of `samples/mixed-encodings.jsonl`: one
 //! `{"stream": "intuition_…", "payload": {…}}` object per line.
 //!
 //! Payloads that are not JSON (malformed messages) are written as a JSON string instead
@@ -99,7 +99,7 @@ mod tests {
     use crate::workload::{generate, WorkloadConfig};
 
     fn samples() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/rindexer-messages.jsonl")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/mixed-encodings.jsonl")
     }
 
     #[test]

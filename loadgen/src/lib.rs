@@ -4,7 +4,7 @@
 //! - [`workload`]: generate a deterministic workload (events packed into messages, plus
 //!   optional out-of-order delivery, duplicates and malformed messages).
 //! - [`redis_out`]: XADD messages to Redis, pipelined, optionally paced.
-//! - [`jsonl`]: the JSON-lines file format of `samples/rindexer-messages.jsonl`.
+//! - [`jsonl`]: the JSON-lines file format of `samples/mixed-encodings.jsonl`.
 //! - [`eip55`]: checksummed addresses.
 //! - [`bench`]: the end-to-end benchmark behind `loadgen bench`.
 //! - [`servers`]: private PostgreSQL and Redis servers that tests crash and restart.

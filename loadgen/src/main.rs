@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use loadgen::jsonl::{read_jsonl, write_jsonl};
 use loadgen::redis_out::{self, Entry, WriteOptions, DEFAULT_PIPELINE};
-use loadgen::workload::{generate, WorkloadConfig};
+use loadgen::workload::{generate, Encoding, WorkloadConfig};
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -55,9 +55,14 @@ struct GenerateArgs {
     /// Distinct depositing accounts (receivers of positions).
     #[arg(long, env = "LOADGEN_ACCOUNTS", default_value_t = WorkloadConfig::default().accounts)]
     accounts: usize,
-    /// Events per stream message (rindexer batches several into one `event_data` array).
+    /// Most events of one type per stream message (with `--encoding rindexer` a message
+    /// also holds one block only, chunked at about 75 KB, as rindexer sends them).
     #[arg(long, env = "LOADGEN_EVENTS_PER_MESSAGE", default_value_t = WorkloadConfig::default().events_per_message)]
     events_per_message: usize,
+    /// Value spellings: `rindexer` (exactly as rindexer v0.41 writes them) or `mixed`
+    /// (several spellings per value, messages spanning blocks, as other producers send).
+    #[arg(long, env = "LOADGEN_ENCODING", value_enum, default_value_t = Encoding::Rindexer)]
+    encoding: Encoding,
     /// Deliver messages out of order within sliding windows of this many messages.
     #[arg(long, env = "LOADGEN_SHUFFLE_WINDOW", default_value_t = WorkloadConfig::default().shuffle_window)]
     shuffle_window: usize,
@@ -78,7 +83,7 @@ struct GenerateArgs {
     #[arg(long, env = "LOADGEN_START_BLOCK", default_value_t = WorkloadConfig::default().start_block)]
     start_block: u64,
     /// Also (or, without an explicit --redis-url, only) write the workload to this
-    /// JSON-lines file, in the format of samples/rindexer-messages.jsonl.
+    /// JSON-lines file, in the format of samples/mixed-encodings.jsonl.
     #[arg(long, env = "LOADGEN_OUT")]
     out: Option<PathBuf>,
     #[command(flatten)]
@@ -200,6 +205,7 @@ fn config(args: &GenerateArgs) -> WorkloadConfig {
         redeem_ratio: args.redeem_ratio,
         hot_pair_rate: args.hot_pair_rate,
         start_block: args.start_block,
+        encoding: args.encoding,
         ..WorkloadConfig::default()
     }
 }

@@ -28,7 +28,7 @@ pub use cluster::ClusterMode;
 pub use measure::Services;
 pub use report::Report;
 
-use crate::workload::{generate, Workload, WorkloadConfig};
+use crate::workload::{generate, Encoding, Workload, WorkloadConfig};
 use cluster::Cluster;
 use preload::PreloadPlan;
 use scaling::ScaleChecks;
@@ -104,6 +104,11 @@ pub struct BenchConfig {
     /// Directory for the reports.
     #[arg(long, default_value = "bench-results")]
     pub out_dir: PathBuf,
+    /// Workload format: `rindexer` (its exact spellings, one message per event and block)
+    /// or `mixed` (several spellings per value, 50-event messages spanning blocks, as in
+    /// the reports before stop 15).
+    #[arg(long, value_enum, default_value_t = Encoding::Rindexer)]
+    pub encoding: Encoding,
 }
 
 impl Default for BenchConfig {
@@ -156,7 +161,7 @@ async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
     eprintln!("bench: PostgreSQL cluster {} at {}", mode.name(), svc.pg_base);
     let mut report = Report::for_cluster(config, &cluster).await?;
 
-    let workload = make_workload(config.events, config.seed, 50);
+    let workload = make_workload(config, config.events, config.seed, 50);
     let (mut backfills, mut floors) = (Vec::new(), Vec::new());
     for run in 1..=config.repeat.max(1) {
         eprintln!("bench: backfill of {} events (batch size {}), run {run}", config.events, config.batch_size);
@@ -173,11 +178,11 @@ async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
 
     eprintln!("bench: per-event path ({} events, batch size 1)", config.per_event_events);
     report.per_event =
-        Some(measure::per_event(&svc, &make_workload(config.per_event_events, config.seed + 1, 1)).await?);
+        Some(measure::per_event(&svc, &make_workload(config, config.per_event_events, config.seed + 1, 1)).await?);
 
     for &rate in &config.live_rates {
         let events = (rate * config.live_seconds).round() as usize;
-        let workload = make_workload(events, config.seed + 2, 1);
+        let workload = make_workload(config, events, config.seed + 2, 1);
         let mut runs = Vec::new();
         for run in 1..=config.repeat.max(1) {
             eprintln!("bench: live at {rate} events/s for {} s, run {run}", config.live_seconds);
@@ -187,7 +192,7 @@ async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
     }
 
     // Later blocks than any preload: on chain no two logs share (block, log_index).
-    let measured = make_workload_from(config.scale_events, config.seed + 3, 50, LATER_BLOCKS);
+    let measured = make_workload_from(config, config.scale_events, config.seed + 3, 50, LATER_BLOCKS);
     for &size in &config.scale_sizes {
         eprintln!("bench: {} events on top of {size}", config.scale_events);
         let plan = PreloadPlan { events: size, seed: config.seed + 4, slice_events: config.preload_slice_events };
@@ -205,15 +210,22 @@ async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
 /// about 24M events ends below it (the scaling run checks it does).
 const LATER_BLOCKS: u64 = 500_000_000;
 
-fn make_workload(events: usize, seed: u64, events_per_message: usize) -> Workload {
-    make_workload_from(events, seed, events_per_message, WorkloadConfig::default().start_block)
+fn make_workload(config: &BenchConfig, events: usize, seed: u64, events_per_message: usize) -> Workload {
+    make_workload_from(config, events, seed, events_per_message, WorkloadConfig::default().start_block)
 }
 
-fn make_workload_from(events: usize, seed: u64, events_per_message: usize, start_block: u64) -> Workload {
+fn make_workload_from(
+    config: &BenchConfig,
+    events: usize,
+    seed: u64,
+    events_per_message: usize,
+    start_block: u64,
+) -> Workload {
     if events == 0 {
         return Workload { messages: Vec::new(), stats: Default::default() };
     }
-    generate(&workload_config(events, seed, events_per_message, start_block))
+    let shape = workload_config(events, seed, events_per_message, start_block);
+    generate(&WorkloadConfig { encoding: config.encoding, ..shape })
 }
 
 /// The bench's workload shape: the universe scales with the workload so that small runs

@@ -5,10 +5,11 @@
 
 use rand::Rng;
 
-use super::encode::{self, Fields};
+use super::encode::{self, Encoding, Fields};
 
-/// The MultiVault contract every event comes from (Intuition mainnet, as in the samples).
-const MULTIVAULT: &str = "\"0x6E35cF57A41fA15eA0EaE9C33e751b01A784Fe7e\"";
+/// The MultiVault contract every event comes from (Intuition mainnet, as in the samples;
+/// rindexer writes it in lower case).
+const MULTIVAULT: &str = "0x6E35cF57A41fA15eA0EaE9C33e751b01A784Fe7e";
 pub(crate) const CHAIN_ID: u64 = 1155;
 pub(crate) const NETWORK: &str = "intuition";
 
@@ -19,6 +20,7 @@ pub(crate) struct ChainShape {
     pub start_timestamp: u64,
     pub block_time_secs: u64,
     pub max_txs_per_block: u32,
+    pub encoding: Encoding,
 }
 
 pub(crate) struct Chain {
@@ -88,18 +90,25 @@ impl Chain {
         let log_index = self.log_index;
         self.log_index += 1;
         // rindexer sends null when the node did not return the block timestamp.
-        let timestamp = if rng.gen_ratio(1, 20) { "null".to_owned() } else { encode::int(rng, self.timestamp) };
-        let fields = vec![
-            ("address", MULTIVAULT.to_owned()),
+        let enc = self.shape.encoding;
+        let timestamp =
+            if rng.gen_ratio(1, 20) { "null".to_owned() } else { encode::hex_int(rng, enc, self.timestamp) };
+        let address = match enc {
+            Encoding::Rindexer => MULTIVAULT.to_ascii_lowercase(),
+            Encoding::Mixed => MULTIVAULT.to_owned(),
+        };
+        let mut fields = vec![
+            ("address", encode::string(&address)),
             ("block_hash", format!("\"0x{}\"", hex::encode(self.block_hash))),
-            ("block_number", encode::int(rng, block)),
+            ("block_number", encode::int(rng, enc, block)),
             ("block_timestamp", timestamp),
-            ("log_index", encode::int(rng, log_index)),
+            ("log_index", encode::hex_int(rng, enc, log_index)),
             ("network", encode::string(NETWORK)),
             ("transaction_hash", format!("\"0x{}\"", hex::encode(self.tx_hash))),
-            ("transaction_index", encode::int(rng, self.tx_index)),
+            ("transaction_index", encode::int(rng, enc, self.tx_index)),
             ("chain_id", CHAIN_ID.to_string()),
         ];
+        enc.order(&mut fields);
         Log { block, fields }
     }
 }

@@ -1,4 +1,8 @@
-//! JSON text for events, in the mixed encodings real producers use.
+//! JSON text for events: rindexer's exact encodings (the default), or the mixed encodings
+//! of other producers and older rindexer versions, which the engine must take too.
+//!
+//! Every helper draws the same random numbers whichever the encoding, so a workload's
+//! events do not depend on it: the same seed gives the same events in both.
 //!
 //! Events are kept as ordered `(key, raw JSON value)` lists rather than `serde_json`
 //! values: the key order then matches rindexer's (ABI order), the malformed-message maker
@@ -9,6 +13,33 @@ use rand::Rng;
 use ruint::aliases::U256;
 
 use crate::eip55::checksum_address;
+
+/// How values are spelled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// As rindexer v0.41 writes them (from its source and a captured run): keys in
+    /// alphabetical order; bytes32 and bytes as lowercase hex without `0x`; addresses
+    /// lowercase with `0x`; uint256 as decimal strings; `vaultType` a number;
+    /// `block_number`, `transaction_index`, `chain_id` numbers, `log_index` and
+    /// `block_timestamp` hex strings; `event_data` always an array; one message per
+    /// (event, block), chunked at about 75 KB.
+    #[default]
+    Rindexer,
+    /// Several spellings of each value at random (numbers as JSON numbers, decimal or hex
+    /// strings; ids with and without `0x`, some upper case; EIP-55 addresses), messages
+    /// spanning blocks: what other producers send.
+    Mixed,
+}
+
+impl Encoding {
+    /// rindexer renders objects from a sorted map.
+    pub(crate) fn order(self, fields: &mut Fields) {
+        if self == Encoding::Rindexer {
+            fields.sort_by_key(|(key, _)| *key);
+        }
+    }
+}
 
 /// An object's fields in output order: key and the value's JSON text.
 pub(crate) type Fields = Vec<(&'static str, String)>;
@@ -47,49 +78,75 @@ pub(crate) fn remove(fields: &mut Fields, key: &str) {
     fields.retain(|(k, _)| *k != key);
 }
 
-/// An integer as a JSON number, a decimal string or a `0x` string: rindexer versions and
-/// other producers disagree, so the engine must take all three.
-pub(crate) fn int(rng: &mut impl Rng, v: u64) -> String {
-    match rng.gen_range(0..4) {
-        0 | 1 => v.to_string(),
-        2 => format!("\"{v}\""),
+/// An integer rindexer writes as a JSON number (`block_number`, `transaction_index`).
+/// Mixed: a JSON number, a decimal string or a `0x` string, as producers disagree.
+pub(crate) fn int(rng: &mut impl Rng, enc: Encoding, v: u64) -> String {
+    match (enc, rng.gen_range(0..4)) {
+        (Encoding::Rindexer, _) | (_, 0 | 1) => v.to_string(),
+        (_, 2) => format!("\"{v}\""),
         _ => format!("\"{v:#x}\""),
     }
 }
 
-/// Small enumerations (`curveId`, `vaultType`) are mostly numbers or decimal strings.
-pub(crate) fn small(rng: &mut impl Rng, v: u64) -> String {
-    match rng.gen_range(0..10) {
-        0..=4 => v.to_string(),
-        5..=8 => format!("\"{v}\""),
+/// An integer rindexer writes as a `0x` string (`log_index`, `block_timestamp`).
+pub(crate) fn hex_int(rng: &mut impl Rng, enc: Encoding, v: u64) -> String {
+    match enc {
+        Encoding::Rindexer => {
+            rng.gen_range(0..4);
+            format!("\"{v:#x}\"")
+        }
+        Encoding::Mixed => int(rng, enc, v),
+    }
+}
+
+/// A uint8 enumeration (`vaultType`): rindexer writes a number; mixed mostly numbers or
+/// decimal strings.
+pub(crate) fn small(rng: &mut impl Rng, enc: Encoding, v: u64) -> String {
+    match (enc, rng.gen_range(0..10)) {
+        (Encoding::Rindexer, _) | (_, 0..=4) => v.to_string(),
+        (_, 5..=8) => format!("\"{v}\""),
         _ => format!("\"{v:#x}\""),
     }
 }
 
-/// A uint256 amount: usually a decimal string, sometimes hex, and a JSON number when it
-/// fits in 64 bits (as ethers-style producers emit small values).
-pub(crate) fn amount(rng: &mut impl Rng, v: U256) -> String {
+/// A small uint256 (`curveId`): rindexer writes every uint256 as a decimal string.
+pub(crate) fn small_uint256(rng: &mut impl Rng, enc: Encoding, v: u64) -> String {
+    match enc {
+        Encoding::Rindexer => {
+            rng.gen_range(0..10);
+            format!("\"{v}\"")
+        }
+        Encoding::Mixed => small(rng, enc, v),
+    }
+}
+
+/// A uint256 amount: rindexer's decimal string. Mixed: usually a decimal string, sometimes
+/// hex, and a JSON number when it fits in 64 bits (as ethers-style producers emit small
+/// values).
+pub(crate) fn amount(rng: &mut impl Rng, enc: Encoding, v: U256) -> String {
     let roll = rng.gen_range(0..100);
-    match u64::try_from(v) {
-        Ok(small) if roll < 15 => small.to_string(),
+    match (enc, u64::try_from(v)) {
+        (Encoding::Rindexer, _) => format!("\"{v}\""),
+        (_, Ok(small)) if roll < 15 => small.to_string(),
         _ if roll < 40 => format!("\"{v:#x}\""),
         _ => format!("\"{v}\""),
     }
 }
 
-/// A 32-byte id; a few arrive in upper case so id canonicalisation gets exercised.
-pub(crate) fn bytes32(rng: &mut impl Rng, id: &[u8; 32]) -> String {
+/// A 32-byte id: rindexer's lowercase hex without `0x`. Mixed: `0x`-prefixed, a few in
+/// upper case so id canonicalisation gets exercised.
+pub(crate) fn bytes32(rng: &mut impl Rng, enc: Encoding, id: &[u8; 32]) -> String {
     let digits = hex::encode(id);
-    if rng.gen_ratio(3, 100) {
-        format!("\"0x{}\"", digits.to_ascii_uppercase())
-    } else {
-        format!("\"0x{digits}\"")
+    match (enc, rng.gen_ratio(3, 100)) {
+        (Encoding::Rindexer, _) => format!("\"{digits}\""),
+        (_, true) => format!("\"0x{}\"", digits.to_ascii_uppercase()),
+        (_, false) => format!("\"0x{digits}\""),
     }
 }
 
-/// Arbitrary bytes as hex, usually `0x`-prefixed.
-pub(crate) fn bytes(rng: &mut impl Rng, data: &[u8]) -> String {
-    let prefix = if rng.gen_ratio(9, 10) { "0x" } else { "" };
+/// Arbitrary bytes as hex: rindexer's without `0x`; mixed usually `0x`-prefixed.
+pub(crate) fn bytes(rng: &mut impl Rng, enc: Encoding, data: &[u8]) -> String {
+    let prefix = if rng.gen_ratio(9, 10) && enc == Encoding::Mixed { "0x" } else { "" };
     format!("\"{prefix}{}\"", hex::encode(data))
 }
 
@@ -113,9 +170,10 @@ impl Address {
         Address::new(rng.gen())
     }
 
-    /// Mostly EIP-55, sometimes lowercase: the samples show both, even for one account.
-    pub fn json(&self, rng: &mut impl Rng) -> String {
-        if rng.gen_ratio(4, 5) {
+    /// rindexer: lowercase. Mixed: mostly EIP-55, sometimes lowercase (older samples show
+    /// both, even for one account).
+    pub fn json(&self, rng: &mut impl Rng, enc: Encoding) -> String {
+        if rng.gen_ratio(4, 5) && enc == Encoding::Mixed {
             self.checksum.clone()
         } else {
             self.lower.clone()
@@ -155,7 +213,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         for v in [U256::ZERO, U256::from(7u64), U256::from(u64::MAX), U256::MAX] {
             for _ in 0..20 {
-                let text = amount(&mut rng, v);
+                let text = amount(&mut rng, Encoding::Mixed, v);
                 let parsed = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
                     Some(s) => rps::event::numeric::parse_u256(s).unwrap(),
                     None => U256::from(text.parse::<u64>().unwrap()),

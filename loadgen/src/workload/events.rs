@@ -1,10 +1,11 @@
-//! The five MultiVault events as rindexer renders them: ABI fields in camelCase, in ABI
-//! order, followed by `transaction_information`.
+//! The five MultiVault events as rindexer renders them: ABI fields in camelCase and
+//! `transaction_information` (in alphabetical order with rindexer's encoding, ABI order with
+//! the mixed one).
 
 use rand::Rng;
 use ruint::aliases::U256;
 
-use super::encode::{self, Address, Fields};
+use super::encode::{self, Address, Encoding, Fields};
 
 /// A vault as events name it: term, bonding curve and the vault type of the term.
 #[derive(Clone, Copy, Debug)]
@@ -16,14 +17,15 @@ pub(crate) struct VaultRef {
 }
 
 impl VaultRef {
-    fn push_fields(&self, rng: &mut impl Rng, fields: &mut Fields) {
-        fields.push(("termId", encode::bytes32(rng, &self.term)));
-        fields.push(("curveId", encode::small(rng, self.curve.into())));
+    fn push_fields(&self, rng: &mut impl Rng, enc: Encoding, fields: &mut Fields) {
+        fields.push(("termId", encode::bytes32(rng, enc, &self.term)));
+        fields.push(("curveId", encode::small_uint256(rng, enc, self.curve.into())));
     }
 }
 
-fn finish(mut fields: Fields, tx: Fields) -> Fields {
+fn finish(enc: Encoding, mut fields: Fields, tx: Fields) -> Fields {
     fields.push(("transaction_information", encode::object(&tx)));
+    enc.order(&mut fields);
     fields
 }
 
@@ -35,14 +37,14 @@ pub(crate) struct AtomCreated<'a> {
 }
 
 impl AtomCreated<'_> {
-    pub fn fields(&self, rng: &mut impl Rng, tx: Fields) -> Fields {
+    pub fn fields(&self, rng: &mut impl Rng, enc: Encoding, tx: Fields) -> Fields {
         let fields = vec![
-            ("creator", self.creator.json(rng)),
-            ("termId", encode::bytes32(rng, self.term)),
-            ("atomData", encode::bytes(rng, self.data)),
-            ("atomWallet", self.wallet.json(rng)),
+            ("creator", self.creator.json(rng, enc)),
+            ("termId", encode::bytes32(rng, enc, self.term)),
+            ("atomData", encode::bytes(rng, enc, self.data)),
+            ("atomWallet", self.wallet.json(rng, enc)),
         ];
-        finish(fields, tx)
+        finish(enc, fields, tx)
     }
 }
 
@@ -55,15 +57,15 @@ pub(crate) struct TripleCreated<'a> {
 }
 
 impl TripleCreated<'_> {
-    pub fn fields(&self, rng: &mut impl Rng, tx: Fields) -> Fields {
+    pub fn fields(&self, rng: &mut impl Rng, enc: Encoding, tx: Fields) -> Fields {
         let fields = vec![
-            ("creator", self.creator.json(rng)),
-            ("termId", encode::bytes32(rng, self.term)),
-            ("subjectId", encode::bytes32(rng, self.subject)),
-            ("predicateId", encode::bytes32(rng, self.predicate)),
-            ("objectId", encode::bytes32(rng, self.object)),
+            ("creator", self.creator.json(rng, enc)),
+            ("termId", encode::bytes32(rng, enc, self.term)),
+            ("subjectId", encode::bytes32(rng, enc, self.subject)),
+            ("predicateId", encode::bytes32(rng, enc, self.predicate)),
+            ("objectId", encode::bytes32(rng, enc, self.object)),
         ];
-        finish(fields, tx)
+        finish(enc, fields, tx)
     }
 }
 
@@ -79,15 +81,15 @@ pub(crate) struct Deposited<'a> {
 }
 
 impl Deposited<'_> {
-    pub fn fields(&self, rng: &mut impl Rng, tx: Fields) -> Fields {
-        let mut fields = vec![("sender", self.sender.json(rng)), ("receiver", self.receiver.json(rng))];
-        self.vault.push_fields(rng, &mut fields);
-        fields.push(("assets", encode::amount(rng, self.assets)));
-        fields.push(("assetsAfterFees", encode::amount(rng, self.assets_after_fees)));
-        fields.push(("shares", encode::amount(rng, self.shares)));
-        fields.push(("totalShares", encode::amount(rng, self.total_shares)));
-        fields.push(("vaultType", encode::small(rng, self.vault.vault_type.into())));
-        finish(fields, tx)
+    pub fn fields(&self, rng: &mut impl Rng, enc: Encoding, tx: Fields) -> Fields {
+        let mut fields = vec![("sender", self.sender.json(rng, enc)), ("receiver", self.receiver.json(rng, enc))];
+        self.vault.push_fields(rng, enc, &mut fields);
+        fields.push(("assets", encode::amount(rng, enc, self.assets)));
+        fields.push(("assetsAfterFees", encode::amount(rng, enc, self.assets_after_fees)));
+        fields.push(("shares", encode::amount(rng, enc, self.shares)));
+        fields.push(("totalShares", encode::amount(rng, enc, self.total_shares)));
+        fields.push(("vaultType", encode::small(rng, enc, self.vault.vault_type.into())));
+        finish(enc, fields, tx)
     }
 }
 
@@ -104,15 +106,15 @@ pub(crate) struct Redeemed<'a> {
 }
 
 impl Redeemed<'_> {
-    pub fn fields(&self, rng: &mut impl Rng, tx: Fields) -> Fields {
-        let mut fields = vec![("sender", self.sender.json(rng)), ("receiver", self.receiver.json(rng))];
-        self.vault.push_fields(rng, &mut fields);
-        fields.push(("shares", encode::amount(rng, self.shares)));
-        fields.push(("totalShares", encode::amount(rng, self.total_shares)));
-        fields.push(("assets", encode::amount(rng, self.assets)));
-        fields.push(("fees", encode::amount(rng, self.fees)));
-        fields.push(("vaultType", encode::small(rng, self.vault.vault_type.into())));
-        finish(fields, tx)
+    pub fn fields(&self, rng: &mut impl Rng, enc: Encoding, tx: Fields) -> Fields {
+        let mut fields = vec![("sender", self.sender.json(rng, enc)), ("receiver", self.receiver.json(rng, enc))];
+        self.vault.push_fields(rng, enc, &mut fields);
+        fields.push(("shares", encode::amount(rng, enc, self.shares)));
+        fields.push(("totalShares", encode::amount(rng, enc, self.total_shares)));
+        fields.push(("assets", encode::amount(rng, enc, self.assets)));
+        fields.push(("fees", encode::amount(rng, enc, self.fees)));
+        fields.push(("vaultType", encode::small(rng, enc, self.vault.vault_type.into())));
+        finish(enc, fields, tx)
     }
 }
 
@@ -124,13 +126,13 @@ pub(crate) struct SharePriceChanged {
 }
 
 impl SharePriceChanged {
-    pub fn fields(&self, rng: &mut impl Rng, tx: Fields) -> Fields {
+    pub fn fields(&self, rng: &mut impl Rng, enc: Encoding, tx: Fields) -> Fields {
         let mut fields = Vec::with_capacity(7);
-        self.vault.push_fields(rng, &mut fields);
-        fields.push(("sharePrice", encode::amount(rng, self.share_price)));
-        fields.push(("totalAssets", encode::amount(rng, self.total_assets)));
-        fields.push(("totalShares", encode::amount(rng, self.total_shares)));
-        fields.push(("vaultType", encode::small(rng, self.vault.vault_type.into())));
-        finish(fields, tx)
+        self.vault.push_fields(rng, enc, &mut fields);
+        fields.push(("sharePrice", encode::amount(rng, enc, self.share_price)));
+        fields.push(("totalAssets", encode::amount(rng, enc, self.total_assets)));
+        fields.push(("totalShares", encode::amount(rng, enc, self.total_shares)));
+        fields.push(("vaultType", encode::small(rng, enc, self.vault.vault_type.into())));
+        finish(enc, fields, tx)
     }
 }

@@ -11,7 +11,7 @@ use sha3::{Digest, Keccak256};
 
 use super::atoms::{atom_data, predicate_data, PREDICATES};
 use super::chain::{Chain, ChainShape};
-use super::encode::{self, Address, Fields};
+use super::encode::{self, Address, Encoding, Fields};
 use super::events::{self, VaultRef};
 use super::pack::Packer;
 use super::vaults::{Book, PositionKey, VaultKey};
@@ -51,20 +51,21 @@ impl Plan {
 pub(crate) fn good_messages_from(
     config: &WorkloadConfig,
     rng: ChaCha8Rng,
+    packing: ChaCha8Rng,
     first_atom: usize,
 ) -> (Vec<StreamMessage>, WorkloadStats) {
     let plan = Plan::new(config);
-    let mut g = Generator::new(config, rng);
+    let mut g = Generator::new(config, rng, packing);
     g.first_atom = first_atom;
     g.create_atoms(plan.atoms);
-    g.packer.flush_all(&mut g.rng);
+    g.packer.flush_all();
     g.create_triples(plan.triples);
-    g.packer.flush_all(&mut g.rng);
+    g.packer.flush_all();
     g.rank_terms();
     for _ in 0..plan.vault_ops {
         g.vault_op();
     }
-    g.packer.flush_all(&mut g.rng);
+    g.packer.flush_all();
     g.stats.first_block = if plan.atoms > 0 { config.start_block } else { 0 };
     g.stats.last_block = g.chain.current_block().unwrap_or(0);
     (g.packer.messages, g.stats)
@@ -102,13 +103,14 @@ struct Generator<'c> {
 }
 
 impl<'c> Generator<'c> {
-    fn new(config: &'c WorkloadConfig, mut rng: ChaCha8Rng) -> Self {
+    fn new(config: &'c WorkloadConfig, mut rng: ChaCha8Rng, packing: ChaCha8Rng) -> Self {
         let accounts: Vec<Address> = (0..config.accounts.max(1)).map(|_| Address::random(&mut rng)).collect();
         let shape = ChainShape {
             start_block: config.start_block,
             start_timestamp: config.start_timestamp,
             block_time_secs: config.block_time_secs,
             max_txs_per_block: config.max_txs_per_block,
+            encoding: config.encoding,
         };
         Generator {
             config,
@@ -116,7 +118,7 @@ impl<'c> Generator<'c> {
             accounts,
             rng,
             chain: Chain::new(shape),
-            packer: Packer::new(config.events_per_message),
+            packer: Packer::new(config.events_per_message, config.encoding, packing),
             atoms: Vec::new(),
             first_atom: 0,
             terms: Vec::new(),
@@ -131,10 +133,10 @@ impl<'c> Generator<'c> {
     }
 
     /// Place the next log of the open transaction and queue the event for its stream.
-    fn emit(&mut self, ty: EventType, fields: impl FnOnce(&mut ChaCha8Rng, Fields) -> Fields) {
+    fn emit(&mut self, ty: EventType, fields: impl FnOnce(&mut ChaCha8Rng, Encoding, Fields) -> Fields) {
         let log = self.chain.log(&mut self.rng);
-        let event = encode::object(&fields(&mut self.rng, log.fields));
-        self.packer.push(&mut self.rng, ty, log.block, event);
+        let event = encode::object(&fields(&mut self.rng, self.config.encoding, log.fields));
+        self.packer.push(ty, log.block, event);
         self.stats.events += 1;
         *match ty {
             EventType::AtomCreated => &mut self.stats.atoms,
@@ -161,7 +163,7 @@ impl<'c> Generator<'c> {
             let creator = self.accounts[creator_index].clone();
             let wallet = Address::random(&mut self.rng);
             let event = events::AtomCreated { creator: &creator, term: &term, data: &data, wallet: &wallet };
-            self.emit(EventType::AtomCreated, |rng, tx| event.fields(rng, tx));
+            self.emit(EventType::AtomCreated, |rng, enc, tx| event.fields(rng, enc, tx));
             self.atoms.push(term);
         }
     }
@@ -193,7 +195,7 @@ impl<'c> Generator<'c> {
                 predicate: &predicate,
                 object: &object,
             };
-            self.emit(EventType::TripleCreated, |rng, tx| event.fields(rng, tx));
+            self.emit(EventType::TripleCreated, |rng, enc, tx| event.fields(rng, enc, tx));
             self.terms.push(Term { id: term, vault_type: 1 });
             self.terms.push(Term { id: counter_id(&term), vault_type: 2 });
         }
@@ -299,7 +301,7 @@ impl<'c> Generator<'c> {
             shares: d.shares,
             total_shares: d.receiver_shares,
         };
-        self.emit(EventType::Deposited, |rng, tx| event.fields(rng, tx));
+        self.emit(EventType::Deposited, |rng, enc, tx| event.fields(rng, enc, tx));
         self.share_price_changed(key.vault, d.vault);
     }
 
@@ -323,7 +325,7 @@ impl<'c> Generator<'c> {
             assets: r.assets,
             fees: r.fees,
         };
-        self.emit(EventType::Redeemed, |rng, tx| event.fields(rng, tx));
+        self.emit(EventType::Redeemed, |rng, enc, tx| event.fields(rng, enc, tx));
         self.share_price_changed(key.vault, r.vault);
     }
 
@@ -334,7 +336,7 @@ impl<'c> Generator<'c> {
             total_assets: totals.total_assets,
             total_shares: totals.total_shares,
         };
-        self.emit(EventType::SharePriceChanged, |rng, tx| event.fields(rng, tx));
+        self.emit(EventType::SharePriceChanged, |rng, enc, tx| event.fields(rng, enc, tx));
     }
 }
 

@@ -7,7 +7,7 @@ use rand::Rng;
 use ruint::aliases::U256;
 
 use super::chain::{CHAIN_ID, NETWORK};
-use super::encode::{self, Address, Fields};
+use super::encode::{self, Address, Encoding, Fields};
 use super::events::{self, VaultRef};
 use super::pack::envelope_fields;
 use super::{EventType, MessageKind, StreamMessage};
@@ -54,11 +54,11 @@ const WITH_ADDRESSES: [EventType; 4] =
     [EventType::AtomCreated, EventType::TripleCreated, EventType::Deposited, EventType::Redeemed];
 
 /// `count` malformed messages, with message ids counting up from `first_id`.
-pub(crate) fn messages(rng: &mut impl Rng, count: usize, first_id: usize) -> Vec<StreamMessage> {
-    (0..count).map(|i| message(rng, first_id + i)).collect()
+pub(crate) fn messages(rng: &mut impl Rng, enc: Encoding, count: usize, first_id: usize) -> Vec<StreamMessage> {
+    (0..count).map(|i| message(rng, enc, first_id + i)).collect()
 }
 
-fn message(rng: &mut impl Rng, id: usize) -> StreamMessage {
+fn message(rng: &mut impl Rng, enc: Encoding, id: usize) -> StreamMessage {
     let defect = *DEFECTS.choose(rng).expect("non-empty");
     let ty = match defect {
         Defect::NegativeAmount | Defect::FractionalAmount | Defect::OverflowAmount | Defect::VaultType7 => {
@@ -68,15 +68,15 @@ fn message(rng: &mut impl Rng, id: usize) -> StreamMessage {
         Defect::BadAtomData => EventType::AtomCreated,
         _ => EventType::ALL[rng.gen_range(0..EventType::ALL.len())],
     };
-    let mut tx = plausible_tx(rng);
+    let mut tx = plausible_tx(rng, enc);
     if defect == Defect::BadLogIndex {
         let v = *["\"-1\"", "\"abc\"", "true"].choose(rng).expect("non-empty");
         encode::set(&mut tx, "log_index", v.to_owned());
     }
-    let mut event = plausible_event(rng, ty, tx);
+    let mut event = plausible_event(rng, enc, ty, tx);
     corrupt_event(rng, defect, ty, &mut event);
     let block = rng.gen_range(1..10_000_000);
-    let mut envelope = envelope_fields(rng, ty, block, &format!("rindexer_stream__{id}"), encode::object(&event));
+    let mut envelope = envelope_fields(rng, enc, ty, block, &format!("rindexer_stream__{id}"), encode::object(&event));
     let payload = corrupt_envelope(rng, defect, &mut envelope);
     let events = usize::from(!matches!(defect, Defect::NotJson | Defect::EmptyEventData));
     StreamMessage { stream: ty.stream().to_owned(), payload, kind: MessageKind::Malformed, events }
@@ -137,18 +137,18 @@ fn corrupt_envelope(rng: &mut impl Rng, defect: Defect, envelope: &mut Fields) -
 }
 
 /// An event of type `ty` with random but well-formed values.
-fn plausible_event(rng: &mut impl Rng, ty: EventType, tx: Fields) -> Fields {
+fn plausible_event(rng: &mut impl Rng, enc: Encoding, ty: EventType, tx: Fields) -> Fields {
     let (a, b) = (Address::random(rng), Address::random(rng));
     let vault = VaultRef { term: rng.gen(), curve: rng.gen_range(1..=2), vault_type: rng.gen_range(0..=2) };
     let ids: [[u8; 32]; 4] = rng.gen();
     match ty {
         EventType::AtomCreated => {
             events::AtomCreated { creator: &a, term: &ids[0], data: b"ipfs://bafkreibroken", wallet: &b }
-                .fields(rng, tx)
+                .fields(rng, enc, tx)
         }
         EventType::TripleCreated => {
             events::TripleCreated { creator: &a, term: &ids[0], subject: &ids[1], predicate: &ids[2], object: &ids[3] }
-                .fields(rng, tx)
+                .fields(rng, enc, tx)
         }
         EventType::Deposited => events::Deposited {
             sender: &a,
@@ -159,7 +159,7 @@ fn plausible_event(rng: &mut impl Rng, ty: EventType, tx: Fields) -> Fields {
             shares: amount(rng),
             total_shares: amount(rng),
         }
-        .fields(rng, tx),
+        .fields(rng, enc, tx),
         EventType::Redeemed => events::Redeemed {
             sender: &a,
             receiver: &b,
@@ -169,14 +169,14 @@ fn plausible_event(rng: &mut impl Rng, ty: EventType, tx: Fields) -> Fields {
             assets: amount(rng),
             fees: amount(rng),
         }
-        .fields(rng, tx),
+        .fields(rng, enc, tx),
         EventType::SharePriceChanged => events::SharePriceChanged {
             vault,
             share_price: amount(rng),
             total_assets: amount(rng),
             total_shares: amount(rng),
         }
-        .fields(rng, tx),
+        .fields(rng, enc, tx),
     }
 }
 
@@ -184,17 +184,17 @@ fn amount(rng: &mut impl Rng) -> U256 {
     U256::from(rng.gen::<u64>())
 }
 
-fn plausible_tx(rng: &mut impl Rng) -> Fields {
+fn plausible_tx(rng: &mut impl Rng, enc: Encoding) -> Fields {
     let (block, log_index, tx_index) = (rng.gen_range(1..10_000_000), rng.gen_range(0..50), rng.gen_range(0..200));
     vec![
         ("address", format!("\"0x{}\"", hex::encode(rng.gen::<[u8; 20]>()))),
         ("block_hash", format!("\"0x{}\"", hex::encode(rng.gen::<[u8; 32]>()))),
-        ("block_number", encode::int(rng, block)),
-        ("block_timestamp", encode::int(rng, 1_750_000_000)),
-        ("log_index", encode::int(rng, log_index)),
+        ("block_number", encode::int(rng, enc, block)),
+        ("block_timestamp", encode::int(rng, enc, 1_750_000_000)),
+        ("log_index", encode::int(rng, enc, log_index)),
         ("network", encode::string(NETWORK)),
         ("transaction_hash", format!("\"0x{}\"", hex::encode(rng.gen::<[u8; 32]>()))),
-        ("transaction_index", encode::int(rng, tx_index)),
+        ("transaction_index", encode::int(rng, enc, tx_index)),
         ("chain_id", CHAIN_ID.to_string()),
     ]
 }

@@ -16,6 +16,8 @@ mod atoms;
 mod chain;
 mod delivery;
 mod encode;
+
+pub use encode::Encoding;
 mod events;
 mod generator;
 mod malformed;
@@ -42,8 +44,11 @@ pub struct WorkloadConfig {
     pub triples: usize,
     /// Distinct accounts acting (at least one).
     pub accounts: usize,
-    /// Events of one type per message; a type's last message may hold fewer.
+    /// Most events of one type in one message (with rindexer's encoding a message also
+    /// holds one block only, and at most about 75 KB of events).
     pub events_per_message: usize,
+    /// How values are spelled and messages cut: rindexer's exact format, or mixed.
+    pub encoding: Encoding,
     /// Messages are delivered out of order within sliding windows of this many messages
     /// (0 or 1: in order).
     pub shuffle_window: usize,
@@ -76,6 +81,7 @@ impl Default for WorkloadConfig {
             triples: 5_000,
             accounts: 1_000,
             events_per_message: 50,
+            encoding: Encoding::Rindexer,
             shuffle_window: 0,
             duplicate_rate: 0.0,
             malformed_rate: 0.0,
@@ -211,6 +217,7 @@ enum RngStream {
     Shuffle = 1,
     Duplicates = 2,
     Malformed = 3,
+    Packing = 4,
 }
 
 fn rng_for(seed: u64, stream: RngStream) -> ChaCha8Rng {
@@ -236,7 +243,8 @@ pub fn generate(config: &WorkloadConfig) -> Workload {
 /// Otherwise each slice is a universe of its own: its vault activity references its own terms only.
 pub fn generate_slice(config: &WorkloadConfig, first_atom: usize) -> Workload {
     let rng = rng_for(config.seed, RngStream::Content);
-    let (originals, mut stats) = generator::good_messages_from(config, rng, first_atom);
+    let packing = rng_for(config.seed, RngStream::Packing);
+    let (originals, mut stats) = generator::good_messages_from(config, rng, packing, first_atom);
     stats.original_messages = originals.len();
     let mut messages = originals;
     delivery::shuffle_windows(&mut messages, config.shuffle_window, &mut rng_for(config.seed, RngStream::Shuffle));
@@ -244,7 +252,8 @@ pub fn generate_slice(config: &WorkloadConfig, first_atom: usize) -> Workload {
     let mut rng = rng_for(config.seed, RngStream::Duplicates);
     let (mut messages, duplicates) = delivery::add_duplicates(messages, config.duplicate_rate, max_delay, &mut rng);
     let mut rng = rng_for(config.seed, RngStream::Malformed);
-    let bad = malformed::messages(&mut rng, malformed_count(config, stats.original_messages), stats.original_messages);
+    let count = malformed_count(config, stats.original_messages);
+    let bad = malformed::messages(&mut rng, config.encoding, count, stats.original_messages);
     stats.malformed = bad.len();
     messages = delivery::scatter(messages, bad, &mut rng);
     stats.duplicates = duplicates;

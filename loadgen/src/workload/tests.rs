@@ -12,6 +12,11 @@ fn config(events: usize) -> WorkloadConfig {
     WorkloadConfig { events, atoms: 300, triples: 600, accounts: 200, events_per_message: 20, ..Default::default() }
 }
 
+/// Other producers' spellings: several per value.
+fn mixed(events: usize) -> WorkloadConfig {
+    WorkloadConfig { encoding: Encoding::Mixed, ..config(events) }
+}
+
 fn noisy(events: usize) -> WorkloadConfig {
     WorkloadConfig { shuffle_window: 16, duplicate_rate: 0.1, malformed_rate: 0.1, ..config(events) }
 }
@@ -145,7 +150,8 @@ fn noise_does_not_change_the_events() {
 
 #[test]
 fn shuffle_delivers_out_of_order() {
-    let workload = generate(&noisy(3_000));
+    // The mixed encoding numbers its messages in the order they were packed.
+    let workload = generate(&WorkloadConfig { encoding: Encoding::Mixed, ..noisy(3_000) });
     let ids: Vec<usize> = workload
         .messages
         .iter()
@@ -235,7 +241,7 @@ fn vault_state_is_consistent_across_events() {
 
 #[test]
 fn covers_the_encodings_and_value_ranges_the_engine_must_handle() {
-    let workload = generate(&config(8_000));
+    let workload = generate(&mixed(8_000));
     let all: String = workload.messages.iter().map(|m| m.payload.as_str()).collect();
     for needle in [
         "\"block_timestamp\":null",
@@ -250,7 +256,7 @@ fn covers_the_encodings_and_value_ranges_the_engine_must_handle() {
     ] {
         assert!(all.contains(needle), "no {needle}");
     }
-    let singles = generate(&WorkloadConfig { events_per_message: 1, ..config(200) });
+    let singles = generate(&WorkloadConfig { events_per_message: 1, ..mixed(200) });
     assert!(singles.messages.iter().any(|m| m.payload.contains("\"event_data\":{")));
     assert!(singles.messages.iter().any(|m| m.payload.contains("\"event_data\":[{")));
     let events = decode_all(&workload, MessageKind::Original);
@@ -277,8 +283,8 @@ fn covers_the_encodings_and_value_ranges_the_engine_must_handle() {
 }
 
 #[test]
-fn addresses_are_mostly_checksummed() {
-    let workload = generate(&config(2_000));
+fn mixed_addresses_are_mostly_checksummed() {
+    let workload = generate(&mixed(2_000));
     let payload = &workload.messages.iter().find(|m| m.stream == "deposited").unwrap().payload;
     let value: serde_json::Value = serde_json::from_str(payload).unwrap();
     let data = value["event_data"].as_array().cloned().unwrap_or_else(|| vec![value["event_data"].clone()]);
@@ -390,4 +396,133 @@ fn later_slices_grow_the_first_slices_pairs() {
     let share = hot as f64 / b.stats.triples as f64;
     assert!((0.1..0.3).contains(&share), "hot share {share}");
     assert!(!pairs(&a).is_disjoint(&pairs(&b)), "the slices share (predicate, object) pairs");
+}
+
+#[test]
+fn both_encodings_carry_the_same_events() {
+    for events in [1, 7, 3_000] {
+        let rindexer = in_chain_order(decode_all(&generate(&config(events)), MessageKind::Original));
+        let mixed = in_chain_order(decode_all(&generate(&mixed(events)), MessageKind::Original));
+        assert_eq!(rindexer.len(), events);
+        assert_eq!(rindexer, mixed);
+    }
+}
+
+/// How a JSON value is spelled, for comparing the generator with the real capture.
+fn spelling(v: &serde_json::Value) -> &'static str {
+    let Some(s) = v.as_str() else {
+        return if v.is_number() {
+            "number"
+        } else if v.is_null() {
+            "null"
+        } else {
+            "other"
+        };
+    };
+    let hex = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    match s.strip_prefix("0x") {
+        Some(t) if hex(t) => "0x-lower-hex",
+        Some(_) => "0x-other",
+        None if s.bytes().all(|b| b.is_ascii_digit()) => "decimal",
+        None if hex(s) => "lower-hex",
+        None => "text",
+    }
+}
+
+/// Each (event, field) → the spellings seen, and whether every object's keys were sorted.
+fn spellings(payloads: impl Iterator<Item = String>) -> HashMap<(String, String), HashSet<&'static str>> {
+    let mut seen: HashMap<(String, String), HashSet<&'static str>> = HashMap::new();
+    for payload in payloads {
+        let value: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        let name = value["event_name"].as_str().unwrap().to_owned();
+        let mut note = |key: &str, v: &serde_json::Value| {
+            seen.entry((name.clone(), key.to_owned())).or_default().insert(spelling(v));
+        };
+        for (key, v) in value.as_object().unwrap().iter().filter(|(k, _)| *k != "event_data") {
+            note(key, v);
+        }
+        note("event_data", &serde_json::Value::from(value["event_data"].is_array()));
+        for event in value["event_data"].as_array().into_iter().flatten() {
+            for (key, v) in event.as_object().unwrap().iter().filter(|(k, _)| *k != "transaction_information") {
+                note(key, v);
+            }
+            for (key, v) in event["transaction_information"].as_object().unwrap() {
+                note(&format!("tx.{key}"), v);
+            }
+        }
+    }
+    seen
+}
+
+/// Keys of every JSON object in `text`, in the order written, object by object.
+fn keys_in_written_order(text: &str) -> Vec<Vec<String>> {
+    let mut stack: Vec<Vec<String>> = Vec::new();
+    let mut done = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' => stack.push(Vec::new()),
+            '}' => done.push(stack.pop().unwrap()),
+            '"' => {
+                let end = text[i + 1..].find('"').unwrap() + i + 1;
+                let is_key = text[end + 1..].starts_with(':');
+                if is_key {
+                    stack.last_mut().unwrap().push(text[i + 1..end].to_owned());
+                }
+                while chars.peek().is_some_and(|(j, _)| *j <= end) {
+                    chars.next();
+                }
+            }
+            _ => {}
+        }
+    }
+    done
+}
+
+#[test]
+fn rindexer_encoding_spells_every_field_as_the_real_capture_does() {
+    let capture = include_str!("../../../samples/rindexer-v0.41-real-messages.jsonl");
+    let real: Vec<String> = capture
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"].to_string())
+        .filter(|p| !p.contains("__rindexer_reorg"))
+        .collect();
+    let real = spellings(real.into_iter());
+    let workload = generate(&config(4_000));
+    let ours = spellings(workload.messages.iter().map(|m| m.payload.clone()));
+    assert_eq!(ours.keys().collect::<HashSet<_>>(), real.keys().collect::<HashSet<_>>(), "the same fields");
+    for (field, spelled) in &ours {
+        let mut allowed = real[field].clone();
+        if field.1 == "tx.block_timestamp" {
+            allowed.insert("null"); // rindexer's when the node gives no timestamp
+        }
+        if allowed.contains("lower-hex") {
+            allowed.insert("decimal"); // hex text that happens to hold digits only
+        }
+        assert!(spelled.is_subset(&allowed), "{field:?}: ours {spelled:?}, rindexer's {allowed:?}");
+    }
+    for m in &workload.messages {
+        for keys in keys_in_written_order(&m.payload) {
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys out of order: {keys:?}");
+        }
+    }
+}
+
+#[test]
+fn rindexer_encoding_sends_one_block_per_message() {
+    let workload = generate(&WorkloadConfig { events_per_message: 1_000, ..config(6_000) });
+    let mut ids = HashSet::new();
+    for m in &workload.messages {
+        let value: serde_json::Value = serde_json::from_str(&m.payload).unwrap();
+        let block = value["block_number"].as_u64().unwrap();
+        let events = value["event_data"].as_array().unwrap();
+        assert!(events.iter().all(|e| e["transaction_information"]["block_number"].as_u64() == Some(block)));
+        assert!(m.payload.len() < 80_000);
+        let id = value["message_id"].as_str().unwrap();
+        assert!(id.contains(&format!("-blk{block}-chunk-")), "{id}");
+        assert!(ids.insert(id.to_owned()), "message id {id} twice");
+    }
+    // Big blocks are chunked: a workload of one atom-heavy block.
+    let big = generate(&WorkloadConfig { events_per_message: 10_000, max_txs_per_block: 400, ..config(2_000) });
+    assert!(big.messages.iter().any(|m| m.payload.contains("-chunk-1\"")), "a block sent in chunks");
 }

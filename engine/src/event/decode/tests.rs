@@ -175,7 +175,7 @@ fn unknown_events_are_kept_whole() {
 
 #[test]
 fn every_sample_message_decodes() {
-    let samples = include_str!("../../../../samples/rindexer-messages.jsonl");
+    let samples = include_str!("../../../../samples/mixed-encodings.jsonl");
     let mut events = 0;
     for line in samples.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -371,7 +371,7 @@ fn reasons_name_what_was_seen() {
 #[test]
 fn encoded_events_decode_back_to_themselves() {
     let mut events = Vec::new();
-    for line in include_str!("../../../../samples/rindexer-messages.jsonl").lines() {
+    for line in include_str!("../../../../samples/mixed-encodings.jsonl").lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         events.extend(decode_payload(v["payload"].to_string().as_bytes()).unwrap().events);
     }

@@ -21,6 +21,8 @@ pub struct Report {
     /// The PostgreSQL server measured: mode, settings chosen, whose CPU is counted.
     pub cluster: ClusterInfo,
     pub command: String,
+    /// How the workloads' messages are spelled and cut.
+    pub encoding: crate::workload::Encoding,
     pub backfill: Option<Backfill>,
     pub raw_floor: Option<RawFloor>,
     pub per_event: Option<Throughput>,
@@ -42,6 +44,7 @@ impl Report {
             machine: machine(config, &cluster.base_url).await?,
             cluster: cluster.info.clone(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
+            encoding: config.encoding,
             backfill: None,
             raw_floor: None,
             per_event: None,
@@ -123,6 +126,13 @@ impl Report {
 
     fn throughput_table(&self, md: &mut String) {
         let _ = writeln!(md, "## Backfill throughput\n");
+        let shape = match self.encoding {
+            crate::workload::Encoding::Rindexer => {
+                "rindexer's encoding: one message per (event, block), at most 50 events"
+            }
+            crate::workload::Encoding::Mixed => "mixed encodings: messages of 50 events spanning blocks",
+        };
+        let _ = writeln!(md, "Workload messages: {shape}.\n");
         let _ = writeln!(md, "| run | events | batches | seconds | events/s | tables = reference views |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
         if let Some(b) = &self.backfill {
