@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 
 use integration_tests::analytics;
 use integration_tests::env::{LOGICAL_STREAMS, REDIS};
-use integration_tests::faults::{crash_or_kill, Proc};
+use integration_tests::faults::{crash_or_kill, feed_workload, Proc};
 use integration_tests::forks::{self, ForkParams, ForkWorkload};
 use integration_tests::TestEnv;
+use loadgen::workload::{generate, MessageKind, WorkloadConfig};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -259,7 +260,10 @@ async fn killed_engines_mid_reorg_leave_the_canonical_chain() {
         crash_or_kill(&mut engine, point, &mut rng).await;
     }
     let reorgs_before_the_drain = env.count("SELECT count(*) FROM reorg").await;
-    assert!(reorgs_before_the_drain > 0 && !logged_keys(&env).await.is_empty(), "the killed engines made progress");
+    // The after_commit abort commits one batch at least (events, notices or both); a debug
+    // engine killed after 100-600 ms may not get further.
+    let progress = reorgs_before_the_drain > 0 || !logged_keys(&env).await.is_empty();
+    assert!(progress, "the killed engines made progress");
     let mut config = env.config();
     config.consumer = Some("crashing".into());
     config.batch_size = 3;
@@ -273,5 +277,66 @@ async fn killed_engines_mid_reorg_leave_the_canonical_chain() {
     for stream in 0..LOGICAL_STREAMS.len() {
         assert_eq!(env.dead_letters(stream).await, vec![], "no dead letters on stream {stream}");
     }
+    env.cleanup().await;
+}
+
+/// `loadgen generate --reorg-rate --reorg-depth`'s workload (the realistic generator's events
+/// as the canonical chain, rindexer's exact format, orphaned versions of recent blocks with
+/// other amounts, missing events and atoms of their own, notices on every stream, some one
+/// block too high) with delivery noise and bad input, through two engines: the log ends as
+/// exactly the canonical events and every table matches, and only the bad input is
+/// dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_generator_workload_with_forks_leaves_the_canonical_chain() {
+    let mut env = TestEnv::new("loadgen_forks").await;
+    let config = WorkloadConfig {
+        events: 4_000,
+        seed: 23,
+        atoms: 120,
+        triples: 200,
+        accounts: 60,
+        reorg_rate: 0.05,
+        reorg_depth: 8,
+        duplicate_rate: 0.05,
+        shuffle_window: 16,
+        malformed_rate: 0.01,
+        ..WorkloadConfig::default()
+    };
+    let w = generate(&config);
+    assert!(w.stats.forks.reorgs >= 5 && w.stats.forks.orphaned_events > 50, "{:?}", w.stats.forks);
+    let canonical: BTreeSet<(i64, i64, String)> = w
+        .messages
+        .iter()
+        .filter(|m| m.kind == MessageKind::Original)
+        .flat_map(|m| rps::event::decode::decode_payload(m.payload.as_bytes()).unwrap().events)
+        .map(|e| (e.tx.block_number, e.tx.log_index, e.tx.block_hash.to_string()))
+        .collect();
+    assert_eq!(canonical.len(), w.stats.events);
+    let (first, second) = w.messages.split_at(w.messages.len() / 2);
+    let mut config = env.config();
+    config.batch_size = 20;
+    for half in [first, second] {
+        let part = loadgen::workload::Workload { messages: half.to_vec(), stats: w.stats.clone() };
+        feed_workload(&env, REDIS, &part).await;
+        env.run_concurrently(config.clone(), 2).await;
+        analytics::run_workers(&analytics::worker_config(&env), 1, None).await;
+    }
+    let logged = logged_keys(&env).await;
+    let orphans: Vec<_> = logged.difference(&canonical).take(5).collect();
+    let missing: Vec<_> = canonical.difference(&logged).take(5).collect();
+    assert!(
+        orphans.is_empty() && missing.is_empty(),
+        "orphaned events kept: {orphans:?}; canonical missing: {missing:?}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM reorg").await, w.stats.forks.reorgs as i64);
+    env.assert_matches_reference().await;
+    analytics::assert_analytics_match(&env).await;
+    let mut dead = 0;
+    for stream in 0..LOGICAL_STREAMS.len() {
+        let letters = env.dead_letters(stream).await;
+        assert!(letters.iter().all(|l| !l.1.contains("__rindexer_reorg")), "a notice was dead-lettered");
+        dead += letters.len();
+    }
+    assert_eq!(dead, w.stats.malformed, "one dead letter per malformed message, nothing else");
     env.cleanup().await;
 }

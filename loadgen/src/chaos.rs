@@ -47,9 +47,17 @@ pub struct ChaosArgs {
     /// Extra malformed messages, as a fraction of the good ones.
     #[arg(long, default_value_t = 0.01)]
     malformed_rate: f64,
-    /// Out-of-order delivery within windows of this many messages.
+    /// Out-of-order delivery within windows of this many messages (never across a reorg
+    /// notice: rindexer keeps each stream in order).
     #[arg(long, default_value_t = 200)]
     shuffle_window: usize,
+    /// Chance that the chain reorganizes after a block (rindexer-style forks, see `loadgen
+    /// generate --reorg-rate`); the check then also requires that no orphaned event is left.
+    #[arg(long, default_value_t = 0.0005)]
+    reorg_rate: f64,
+    /// Deepest reorg, in blocks with events.
+    #[arg(long, default_value_t = 16)]
+    reorg_depth: usize,
     /// Shortest time between two kills (milliseconds); each wait is drawn between this and
     /// --kill-max-ms.
     #[arg(long, default_value_t = 300)]
@@ -119,6 +127,8 @@ struct Figures {
     refusals: u64,
     dead_letters: usize,
     logged_events: i64,
+    /// Logged events of orphaned blocks (must be 0).
+    orphans_left: i64,
 }
 
 struct Run {
@@ -170,6 +180,8 @@ pub async fn run(args: ChaosArgs) -> Result<()> {
         duplicate_rate: args.duplicate_rate,
         malformed_rate: args.malformed_rate,
         shuffle_window: args.shuffle_window,
+        reorg_rate: args.reorg_rate,
+        reorg_depth: args.reorg_depth,
         ..WorkloadConfig::default()
     });
     let s = &workload.stats;
@@ -248,6 +260,7 @@ pub async fn run(args: ChaosArgs) -> Result<()> {
         )
         .await?
         .get(0);
+    run.figures.orphans_left = orphans_left(&client, &workload).await?;
     run.figures.dead_letters = run.dead_letters(&args.redis_url).await?;
     let report = run.report(&workload, &diffs, started.elapsed());
     println!("{report}");
@@ -255,7 +268,7 @@ pub async fn run(args: ChaosArgs) -> Result<()> {
     let path = args.out_dir.join(format!("chaos-{stamp}.md"));
     std::fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     println!("report written to {}", path.display());
-    let mismatches = mismatches(&diffs, run.figures.logged_events, workload.stats.events);
+    let mismatches = mismatches(&diffs, &run.figures, workload.stats.events);
     if !args.keep {
         run.cleanup(&args.redis_url).await?;
     }
@@ -265,9 +278,22 @@ pub async fn run(args: ChaosArgs) -> Result<()> {
     Ok(())
 }
 
-/// Rows that differ over the nine tables, plus the difference in logged events.
-fn mismatches(diffs: &[TableDiff], logged: i64, expected: usize) -> i64 {
-    diffs.iter().map(|d| d.only_in_table + d.only_in_view).sum::<i64>() + (logged - expected as i64).abs()
+/// Rows that differ over the nine tables, plus the difference in logged events and the
+/// orphaned events left. The log holds only canonical and orphaned events, so with no
+/// orphan left and the canonical count it is exactly the canonical chain.
+fn mismatches(diffs: &[TableDiff], figures: &Figures, expected: usize) -> i64 {
+    let rows = diffs.iter().map(|d| d.only_in_table + d.only_in_view).sum::<i64>();
+    rows + (figures.logged_events - expected as i64).abs() + figures.orphans_left
+}
+
+/// Logged events of the workload's orphaned blocks.
+async fn orphans_left(client: &tokio_postgres::Client, workload: &Workload) -> Result<i64> {
+    let blocks = &workload.stats.forks.orphaned_blocks;
+    let numbers: Vec<i64> = blocks.iter().map(|(b, _)| *b as i64).collect();
+    let hashes: Vec<&str> = blocks.iter().map(|(_, h)| h.as_str()).collect();
+    let sql = "SELECT count(*) FROM logged_events l \
+               JOIN unnest($1::bigint[], $2::text[]) AS o(b, h) ON l.block_number = o.b AND l.block_hash = o.h";
+    Ok(client.query_one(sql, &[&numbers, &hashes]).await?.get(0))
 }
 
 /// Write the workload in slices, so the kills happen while load is still arriving.
@@ -428,18 +454,21 @@ impl Run {
 
     fn report(&self, workload: &Workload, diffs: &[TableDiff], took: Duration) -> String {
         let (a, f, s) = (&self.args, &self.figures, &workload.stats);
-        let mismatches = mismatches(diffs, f.logged_events, s.events);
+        let mismatches = mismatches(diffs, f, s.events);
         let kills = f.sigkills + f.crash_point_aborts;
         let mut out = String::new();
         let _ = writeln!(out, "# Chaos run {}\n", self.name);
         let _ = writeln!(
             out,
-            "`loadgen chaos --events {} --seed {} --engines {} --workers {} --batch-size {}` on {} cores, {:.0} s.\n",
+            "`loadgen chaos --events {} --seed {} --engines {} --workers {} --batch-size {} --reorg-rate {} \
+             --reorg-depth {}` on {} cores, {:.0} s.\n",
             a.events,
             a.seed,
             a.engines,
             a.workers,
             a.batch_size,
+            a.reorg_rate,
+            a.reorg_depth,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             took.as_secs_f64()
         );
@@ -448,6 +477,11 @@ impl Run {
             ("events under load (distinct good events)", s.events.to_string()),
             ("messages delivered (incl. duplicates and malformed)", s.messages.to_string()),
             ("duplicate messages", s.duplicates.to_string()),
+            (
+                "chain reorganizations (orphaned events published / notice copies)",
+                format!("{} ({} / {})", s.forks.reorgs, s.forks.orphaned_events, s.forks.notices),
+            ),
+            ("orphaned events left in the log", f.orphans_left.to_string()),
             (
                 "kills survived (SIGKILL at random + crash-point aborts)",
                 format!("{kills} ({} + {})", f.sigkills, f.crash_point_aborts),
@@ -468,7 +502,7 @@ impl Run {
             ("events in the log", f.logged_events.to_string()),
             ("unexpected exits", f.unexpected_exits.to_string()),
             (
-                "**mismatches** (rows differing over the nine tables + logged-event difference)",
+                "**mismatches** (rows differing over the nine tables + logged-event difference + orphans left)",
                 format!("**{mismatches}**"),
             ),
         ];

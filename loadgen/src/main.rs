@@ -79,6 +79,14 @@ struct GenerateArgs {
     /// predicates), so that a few pairs hold many triples, as on a real graph.
     #[arg(long, env = "LOADGEN_HOT_PAIR_RATE", default_value_t = WorkloadConfig::default().hot_pair_rate)]
     hot_pair_rate: f64,
+    /// Chance that the chain reorganizes after a block: rindexer-style forks (orphaned
+    /// versions of the last blocks, then its reorg notice on every stream, then the new
+    /// chain, which is the workload's events); 0 for none. Needs --encoding rindexer.
+    #[arg(long, env = "LOADGEN_REORG_RATE", default_value_t = WorkloadConfig::default().reorg_rate)]
+    reorg_rate: f64,
+    /// Deepest reorg, in blocks with events (each fork orphans 1 to this many).
+    #[arg(long, env = "LOADGEN_REORG_DEPTH", default_value_t = WorkloadConfig::default().reorg_depth)]
+    reorg_depth: usize,
     /// Block number of the first event; blocks advance with the events.
     #[arg(long, env = "LOADGEN_START_BLOCK", default_value_t = WorkloadConfig::default().start_block)]
     start_block: u64,
@@ -155,6 +163,9 @@ async fn run_bench(config: loadgen::bench::BenchConfig) -> anyhow::Result<()> {
 
 async fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
     let start = Instant::now();
+    if args.reorg_rate > 0.0 && args.encoding != Encoding::Rindexer {
+        anyhow::bail!("--reorg-rate needs --encoding rindexer: forks are published per block, as rindexer does");
+    }
     let workload = generate(&config(&args));
     let generated = start.elapsed();
     let mut targets = Vec::new();
@@ -179,11 +190,14 @@ async fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
     }
     let s = &workload.stats;
     println!(
-        "loadgen generate: events={} messages={} duplicates={} malformed={} {} generate_seconds={:.3} -> {}",
+        "loadgen generate: events={} messages={} duplicates={} malformed={} reorgs={} orphaned_events={} {} \
+         generate_seconds={:.3} -> {}",
         s.events,
         s.messages,
         s.duplicates,
         s.malformed,
+        s.forks.reorgs,
+        s.forks.orphaned_events,
         timing(s.events, start.elapsed()),
         generated.as_secs_f64(),
         targets.join(", ")
@@ -206,6 +220,8 @@ fn config(args: &GenerateArgs) -> WorkloadConfig {
         hot_pair_rate: args.hot_pair_rate,
         start_block: args.start_block,
         encoding: args.encoding,
+        reorg_rate: args.reorg_rate,
+        reorg_depth: args.reorg_depth,
         ..WorkloadConfig::default()
     }
 }
@@ -214,8 +230,11 @@ async fn run_feed(args: FeedArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let messages = read_jsonl(&args.file)?;
     let keys: Vec<String> = messages.iter().map(|m| format!("{}{}", args.redis.stream_prefix, m.stream)).collect();
-    let entries: Vec<Entry> =
-        messages.iter().zip(&keys).map(|(m, key)| Entry { key, payload: &m.payload, events: m.events }).collect();
+    let entries: Vec<Entry> = messages
+        .iter()
+        .zip(&keys)
+        .map(|(m, key)| Entry { key, id: "*", payload: &m.payload, events: m.events })
+        .collect();
     let url = args.redis.url_or_env();
     let mut con = redis_out::connect(&url).await?;
     let summary = redis_out::write_entries(&mut con, &entries, args.redis.rate, args.redis.pipeline)

@@ -1,4 +1,5 @@
-//! Writing messages to Redis streams the way rindexer does: `XADD <stream> * payload <json>`.
+//! Writing messages to Redis streams the way rindexer does: `XADD <stream> * payload <json>`
+//! (or with the entry id a workload gives, for publication times that matter).
 //!
 //! Commands go out in pipelines, since one round trip per message would cap a backfill at
 //! a few thousand messages per second. With a rate, pipelines shrink and are spaced so
@@ -42,10 +43,12 @@ impl Default for WriteOptions {
     }
 }
 
-/// One XADD: full stream key, payload text and the events it carries (for pacing).
+/// One XADD: full stream key, entry id (`*` for Redis's), payload text and the events it
+/// carries (for pacing).
 #[derive(Clone, Copy, Debug)]
 pub struct Entry<'a> {
     pub key: &'a str,
+    pub id: &'a str,
     pub payload: &'a str,
     pub events: usize,
 }
@@ -78,7 +81,12 @@ pub async fn write_messages(
         messages.iter().map(|m| (m.stream.as_str(), stream_key(&options.stream_prefix, &m.stream))).collect();
     let entries: Vec<Entry> = messages
         .iter()
-        .map(|m| Entry { key: &keys[m.stream.as_str()], payload: &m.payload, events: m.events })
+        .map(|m| Entry {
+            key: &keys[m.stream.as_str()],
+            id: m.entry_id.as_deref().unwrap_or("*"),
+            payload: &m.payload,
+            events: m.events,
+        })
         .collect();
     write_entries(con, &entries, options.rate, options.pipeline).await
 }
@@ -126,9 +134,12 @@ fn chunk_len(entries: &[Entry<'_>], max_commands: usize, max_events: usize) -> u
 async fn xadd_pipeline(con: &mut impl ConnectionLike, chunk: &[Entry<'_>]) -> anyhow::Result<()> {
     let mut pipe = redis::pipe();
     for e in chunk {
-        pipe.cmd("XADD").arg(e.key).arg("*").arg("payload").arg(e.payload).ignore();
+        pipe.cmd("XADD").arg(e.key).arg(e.id).arg("payload").arg(e.payload).ignore();
     }
-    pipe.exec_async(con).await.context("XADD pipeline failed")
+    pipe.exec_async(con).await.context(
+        "XADD pipeline failed (a workload with reorgs carries its own entry ids: it needs streams \
+         without later entries, e.g. a new --stream-prefix)",
+    )
 }
 
 #[cfg(test)]
@@ -137,7 +148,7 @@ mod tests {
     use crate::workload::{generate, WorkloadConfig};
 
     fn entries(events: &[usize]) -> Vec<Entry<'static>> {
-        events.iter().map(|&n| Entry { key: "k", payload: "{}", events: n }).collect()
+        events.iter().map(|&n| Entry { key: "k", id: "*", payload: "{}", events: n }).collect()
     }
 
     #[test]

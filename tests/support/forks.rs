@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 use crate::env::LOGICAL_STREAMS;
 use crate::workload::{hex32, tx_info, World};
 
+/// rindexer's notice (as captured from v0.41): the load generator's.
+pub use loadgen::workload::notice;
+
 pub const NETWORK: &str = "intuition";
 /// Milliseconds between blocks (Ethereum's 12 s: rindexer's notices of two reorgs are then
 /// further apart than the copy spread, see README → Chain reorganizations).
@@ -89,18 +92,6 @@ pub fn generate(p: &ForkParams) -> ForkWorkload {
         .collect();
     let queues = queues.into_iter().map(with_ids).collect();
     ForkWorkload { messages: interleave(&mut rng, queues), canonical, reorgs }
-}
-
-/// rindexer's notice (as captured from v0.41), for a fork at `fork`.
-pub fn notice(fork: u64, depth: i64) -> String {
-    json!({
-        "event_name": "__rindexer_reorg", "event_signature_hash": format!("0x{}", "0".repeat(64)),
-        "network": NETWORK, "block_number": 0,
-        "message_id": format!("rindexer_stream__-reorg_{NETWORK}_{fork}-chunk-0"),
-        "event_data": [{ "type": "reorg", "network": NETWORK, "fork_block": fork, "depth": depth,
-                         "events_deleted": 0, "affected_tx_hashes": [], "affected_events": [] }],
-    })
-    .to_string()
 }
 
 /// One message per event type of the block, to that event's stream (unknown events to a

@@ -230,8 +230,11 @@ pub(super) async fn drain_analytics(svc: &Services, s: &Scratch, verify: bool) -
 pub async fn per_event(svc: &Services, workload: &Workload) -> Result<Throughput> {
     let s = svc.scratch("per_event").await?;
     let stream = format!("{}intuition_all", s.prefix);
-    let entries: Vec<Entry> =
-        workload.messages.iter().map(|m| Entry { key: &stream, payload: &m.payload, events: m.events }).collect();
+    let entries: Vec<Entry> = workload
+        .messages
+        .iter()
+        .map(|m| Entry { key: &stream, id: "*", payload: &m.payload, events: m.events })
+        .collect();
     let mut redis = s.redis.clone();
     write_entries(&mut redis, &entries, None, DEFAULT_PIPELINE).await?;
     let mut config = s.engine_config(1, true);

@@ -8,13 +8,23 @@ use super::{MessageKind, StreamMessage};
 
 /// Out-of-order delivery: every message moves by less than `window` places. Sorting by
 /// `index + jitter` bounds the displacement, unlike repeated random swaps which let a
-/// message drift arbitrarily far.
+/// message drift arbitrarily far. Nothing crosses a reorg notice: which side of its
+/// stream's notice an event is on says which chain it belongs to.
 pub(crate) fn shuffle_windows(messages: &mut Vec<StreamMessage>, window: usize, rng: &mut impl Rng) {
     if window <= 1 {
         return;
     }
-    let mut keyed: Vec<(usize, StreamMessage)> =
-        messages.drain(..).enumerate().map(|(i, m)| (i + rng.gen_range(0..window), m)).collect();
+    let mut keyed: Vec<((usize, usize), StreamMessage)> = Vec::with_capacity(messages.len());
+    let mut notices = 0;
+    for (i, m) in messages.drain(..).enumerate() {
+        let key = if m.kind == MessageKind::Reorg {
+            notices += 1;
+            (notices, i)
+        } else {
+            (notices, i + rng.gen_range(0..window))
+        };
+        keyed.push((key, m));
+    }
     keyed.sort_by_key(|(key, _)| *key);
     messages.extend(keyed.into_iter().map(|(_, m)| m));
 }
@@ -38,7 +48,8 @@ pub(crate) fn add_duplicates(
     let mut out = Vec::with_capacity(total + (total as f64 * rate) as usize + 1);
     let mut copies = 0;
     for (i, message) in messages.into_iter().enumerate() {
-        if rng.gen_bool(rate) {
+        // A notice sent again later would be another reorg.
+        if rng.gen_bool(rate) && message.kind != MessageKind::Reorg {
             let delay =
                 if rng.gen_ratio(1, 10) { rng.gen_range(1..=total) } else { rng.gen_range(1..=max_delay.max(1)) };
             pending
@@ -92,6 +103,7 @@ mod tests {
                 payload: i.to_string(),
                 kind: MessageKind::Original,
                 events: 1,
+                entry_id: None,
             })
             .collect()
     }

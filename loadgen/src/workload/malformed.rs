@@ -79,7 +79,7 @@ fn message(rng: &mut impl Rng, enc: Encoding, id: usize) -> StreamMessage {
     let mut envelope = envelope_fields(rng, enc, ty, block, &format!("rindexer_stream__{id}"), encode::object(&event));
     let payload = corrupt_envelope(rng, defect, &mut envelope);
     let events = usize::from(!matches!(defect, Defect::NotJson | Defect::EmptyEventData));
-    StreamMessage { stream: ty.stream().to_owned(), payload, kind: MessageKind::Malformed, events }
+    StreamMessage { stream: ty.stream().to_owned(), payload, kind: MessageKind::Malformed, events, entry_id: None }
 }
 
 /// Event-level defects: the envelope stays readable, the one event in it fails.

@@ -18,7 +18,9 @@ mod delivery;
 mod encode;
 
 pub use encode::Encoding;
+pub use forks::{notice, ForkStats};
 mod events;
+mod forks;
 mod generator;
 mod malformed;
 mod pack;
@@ -70,6 +72,12 @@ pub struct WorkloadConfig {
     pub block_time_secs: u64,
     /// Intuition transactions per block are drawn from `1..=max_txs_per_block`.
     pub max_txs_per_block: u32,
+    /// Chance that the chain reorganizes after a block (see `forks`): the workload's events
+    /// stay the canonical chain, orphaned versions of recent blocks and rindexer's notices
+    /// are added. Needs rindexer's encoding (one block per message).
+    pub reorg_rate: f64,
+    /// Deepest reorg, in blocks with events (each is 1 to this many).
+    pub reorg_depth: usize,
 }
 
 impl Default for WorkloadConfig {
@@ -92,6 +100,8 @@ impl Default for WorkloadConfig {
             start_timestamp: 1_750_085_142,
             block_time_secs: 2,
             max_txs_per_block: 6,
+            reorg_rate: 0.0,
+            reorg_depth: 8,
         }
     }
 }
@@ -168,6 +178,10 @@ pub enum MessageKind {
     Duplicate,
     /// Extra bad input; holds no good event.
     Malformed,
+    /// Events of an orphaned block, published before the reorg notice; none is canonical.
+    Orphaned,
+    /// A copy of rindexer's reorg notice; holds no event.
+    Reorg,
 }
 
 /// One message as rindexer would XADD it.
@@ -180,6 +194,9 @@ pub struct StreamMessage {
     pub kind: MessageKind,
     /// Event objects in the payload (for pacing by events per second).
     pub events: usize,
+    /// The entry id to XADD it under, `<ms>-<seq>` (its publication time); `None` lets
+    /// Redis choose. Set in workloads with reorgs, where the time between two notices matters.
+    pub entry_id: Option<String>,
 }
 
 /// What a workload holds.
@@ -192,7 +209,7 @@ pub struct WorkloadStats {
     pub deposits: usize,
     pub redeems: usize,
     pub share_price_changes: usize,
-    /// All messages: originals + duplicates + malformed.
+    /// All messages: originals + duplicates + malformed + orphaned + notices.
     pub messages: usize,
     pub original_messages: usize,
     pub duplicates: usize,
@@ -200,6 +217,8 @@ pub struct WorkloadStats {
     /// Block range of the good events (0 when there are none).
     pub first_block: u64,
     pub last_block: u64,
+    /// Reorganizations: notices, orphaned blocks and their events (not in `events`).
+    pub forks: ForkStats,
 }
 
 #[derive(Clone, Debug)]
@@ -218,6 +237,7 @@ enum RngStream {
     Duplicates = 2,
     Malformed = 3,
     Packing = 4,
+    Forks = 5,
 }
 
 fn rng_for(seed: u64, stream: RngStream) -> ChaCha8Rng {
@@ -247,6 +267,12 @@ pub fn generate_slice(config: &WorkloadConfig, first_atom: usize) -> Workload {
     let (originals, mut stats) = generator::good_messages_from(config, rng, packing, first_atom);
     stats.original_messages = originals.len();
     let mut messages = originals;
+    if config.reorg_rate > 0.0 && config.encoding == Encoding::Rindexer {
+        let mut rng = rng_for(config.seed, RngStream::Forks);
+        let (forked, forks) = forks::add_forks(messages, config.reorg_rate, config.reorg_depth, &mut rng);
+        messages = forked;
+        stats.forks = forks;
+    }
     delivery::shuffle_windows(&mut messages, config.shuffle_window, &mut rng_for(config.seed, RngStream::Shuffle));
     let max_delay = 64 + 2 * config.shuffle_window;
     let mut rng = rng_for(config.seed, RngStream::Duplicates);
@@ -256,6 +282,9 @@ pub fn generate_slice(config: &WorkloadConfig, first_atom: usize) -> Workload {
     let bad = malformed::messages(&mut rng, config.encoding, count, stats.original_messages);
     stats.malformed = bad.len();
     messages = delivery::scatter(messages, bad, &mut rng);
+    if stats.forks.reorgs > 0 {
+        forks::publication_times(&mut messages, config);
+    }
     stats.duplicates = duplicates;
     stats.messages = messages.len();
     Workload { messages, stats }

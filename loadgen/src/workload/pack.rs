@@ -85,6 +85,7 @@ impl Packer {
             payload,
             kind: MessageKind::Original,
             events: count,
+            entry_id: None,
         });
     }
 }

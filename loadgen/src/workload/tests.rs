@@ -131,7 +131,7 @@ fn duplicates_repeat_an_earlier_original_byte_for_byte() {
         match m.kind {
             MessageKind::Original => assert!(seen.insert(m.payload.as_str())),
             MessageKind::Duplicate => assert!(seen.contains(m.payload.as_str())),
-            MessageKind::Malformed => {}
+            MessageKind::Malformed | MessageKind::Orphaned | MessageKind::Reorg => {}
         }
     }
 }
@@ -525,4 +525,97 @@ fn rindexer_encoding_sends_one_block_per_message() {
     // Big blocks are chunked: a workload of one atom-heavy block.
     let big = generate(&WorkloadConfig { events_per_message: 10_000, max_txs_per_block: 400, ..config(2_000) });
     assert!(big.messages.iter().any(|m| m.payload.contains("-chunk-1\"")), "a block sent in chunks");
+}
+
+fn forked(events: usize, seed: u64) -> WorkloadConfig {
+    WorkloadConfig { seed, reorg_rate: 0.08, reorg_depth: 6, duplicate_rate: 0.1, shuffle_window: 16, ..config(events) }
+}
+
+fn payload(m: &StreamMessage) -> serde_json::Value {
+    serde_json::from_str(&m.payload).unwrap()
+}
+
+#[test]
+fn forks_leave_the_canonical_events_as_they_were() {
+    let plain = generate(&WorkloadConfig { reorg_rate: 0.0, ..forked(3_000, 5) });
+    let workload = generate(&forked(3_000, 5));
+    let f = &workload.stats.forks;
+    assert!(f.reorgs >= 5 && f.orphaned_events > 0, "{f:?}");
+    assert_eq!(f.notices, f.reorgs * 5 * EventType::ALL.len());
+    assert_eq!(workload.messages.iter().filter(|m| m.kind == MessageKind::Reorg).count(), f.notices, "none twice");
+    let canonical = |w: &Workload| {
+        let mut events = in_chain_order(decode_all(w, MessageKind::Original));
+        events.dedup();
+        events
+    };
+    assert_eq!(canonical(&workload), canonical(&plain));
+    // Every orphaned event is of an orphaned block, and differs from the canonical chain.
+    let orphaned: HashSet<(i64, String)> = f.orphaned_blocks.iter().map(|(b, h)| (*b as i64, h.clone())).collect();
+    let orphans = decode_all(&workload, MessageKind::Orphaned);
+    assert!(orphans.iter().all(|e| orphaned.contains(&(e.tx.block_number, e.tx.block_hash.to_string()))));
+    let canonical_hashes: HashSet<String> = canonical(&workload).iter().map(|e| e.tx.block_hash.to_string()).collect();
+    assert!(orphaned.iter().all(|(_, h)| !canonical_hashes.contains(h)));
+}
+
+/// rindexer's order within each stream: a block's orphaned version, then a notice whose
+/// fork_block is at most one above it, and only then the block's canonical version.
+#[test]
+fn each_stream_sees_the_old_chain_then_the_notice_then_the_new_chain() {
+    for seed in 1..6 {
+        let workload = generate(&forked(2_000, seed));
+        for ty in EventType::ALL {
+            // Orphaned blocks of this stream not yet followed by a notice.
+            let mut open: Vec<u64> = Vec::new();
+            for m in workload.messages.iter().filter(|m| m.stream == ty.stream()) {
+                let p = payload(m);
+                let block = p["block_number"].as_u64().unwrap();
+                match m.kind {
+                    MessageKind::Orphaned => open.push(block),
+                    MessageKind::Reorg => {
+                        let fork = p["event_data"][0]["fork_block"].as_u64().unwrap();
+                        assert!(open.iter().all(|&b| b + 1 >= fork), "notice at {fork} above orphaned {open:?}");
+                        open.clear();
+                    }
+                    MessageKind::Original => {
+                        assert!(!open.contains(&block), "block {block} canonical before its notice")
+                    }
+                    _ => {}
+                }
+            }
+            assert!(open.is_empty(), "orphaned blocks {open:?} never followed by a notice");
+        }
+    }
+}
+
+/// Entry ids carry publication times: increasing along each stream, every copy of a notice
+/// at one millisecond, two notices at least a block time apart (the engine tells reorgs
+/// apart and orders them by these times).
+#[test]
+fn forks_carry_publication_times_the_engine_can_rely_on() {
+    let workload = generate(&WorkloadConfig { malformed_rate: 0.05, ..forked(3_000, 9) });
+    let id = |m: &StreamMessage| -> (u64, u64) {
+        let (ms, seq) = m.entry_id.as_deref().unwrap().split_once('-').unwrap();
+        (ms.parse().unwrap(), seq.parse().unwrap())
+    };
+    let mut last: HashMap<&str, (u64, u64)> = HashMap::new();
+    let mut notice_ms: HashMap<u64, HashSet<u64>> = HashMap::new();
+    for m in &workload.messages {
+        let at = id(m);
+        if let Some(prev) = last.insert(&m.stream, at) {
+            assert!(at > prev, "ids go up along {}", m.stream);
+        }
+        if m.kind == MessageKind::Reorg {
+            notice_ms.entry(payload(m)["event_data"][0]["fork_block"].as_u64().unwrap()).or_default().insert(at.0);
+        }
+    }
+    assert_eq!(notice_ms.len(), workload.stats.forks.reorgs, "one fork_block per reorg");
+    let mut times: Vec<u64> = notice_ms
+        .values()
+        .map(|t| {
+            assert_eq!(t.len(), 1, "copies of one notice at one time");
+            *t.iter().next().unwrap()
+        })
+        .collect();
+    times.sort_unstable();
+    assert!(times.windows(2).all(|w| w[1] - w[0] >= 2_000), "reorgs a block time apart");
 }
