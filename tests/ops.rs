@@ -426,7 +426,7 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
         let series = format!("{}_count{{stage=\"{stage}\"}} 0", rps::runtime::telemetry::STAGE_SECONDS);
         assert!(engine_first.contains(&series), "no {series} before the first event:\n{engine_first}");
     }
-    for reason in rps::pg::error::RETRY_REASONS {
+    for reason in rps::pg::error::RETRY_REASONS.into_iter().chain(rps::ingest::apply::RETRY_REASONS) {
         let series = format!("{}{{reason=\"{reason}\"}} 0", rps::runtime::telemetry::BATCH_RETRIES);
         assert!(engine_first.contains(&series), "no {series} before the first event");
     }

@@ -115,7 +115,8 @@ async fn engine(config: EngineConfig, metrics_addr: &str, progress: progress::Pr
     config.validate()?;
     let addr = cli::listen_addr("--metrics-addr", metrics_addr).await?;
     let metrics = http::install()?;
-    telemetry::register_engine(&RETRY_REASONS);
+    let reasons: Vec<&'static str> = RETRY_REASONS.into_iter().chain(rps::ingest::apply::RETRY_REASONS).collect();
+    telemetry::register_engine(&reasons);
     let monitor = monitor::Monitor::new();
     monitor.start_engine(&config, progress.monitor_interval()).await;
     let health = health::health(config.database_url.clone(), config.redis_url.clone(), monitor.clone());

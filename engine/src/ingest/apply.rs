@@ -37,12 +37,18 @@ pub enum ApplyError {
     OrphanProof(Vec<reorg::Block>),
 }
 
+/// The retry reasons of the batch's own making (beside PostgreSQL's, `pg::error::RETRY_REASONS`):
+/// `reason` label values of the retry metric, created at 0 before any batch.
+pub const RETRY_REASONS: [&str; 2] = [LOCK_HOLDER_LOST, ORPHAN_PROOF];
+const LOCK_HOLDER_LOST: &str = "lock_holder_lost";
+const ORPHAN_PROOF: &str = "orphan_proof";
+
 impl ApplyError {
     pub fn failure(&self) -> Failure {
         match self {
             ApplyError::Postgres(e) => e.failure(),
-            ApplyError::LockHolderLost { .. } => Failure::Transient("lock_holder_lost"),
-            ApplyError::OrphanProof(_) => Failure::Transient("orphan_proof"),
+            ApplyError::LockHolderLost { .. } => Failure::Transient(LOCK_HOLDER_LOST),
+            ApplyError::OrphanProof(_) => Failure::Transient(ORPHAN_PROOF),
         }
     }
 
