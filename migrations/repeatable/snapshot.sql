@@ -25,13 +25,23 @@ SELECT DISTINCT ON (term_id)
   FROM triple_created_events
  ORDER BY term_id, block_number DESC, log_index DESC;
 
-CREATE OR REPLACE VIEW snapshot.position AS
-WITH ev AS (
-    SELECT receiver AS account_id, term_id, curve_id, total_shares, block_number, log_index
-      FROM deposited_events
+-- Positions from the event log, of the given accounts and terms only (NULL: all):
+-- snapshot.position is this with NULLs. Each scan filters itself, so a reorg's retraction
+-- (reorg.sql) aggregates only the touched keys' events (an outer filter would not reach the
+-- totals, which sit behind outer joins); for the view the NULL tests fold away, as the
+-- function is inlined into the query that calls it (SQL, STABLE, one SELECT).
+CREATE OR REPLACE FUNCTION snapshot.positions_of(accounts TEXT[], terms TEXT[])
+RETURNS SETOF "position" LANGUAGE sql STABLE AS $$
+WITH dep AS NOT MATERIALIZED (
+    SELECT * FROM deposited_events
+     WHERE (accounts IS NULL OR receiver = ANY(accounts)) AND (terms IS NULL OR term_id = ANY(terms))
+), red AS NOT MATERIALIZED (
+    SELECT * FROM redeemed_events
+     WHERE (accounts IS NULL OR sender = ANY(accounts)) AND (terms IS NULL OR term_id = ANY(terms))
+), ev AS (
+    SELECT receiver AS account_id, term_id, curve_id, total_shares, block_number, log_index FROM dep
     UNION ALL
-    SELECT sender, term_id, curve_id, total_shares, block_number, log_index
-      FROM redeemed_events
+    SELECT sender, term_id, curve_id, total_shares, block_number, log_index FROM red
 ), latest AS (
     SELECT DISTINCT ON (account_id, term_id, curve_id) *
       FROM ev ORDER BY account_id, term_id, curve_id, block_number DESC, log_index DESC
@@ -39,12 +49,12 @@ WITH ev AS (
     SELECT receiver AS account_id, term_id, curve_id, sum(assets_after_fees) AS total,
            (array_agg(block_number ORDER BY block_number DESC, log_index DESC))[1] AS block_number,
            (array_agg(log_index ORDER BY block_number DESC, log_index DESC))[1] AS log_index
-      FROM deposited_events GROUP BY 1, 2, 3
+      FROM dep GROUP BY 1, 2, 3
 ), redeems AS (
     SELECT sender AS account_id, term_id, curve_id, sum(assets) AS total,
            (array_agg(block_number ORDER BY block_number DESC, log_index DESC))[1] AS block_number,
            (array_agg(log_index ORDER BY block_number DESC, log_index DESC))[1] AS log_index
-      FROM redeemed_events GROUP BY 1, 2, 3
+      FROM red GROUP BY 1, 2, 3
 )
 SELECT l.account_id, l.term_id, l.curve_id,
        l.total_shares AS shares,
@@ -55,25 +65,34 @@ SELECT l.account_id, l.term_id, l.curve_id,
        r.block_number AS last_redeem_block, r.log_index AS last_redeem_log_index
   FROM latest l
   LEFT JOIN deposits d USING (account_id, term_id, curve_id)
-  LEFT JOIN redeems r USING (account_id, term_id, curve_id);
+  LEFT JOIN redeems r USING (account_id, term_id, curve_id)
+$$;
 
-CREATE OR REPLACE VIEW snapshot.vault AS
+CREATE OR REPLACE VIEW snapshot.position AS SELECT * FROM snapshot.positions_of(NULL, NULL);
+
+-- Vaults from the event log, of the given terms only (NULL: all); as positions_of.
+CREATE OR REPLACE FUNCTION snapshot.vaults_of(terms TEXT[])
+RETURNS SETOF vault LANGUAGE sql STABLE AS $$
 WITH ev AS (
     SELECT term_id, curve_id, vault_type, block_number, log_index FROM deposited_events
+     WHERE terms IS NULL OR term_id = ANY(terms)
     UNION ALL
     SELECT term_id, curve_id, vault_type, block_number, log_index FROM redeemed_events
+     WHERE terms IS NULL OR term_id = ANY(terms)
     UNION ALL
     SELECT term_id, curve_id, vault_type, block_number, log_index FROM share_price_changed_events
+     WHERE terms IS NULL OR term_id = ANY(terms)
 ), latest AS (
     SELECT DISTINCT ON (term_id, curve_id) *
       FROM ev ORDER BY term_id, curve_id, block_number DESC, log_index DESC
 ), price AS (
     SELECT DISTINCT ON (term_id, curve_id) *
       FROM share_price_changed_events
+     WHERE terms IS NULL OR term_id = ANY(terms)
      ORDER BY term_id, curve_id, block_number DESC, log_index DESC
 ), counts AS (
     SELECT term_id, curve_id, count(*) AS n
-      FROM snapshot.position WHERE shares > 0 GROUP BY 1, 2
+      FROM snapshot.positions_of(NULL, terms) WHERE shares > 0 GROUP BY 1, 2
 )
 SELECT l.term_id, l.curve_id,
        coalesce(p.total_shares, 0)::numeric(78,0) AS total_shares,
@@ -86,7 +105,10 @@ SELECT l.term_id, l.curve_id,
        l.block_number AS last_event_block, l.log_index AS last_event_log_index
   FROM latest l
   LEFT JOIN price p USING (term_id, curve_id)
-  LEFT JOIN counts c USING (term_id, curve_id);
+  LEFT JOIN counts c USING (term_id, curve_id)
+$$;
+
+CREATE OR REPLACE VIEW snapshot.vault AS SELECT * FROM snapshot.vaults_of(NULL);
 
 CREATE OR REPLACE VIEW snapshot.term AS
 WITH v AS MATERIALIZED (
