@@ -192,6 +192,25 @@ async fn permanent_errors_end_the_run_at_once_and_transient_ones_are_retried() {
         assert_eq!(lines, usize::from(code != 0), "{what}: one clear line\n{}", ended.output);
         assert!(ended.took < Duration::from_secs(10), "{what} took {:?}", ended.took);
     }
+    // A server that refuses the engine's own schema SQL (here a function of the schema that
+    // an older, incompatible definition occupies): the same SQL would fail on every retry.
+    let refusing = database("rps_t_hardening_schema");
+    rps::pg::schema::prepare(&refusing).await.expect("the schema applies");
+    let client = rps::pg::connect_one(&refusing).await.unwrap();
+    client
+        .batch_execute(
+            "DROP VIEW snapshot.position CASCADE; DROP FUNCTION snapshot.positions_of(text[], text[]); \
+             CREATE FUNCTION snapshot.positions_of(accounts text[], terms text[]) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let env_refusing = env(&refusing, existing);
+    let env_refusing: Vec<(&str, &str)> = env_refusing.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let ended = run("redis-postgres-sync", &[], &env_refusing, Duration::from_secs(30));
+    assert_eq!(ended.code, Some(3), "an incompatible schema ends the run:\n{}", ended.output);
+    assert!(ended.output.contains("refuses the engine's own schema"), "{}", ended.output);
+    assert!(ended.took < Duration::from_secs(10), "at once, not after retries: {:?}", ended.took);
     // Nothing listens on this port: an outage, retried until stopped.
     let down = format!("postgres://postgres@127.0.0.1:{}/x", free_port());
     let env = env(&down, existing);
@@ -202,6 +221,7 @@ async fn permanent_errors_end_the_run_at_once_and_transient_ones_are_retried() {
     let _: i64 = redis::cmd("DEL").arg(existing).query_async(&mut con).await.unwrap();
     let admin = rps::pg::connect_one(&database("postgres")).await.unwrap();
     admin.batch_execute("DROP DATABASE IF EXISTS rps_t_hardening WITH (FORCE)").await.unwrap();
+    admin.batch_execute("DROP DATABASE IF EXISTS rps_t_hardening_schema WITH (FORCE)").await.unwrap();
 }
 
 /// Peak resident memory of a process so far, in bytes (VmHWM).

@@ -110,6 +110,17 @@ pub fn is_refusal(e: &tokio_postgres::Error) -> bool {
         || e.to_string().ends_with("server does not support TLS")
 }
 
+/// Whether the server refuses SQL the engine itself carries (its schema): a syntax error, a
+/// feature or object it lacks (class 42, 0A000). Only a server the schema was not written
+/// for does that, and it does it again on every retry.
+pub fn is_incompatible(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(incompatible_code)
+}
+
+fn incompatible_code(code: &SqlState) -> bool {
+    code.code().starts_with("42") || *code == SqlState::FEATURE_NOT_SUPPORTED
+}
+
 /// The server's message and SQLSTATE when there are some (the plain `Display` of a server
 /// error is only "db error"), else what broke.
 pub fn error_text(e: &tokio_postgres::Error) -> String {
@@ -138,6 +149,16 @@ mod tests {
         assert_eq!(f("54000"), Failure::Data("data"));
         assert_eq!(f("42P01"), Failure::Transient("other"));
         assert_eq!(PgError::Pool(bb8::RunError::TimedOut).failure(), Failure::Transient("connection"));
+    }
+
+    #[test]
+    fn sql_the_server_cannot_run_is_told_from_passing_trouble() {
+        for code in ["42601", "42883", "42P01", "0A000"] {
+            assert!(incompatible_code(&SqlState::from_code(code)), "{code}");
+        }
+        for code in ["40P01", "55P03", "57P01", "08006", "53300", "22P02", "XX000"] {
+            assert!(!incompatible_code(&SqlState::from_code(code)), "{code}");
+        }
     }
 
     #[test]

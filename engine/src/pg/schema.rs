@@ -12,7 +12,7 @@ use refinery::Migration;
 use tokio_postgres::error::SqlState;
 use tracing::info;
 
-use super::error::{error_text, is_refusal};
+use super::error::{error_text, is_incompatible, is_refusal};
 use super::pool::{connect_one, parse, ConnectError, Target};
 use super::sql;
 use crate::runtime::exit::{Fatal, Permanence};
@@ -55,6 +55,9 @@ impl Permanence for SchemaError {
             SchemaError::Statement { source, .. } if is_refusal(source) => {
                 Some(Fatal::Refused(format!("{what}: {self}")))
             }
+            SchemaError::Statement { source, .. } if is_incompatible(source) => Some(Fatal::Refused(format!(
+                "{what}: {self}: the server refuses the engine's own schema (it is written for PostgreSQL 15)"
+            ))),
             SchemaError::PreBaseline(_) => Some(Fatal::Refused(self.to_string())),
             SchemaError::Statement { .. } | SchemaError::Migration(_) => None,
         }
