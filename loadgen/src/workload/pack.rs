@@ -1,11 +1,13 @@
 //! Packing events into messages the way rindexer does: one open message per event type.
 //! With rindexer's encoding a message holds one block's events of its type (a block with
-//! more than about 75 KB of them is sent in chunks); with the mixed one it spans blocks.
+//! more than about 75 KB of them is sent in chunks, in any order); with the mixed one it
+//! spans blocks.
 //! Either way it is sent once it holds `events_per_message` events.
 //!
 //! The packer draws from its own random stream, so how events are packed never changes
 //! the events themselves.
 
+use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -22,8 +24,11 @@ struct Open {
     bytes: usize,
     /// The highest block among the events (rindexer: the block).
     block: u64,
-    /// Chunks of that block already sent.
+    /// Chunks of that block already cut.
     chunk: usize,
+    /// rindexer's encoding: the block's chunks cut so far, sent together when the block ends
+    /// and in any order, as rindexer XADDs a block's chunks concurrently.
+    chunks: Vec<StreamMessage>,
 }
 
 pub(crate) struct Packer {
@@ -44,6 +49,7 @@ impl Packer {
         let per_block = self.encoding == Encoding::Rindexer;
         if per_block && !open.events.is_empty() && open.block != block {
             self.flush(ty);
+            self.release(ty);
             self.open[ty as usize].chunk = 0;
         } else if per_block && open.bytes + event.len() > CHUNK_BYTES && !open.events.is_empty() {
             self.flush(ty);
@@ -62,7 +68,15 @@ impl Packer {
     pub fn flush_all(&mut self) {
         for ty in EventType::ALL {
             self.flush(ty);
+            self.release(ty);
         }
+    }
+
+    /// Send the held chunks of a block, shuffled.
+    fn release(&mut self, ty: EventType) {
+        let mut chunks = std::mem::take(&mut self.open[ty as usize].chunks);
+        chunks.shuffle(&mut self.rng);
+        self.messages.extend(chunks);
     }
 
     fn flush(&mut self, ty: EventType) {
@@ -80,13 +94,17 @@ impl Packer {
         };
         let count = events.len();
         let payload = envelope(&mut self.rng, self.encoding, ty, block, &id, events);
-        self.messages.push(StreamMessage {
+        let message = StreamMessage {
             stream: ty.stream().to_owned(),
             payload,
             kind: MessageKind::Original,
             events: count,
             entry_id: None,
-        });
+        };
+        match self.encoding {
+            Encoding::Rindexer => self.open[ty as usize].chunks.push(message),
+            Encoding::Mixed => self.messages.push(message),
+        }
     }
 }
 
