@@ -218,7 +218,9 @@ async fn permanent_errors_end_the_run_at_once_and_transient_ones_are_retried() {
     let ended = run("redis-postgres-sync", &[], &env, Duration::from_secs(3));
     assert_eq!(ended.code, None, "a refused connection is retried, not fatal:\n{}", ended.output);
     assert!(ended.output.contains("retrying"), "{}", ended.output);
-    let _: i64 = redis::cmd("DEL").arg(existing).query_async(&mut con).await.unwrap();
+    // The engine that ran on it dead-lettered its "{}" entry: its dead-letter stream goes too.
+    let dlq = rps::stream::dead_letter_stream(existing);
+    let _: i64 = redis::cmd("DEL").arg(existing).arg(&dlq).query_async(&mut con).await.unwrap();
     let admin = rps::pg::connect_one(&database("postgres")).await.unwrap();
     admin.batch_execute("DROP DATABASE IF EXISTS rps_t_hardening WITH (FORCE)").await.unwrap();
     admin.batch_execute("DROP DATABASE IF EXISTS rps_t_hardening_schema WITH (FORCE)").await.unwrap();
