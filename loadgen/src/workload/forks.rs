@@ -208,6 +208,12 @@ fn orphan_event(
     }
 }
 
+/// The `fork_block` a notice reports.
+fn notice_fork(payload: &str) -> Option<u64> {
+    let notice: Value = serde_json::from_str(payload).ok()?;
+    notice["event_data"][0]["fork_block"].as_u64()
+}
+
 /// The block a message in rindexer's encoding is about (its envelope says so).
 fn envelope_block(payload: &str) -> u64 {
     #[derive(serde::Deserialize)]
@@ -230,15 +236,13 @@ pub(crate) fn publication_times(messages: &mut [StreamMessage], config: &super::
     let mut notices: HashMap<u64, u64> = HashMap::new();
     let mut clock = 0u64;
     for m in messages.iter() {
-        let payload: Option<Value> = serde_json::from_str(&m.payload).ok();
-        let fork = payload.as_ref().and_then(|p| p["event_data"][0]["fork_block"].as_u64());
-        match (m.kind, fork) {
-            (MessageKind::Reorg, Some(fork)) => {
+        match m.kind {
+            MessageKind::Reorg => {
+                let fork = notice_fork(&m.payload).expect("the generator's notices name their fork");
                 clock = clock.max(*notices.entry(fork).or_insert(clock + block_ms));
             }
-            (MessageKind::Original, _) => {
-                let block = payload.as_ref().and_then(|p| p["block_number"].as_u64()).unwrap_or(0);
-                let mined = block.saturating_sub(config.start_block) * block_ms;
+            MessageKind::Original => {
+                let mined = envelope_block(&m.payload).saturating_sub(config.start_block) * block_ms;
                 clock = clock.max(mined);
             }
             // An orphaned block's messages go out just before its notice, a re-sent or bad
