@@ -58,8 +58,13 @@ impl<const LEN: usize> Hex<LEN> {
     }
 
     pub fn as_str(&self) -> &str {
-        // Only ASCII is ever stored (every constructor checks or writes hex digits).
-        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+        debug_assert!(self.0.is_ascii());
+        // SAFETY: every constructor stores `0x` and hex digits only (checked in
+        // `from_digits`, written by `hex::encode_to_slice` in `from_bytes`), and the field
+        // is private, so the bytes are ASCII and hence UTF-8. Checking them again on every
+        // read cost 3.6 % of a backfill's engine CPU (sorting a batch compares block hashes
+        // as text; a profile of stop 16).
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 }
 
