@@ -11,7 +11,7 @@ use std::ops::Range;
 use super::copy::{encode_events, EncodedTable};
 use super::message::Message;
 use crate::event::decode::alias::Aliases;
-use crate::event::decode::{decode_payload_with, DecodeError, Decoded, EventFailure};
+use crate::event::decode::{DecodeError, Decoded, Decoder, EventFailure};
 use crate::event::encode::encode_payload;
 use crate::event::reorg::ReorgNotice;
 use crate::event::{stream_key, Event, Position};
@@ -86,8 +86,11 @@ impl Batch {
     /// [`Batch::from_messages_in_parts`], reading event names through `aliases`.
     pub fn decode(messages: Vec<Message>, max_parts: usize, aliases: &Aliases) -> Batch {
         let mut batch = Batch::default();
-        let mut events = Vec::new();
         let decoded = decode_messages(&messages, aliases);
+        // Sized up front, as is every vector below that holds events: growing one copies
+        // every event again, into freshly zeroed pages (a quarter of the engine's memory
+        // traffic in a profile of stop 16).
+        let mut events = Vec::with_capacity(decoded_events(&decoded));
         let mut keys = StreamKeys::default();
         for (m, d) in messages.into_iter().zip(decoded) {
             batch.add(m, d, &mut keys, &mut events);
@@ -102,7 +105,12 @@ impl Batch {
         let parts = max_parts.min(order.len() / MIN_PART_EVENTS).max(1);
         let sizes = if parts > 1 { group_by_part(&events, &mut order, parts) } else { vec![order.len()] };
         let mut slots: Vec<Option<(Event, u32)>> = events.into_iter().map(Some).collect();
-        (batch.events, batch.origins) = order.iter().filter_map(|&i| slots[i].take()).unzip();
+        batch.events = Vec::with_capacity(order.len());
+        batch.origins = Vec::with_capacity(order.len());
+        for (event, origin) in order.iter().filter_map(|&i| slots[i].take()) {
+            batch.events.push(event);
+            batch.origins.push(origin);
+        }
         let ranges: Vec<Range<usize>> = sizes
             .into_iter()
             .filter(|&n| n > 0)
@@ -224,7 +232,8 @@ fn decode_messages(messages: &[Message], aliases: &Aliases) -> Vec<Option<Result
     let chunks = cores.min(messages.len() / MIN_MESSAGES_PER_THREAD).max(1);
     let size = messages.len().div_ceil(chunks).max(1);
     let decode = |chunk: &[Message]| -> Vec<_> {
-        chunk.iter().map(|m| m.payload.as_ref().ok().map(|raw| decode_payload_with(raw, aliases))).collect()
+        let mut decoder = Decoder::new(aliases);
+        chunk.iter().map(|m| m.payload.as_ref().ok().map(|raw| decoder.decode(raw))).collect()
     };
     on_threads(messages.chunks(size).collect(), decode).into_iter().flatten().collect()
 }
@@ -243,6 +252,11 @@ impl StreamKeys {
         self.0.push((stream.to_owned(), key));
         key
     }
+}
+
+/// How many events decoding produced in all.
+fn decoded_events(decoded: &[Option<Result<Decoded, DecodeError>>]) -> usize {
+    decoded.iter().flatten().filter_map(|d| d.as_ref().ok()).map(|d| d.events.len()).sum()
 }
 
 /// A stream entry id (`<milliseconds>-<sequence>`) as a pair that orders like the id; an id

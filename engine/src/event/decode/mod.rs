@@ -59,12 +59,44 @@ pub fn decode_payload(raw: &[u8]) -> Result<Decoded, DecodeError> {
 
 /// [`decode_payload`], reading event names through `aliases`.
 pub fn decode_payload_with(raw: &[u8], aliases: &Aliases) -> Result<Decoded, DecodeError> {
-    if raw.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        return err("payload starts with a UTF-8 byte order mark (EF BB BF), which JSON does not allow");
+    Decoder::new(aliases).decode(raw)
+}
+
+/// Decodes payloads one after another, reusing simd-json's working buffers and the copy of
+/// the payload that it parses in place: with rindexer's one message per (event, block),
+/// allocating them afresh was several allocations per event.
+pub struct Decoder<'a> {
+    aliases: &'a Aliases,
+    buffers: simd_json::Buffers,
+    scratch: Vec<u8>,
+}
+
+impl<'a> Decoder<'a> {
+    /// A decoder reading event names through `aliases`.
+    pub fn new(aliases: &'a Aliases) -> Decoder<'a> {
+        Decoder { aliases, buffers: simd_json::Buffers::default(), scratch: Vec::new() }
     }
-    // simd-json parses in place; the caller keeps `raw` for the dead-letter entry.
-    let mut buf = prescan(raw)?.unwrap_or_else(|| raw.to_vec());
-    let root = simd_json::to_borrowed_value(&mut buf).map_err(json_error)?;
+
+    /// Decode one message payload. `Err` means nothing in it could be read.
+    pub fn decode(&mut self, raw: &[u8]) -> Result<Decoded, DecodeError> {
+        if raw.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            return err("payload starts with a UTF-8 byte order mark (EF BB BF), which JSON does not allow");
+        }
+        // simd-json parses in place; the caller keeps `raw` for the dead-letter entry.
+        match prescan(raw)? {
+            Some(rewritten) => self.scratch = rewritten,
+            None => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(raw);
+            }
+        }
+        let root = simd_json::to_borrowed_value_with_buffers(&mut self.scratch, &mut self.buffers).map_err(json_error)?;
+        decode_root(&root, self.aliases)
+    }
+}
+
+/// The events and notices of a parsed payload.
+fn decode_root(root: &Value, aliases: &Aliases) -> Result<Decoded, DecodeError> {
     let Value::Object(envelope) = &root else {
         return err("payload is not a JSON object");
     };
