@@ -2,32 +2,34 @@
 
 use ruint::aliases::U256;
 use simd_json::prelude::*;
-use simd_json::{BorrowedValue as Value, StaticNode};
+use simd_json::ValueType;
 
-use super::{err, DecodeError};
+use super::{err, is_null, DecodeError, Value};
 use crate::event::hex::{strip_0x, Address, Bytes32, Hex};
 use crate::event::numeric::{parse_u256, Numeric};
 
 /// Typed access to one JSON object's fields, with errors that name the field.
-pub(super) struct Fields<'a, 'v>(pub(super) &'a Value<'v>);
+pub(super) struct Fields<'t, 'i>(pub(super) Value<'t, 'i>);
 
-impl<'a, 'v> Fields<'a, 'v> {
-    pub(super) fn get(&self, name: &str) -> Result<&'a Value<'v>, DecodeError> {
+impl<'t, 'i> Fields<'t, 'i> {
+    pub(super) fn get(&self, name: &str) -> Result<Value<'t, 'i>, DecodeError> {
         match self.0.get(name) {
-            Some(Value::Static(StaticNode::Null)) | None => err(format!("missing field `{name}`")),
-            Some(v) => Ok(v),
+            Some(v) if !is_null(&v) => Ok(v),
+            _ => err(format!("missing field `{name}`")),
         }
     }
 
     pub(super) fn uint_value(&self, name: &str) -> Result<U256, DecodeError> {
-        match self.get(name)? {
-            Value::Static(StaticNode::U64(n)) => Ok(U256::from(*n)),
-            Value::Static(StaticNode::I64(n)) if *n >= 0 => Ok(U256::from(*n as u64)),
-            Value::Static(StaticNode::I64(n)) => err(format!("field `{name}`: negative number {n}")),
-            Value::Static(StaticNode::F64(n)) => {
+        let v = self.get(name)?;
+        if let Some(s) = v.as_str() {
+            return parse_u256(s).map_err(|e| DecodeError(format!("field `{name}`: {e}")));
+        }
+        match (v.value_type(), v.as_u64(), v.as_i64(), v.as_f64()) {
+            (ValueType::U64 | ValueType::I64, Some(n), _, _) => Ok(U256::from(n)),
+            (ValueType::I64, None, Some(n), _) => err(format!("field `{name}`: negative number {n}")),
+            (ValueType::F64, _, _, Some(n)) => {
                 err(format!("field `{name}`: {n:?} is not an integer (a JSON number with a fraction or an exponent)"))
             }
-            Value::String(s) => parse_u256(s).map_err(|e| DecodeError(format!("field `{name}`: {e}"))),
             _ => err(format!("field `{name}`: expected an integer (number, decimal or 0x-hex string)")),
         }
     }
@@ -44,8 +46,8 @@ impl<'a, 'v> Fields<'a, 'v> {
 
     pub(super) fn optional_int64(&self, name: &str) -> Result<Option<i64>, DecodeError> {
         match self.0.get(name) {
-            Some(Value::Static(StaticNode::Null)) | None => Ok(None),
-            Some(_) => self.int64(name).map(Some),
+            Some(v) if !is_null(&v) => self.int64(name).map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -56,10 +58,10 @@ impl<'a, 'v> Fields<'a, 'v> {
         }
     }
 
-    pub(super) fn str(&self, name: &str) -> Result<&'a str, DecodeError> {
-        match self.get(name)? {
-            Value::String(s) => Ok(s.as_ref()),
-            _ => err(format!("field `{name}`: expected a string")),
+    pub(super) fn str(&self, name: &str) -> Result<&'i str, DecodeError> {
+        match self.get(name)?.into_string() {
+            Some(s) => Ok(s),
+            None => err(format!("field `{name}`: expected a string")),
         }
     }
 

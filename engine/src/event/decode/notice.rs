@@ -1,26 +1,25 @@
 //! The reorg notice's `event_data` item (see [`crate::event::reorg`]).
 
 use simd_json::prelude::*;
-use simd_json::{BorrowedValue as Value, StaticNode};
 
 use super::fields::Fields;
-use super::{err, DecodeError};
+use super::{err, is_null, DecodeError, Value};
 use crate::event::reorg::ReorgNotice;
 
 /// Decode a notice item; the envelope's `network` stands in for a missing one.
-pub(super) fn reorg_notice(item: &Value, envelope_network: Option<&str>) -> Result<ReorgNotice, DecodeError> {
-    let Value::Object(_) = item else {
+pub(super) fn reorg_notice(item: Value, envelope_network: Option<&str>) -> Result<ReorgNotice, DecodeError> {
+    if item.as_object().is_none() {
         return err("reorg notice: the event is not a JSON object");
-    };
+    }
     match item.get("type") {
-        Some(Value::String(t)) if t == "reorg" => {}
-        None | Some(Value::Static(StaticNode::Null)) => {}
+        Some(t) if t.as_str() == Some("reorg") || is_null(&t) => {}
+        None => {}
         Some(other) => return err(format!("reorg notice: `type` is {}, not \"reorg\"", other.encode())),
     }
     let network = match item.get("network") {
-        Some(Value::String(s)) => s.to_string(),
-        Some(Value::Static(StaticNode::Null)) | None => envelope_network.unwrap_or_default().to_owned(),
-        Some(_) => return err("reorg notice: `network` is not a string"),
+        Some(s) if s.as_str().is_some() => s.as_str().unwrap_or_default().to_owned(),
+        Some(n) if !is_null(&n) => return err("reorg notice: `network` is not a string"),
+        _ => envelope_network.unwrap_or_default().to_owned(),
     };
     if network.is_empty() || network.contains('\0') {
         return err("reorg notice: no `network` (it says which chain reorganized)");
@@ -30,9 +29,9 @@ pub(super) fn reorg_notice(item: &Value, envelope_network: Option<&str>) -> Resu
     let optional = |name: &str| f.optional_int64(name).map(Option::unwrap_or_default);
     let depth = optional("depth").map_err(|e| DecodeError(format!("reorg notice: {}", e.0)))?;
     let events_deleted = optional("events_deleted").map_err(|e| DecodeError(format!("reorg notice: {}", e.0)))?;
-    let tx_hashes = match item.get("affected_tx_hashes") {
-        Some(Value::Array(a)) => a.iter().map(|h| h.as_str().unwrap_or_default().to_ascii_lowercase()).collect(),
-        _ => Vec::new(),
+    let tx_hashes = match item.get("affected_tx_hashes").and_then(|v| v.as_array()) {
+        Some(a) => a.iter().map(|h| h.as_str().unwrap_or_default().to_ascii_lowercase()).collect(),
+        None => Vec::new(),
     };
     let fingerprint = format!("{network}/{fork_block}/{depth}/{events_deleted}/{}", tx_hashes.join(","));
     Ok(ReorgNotice { network, fork_block, depth, events_deleted, fingerprint, body: item.encode() })
