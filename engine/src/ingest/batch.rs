@@ -138,13 +138,17 @@ impl Batch {
         events: &mut Vec<(Event, u32)>,
     ) {
         let origin = self.acks.len() as u32;
-        self.acks.push((m.stream.clone(), m.id.clone()));
-        let (raw, decoded) = match (m.payload, decoded) {
+        let Message { stream, id, payload } = m;
+        // The entry's stream and id move into the acks; only a dead letter copies them.
+        let key = (stream, id);
+        let (raw, decoded) = match (payload, decoded) {
             (Ok(raw), Some(decoded)) => (raw, decoded),
             (Err(unreadable), _) => {
                 let error = unreadable.reason;
-                tracing::warn!(stream = %m.stream, id = %m.id, %error, "dead-lettering message");
-                self.dead_letters.push(DeadLetter { stream: m.stream, id: m.id, payload: unreadable.kept, error });
+                tracing::warn!(stream = %key.0, id = %key.1, %error, "dead-lettering message");
+                let (stream, id) = key.clone();
+                self.dead_letters.push(DeadLetter { stream, id, payload: unreadable.kept, error });
+                self.acks.push(key);
                 return;
             }
             (Ok(_), None) => unreachable!("every payload is decoded"),
@@ -152,21 +156,24 @@ impl Batch {
         match decoded {
             Ok(decoded) => {
                 let total = decoded.events.len() + decoded.failures.len();
-                let position = Some(Position::keyed(keys.of(&m.stream), entry_position(&m.id)));
+                let position = Some(Position::keyed(keys.of(&key.0), entry_position(&key.1)));
                 events.extend(decoded.events.into_iter().map(|mut e| {
                     e.origin = position;
                     (e, origin)
                 }));
                 self.notices.extend(decoded.notices.into_iter().map(|n| (n, origin)));
                 if !decoded.failures.is_empty() {
-                    self.dead_letter_events(m.stream, m.id, raw, total, decoded.failures);
+                    let (stream, id) = key.clone();
+                    self.dead_letter_events(stream, id, raw, total, decoded.failures);
                 }
             }
             Err(error) => {
-                tracing::warn!(stream = %m.stream, id = %m.id, %error, "dead-lettering message");
-                self.dead_letters.push(DeadLetter { stream: m.stream, id: m.id, payload: raw, error: error.0 });
+                tracing::warn!(stream = %key.0, id = %key.1, %error, "dead-lettering message");
+                let (stream, id) = key.clone();
+                self.dead_letters.push(DeadLetter { stream, id, payload: raw, error: error.0 });
             }
         }
+        self.acks.push(key);
     }
 
     /// The events of one message that failed decoding, with one log line for them all: a

@@ -9,11 +9,25 @@ use crate::event::hex::{strip_0x, Address, Bytes32, Hex};
 use crate::event::numeric::{parse_u256, Numeric};
 
 /// Typed access to one JSON object's fields, with errors that name the field.
-pub(super) struct Fields<'t, 'i>(pub(super) Value<'t, 'i>);
+///
+/// The object's keys and values are listed once: a lookup in the tape walks every key
+/// before the one sought, skipping over their values, and an event looks up a dozen fields.
+pub(super) struct Fields<'t, 'i>(Vec<(&'i str, Value<'t, 'i>)>);
 
 impl<'t, 'i> Fields<'t, 'i> {
+    /// The fields of `object` (none if it is not an object).
+    pub(super) fn of(object: Value<'t, 'i>) -> Fields<'t, 'i> {
+        Fields(object.as_object().map(|o| o.iter().collect()).unwrap_or_default())
+    }
+
+    /// The field's value, `None` if absent (of two equal keys, the first: decoding refuses
+    /// those before it reads fields).
+    fn find(&self, name: &str) -> Option<Value<'t, 'i>> {
+        self.0.iter().find(|(k, _)| *k == name).map(|&(_, v)| v)
+    }
+
     pub(super) fn get(&self, name: &str) -> Result<Value<'t, 'i>, DecodeError> {
-        match self.0.get(name) {
+        match self.find(name) {
             Some(v) if !is_null(&v) => Ok(v),
             _ => err(format!("missing field `{name}`")),
         }
@@ -45,7 +59,7 @@ impl<'t, 'i> Fields<'t, 'i> {
     }
 
     pub(super) fn optional_int64(&self, name: &str) -> Result<Option<i64>, DecodeError> {
-        match self.0.get(name) {
+        match self.find(name) {
             Some(v) if !is_null(&v) => self.int64(name).map(Some),
             _ => Ok(None),
         }

@@ -146,8 +146,10 @@ fn decode_root(root: Value, aliases: &Aliases) -> Result<Decoded, DecodeError> {
 /// A key that appears twice in `object` (not looking inside its values). Objects here hold
 /// about ten keys: comparing each pair is cheaper than hashing, and needs no allocation.
 fn duplicate_key<'i>(object: Value<'_, 'i>) -> Option<&'i str> {
-    let object = object.as_object()?;
-    object.keys().enumerate().find(|&(i, key)| object.keys().skip(i + 1).any(|other| other == key)).map(|(_, k)| k)
+    // Listed first: each step of the tape's key iterator skips over a value.
+    let keys: Vec<&str> = object.as_object()?.keys().collect();
+    let twice = keys.iter().enumerate().find(|&(i, key)| keys[i + 1..].contains(key)).map(|(_, k)| *k);
+    twice
 }
 
 /// A key that appears twice in one object anywhere inside `value`.
@@ -188,7 +190,7 @@ fn decode_event(name: &str, network: Option<&str>, item: Value) -> Result<Event,
         return err(format!("duplicate key `{key}`"));
     }
     let tx = tx_info(item, network)?;
-    let f = Fields(item);
+    let f = Fields::of(item);
     let kind = match name {
         "AtomCreated" => {
             let atom_data = f.bytes("atomData")?;
@@ -262,7 +264,7 @@ fn tx_info(item: Value, envelope_network: Option<&str>) -> Result<TxInfo, Decode
         Some(_) => return err("`transaction_information` is not an object"),
         None => return err("missing field `transaction_information`"),
     };
-    let f = Fields(info);
+    let f = Fields::of(info);
     let network = match info.get("network") {
         Some(v) if v.as_str().is_some() => v.as_str().unwrap_or_default().to_owned(),
         Some(v) if !is_null(&v) => return err("`transaction_information.network` is not a string"),

@@ -24,7 +24,7 @@ pub(super) fn reorg_notice(item: Value, envelope_network: Option<&str>) -> Resul
     if network.is_empty() || network.contains('\0') {
         return err("reorg notice: no `network` (it says which chain reorganized)");
     }
-    let f = Fields(item);
+    let f = Fields::of(item);
     let fork_block = f.int64("fork_block").map_err(|e| DecodeError(format!("reorg notice: {}", e.0)))?;
     let optional = |name: &str| f.optional_int64(name).map(Option::unwrap_or_default);
     let depth = optional("depth").map_err(|e| DecodeError(format!("reorg notice: {}", e.0)))?;
