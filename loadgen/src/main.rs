@@ -16,6 +16,11 @@ use loadgen::workload::{generate, Encoding, WorkloadConfig};
 
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
+/// The engine binary's allocator: `bench` and `chaos` run the engine in this process, so its
+/// CPU figures are the shipped engine's only with the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "loadgen", version, about = "Intuition workloads in rindexer's Redis stream format")]
 struct Cli {
