@@ -144,12 +144,11 @@ fn decode_root(root: Value, aliases: &Aliases) -> Result<Decoded, DecodeError> {
 }
 
 /// A key that appears twice in `object` (not looking inside its values). Objects here hold
-/// about ten keys: comparing each pair is cheaper than hashing, and needs no allocation.
+/// about ten keys: comparing each pair is cheaper than hashing. The keys are listed first,
+/// as each step of the tape's key iterator skips over a value.
 fn duplicate_key<'i>(object: Value<'_, 'i>) -> Option<&'i str> {
-    // Listed first: each step of the tape's key iterator skips over a value.
     let keys: Vec<&str> = object.as_object()?.keys().collect();
-    let twice = keys.iter().enumerate().find(|&(i, key)| keys[i + 1..].contains(key)).map(|(_, k)| *k);
-    twice
+    (0..keys.len()).find(|&i| keys[i + 1..].contains(&keys[i])).map(|i| keys[i])
 }
 
 /// A key that appears twice in one object anywhere inside `value`.
@@ -265,11 +264,13 @@ fn tx_info(item: Value, envelope_network: Option<&str>) -> Result<TxInfo, Decode
         None => return err("missing field `transaction_information`"),
     };
     let f = Fields::of(info);
-    let network = match info.get("network") {
-        Some(v) if v.as_str().is_some() => v.as_str().unwrap_or_default().to_owned(),
-        Some(v) if !is_null(&v) => return err("`transaction_information.network` is not a string"),
-        _ => envelope_network.unwrap_or_default().to_owned(),
-    };
+    let network = match info.get("network").filter(|v| !is_null(v)) {
+        Some(v) => {
+            v.into_string().ok_or_else(|| DecodeError("`transaction_information.network` is not a string".into()))?
+        }
+        None => envelope_network.unwrap_or_default(),
+    }
+    .to_owned();
     if network.contains('\0') {
         return err("`network` holds a NUL character");
     }

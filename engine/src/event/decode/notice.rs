@@ -16,11 +16,11 @@ pub(super) fn reorg_notice(item: Value, envelope_network: Option<&str>) -> Resul
         None => {}
         Some(other) => return err(format!("reorg notice: `type` is {}, not \"reorg\"", other.encode())),
     }
-    let network = match item.get("network") {
-        Some(s) if s.as_str().is_some() => s.as_str().unwrap_or_default().to_owned(),
-        Some(n) if !is_null(&n) => return err("reorg notice: `network` is not a string"),
-        _ => envelope_network.unwrap_or_default().to_owned(),
-    };
+    let network = match item.get("network").filter(|v| !is_null(v)) {
+        Some(v) => v.into_string().ok_or_else(|| DecodeError("reorg notice: `network` is not a string".into()))?,
+        None => envelope_network.unwrap_or_default(),
+    }
+    .to_owned();
     if network.is_empty() || network.contains('\0') {
         return err("reorg notice: no `network` (it says which chain reorganized)");
     }

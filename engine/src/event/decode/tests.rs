@@ -432,3 +432,24 @@ fn aliases_map_event_names_back() {
     assert!(alias::Aliases::parse(&["NoEquals"]).is_err());
     assert!(alias::Aliases::parse(&["A=B", "A=C"]).unwrap_err().contains("both"));
 }
+
+#[test]
+fn a_network_that_is_not_a_string_is_refused_and_a_null_one_falls_back_to_the_envelope() {
+    let fields = r#""termId":"0173745f9e0d54254f4f81b02495da1716055583a1cbb7236ce8571befca6c3a","curveId":"1","sharePrice":"5","totalAssets":"6","totalShares":"7","vaultType":0"#;
+    let with_network = |network: &str| {
+        let tx = tx_info("1", "0", "0", "null").replace(r#""network":"intuition""#, &format!(r#""network":{network}"#));
+        decode_payload(&envelope("SharePriceChanged", &format!(r#"{{{fields},"transaction_information":{tx}}}"#)))
+            .unwrap()
+    };
+    assert_eq!(with_network("7").failures[0].error.0, "`transaction_information.network` is not a string");
+    assert_eq!(with_network("null").events[0].tx.network, "intuition");
+    assert_eq!(with_network(r#""base""#).events[0].tx.network, "base");
+
+    let notice = |network: &str| {
+        let payload =
+            REAL_NOTICE.replace(r#""network":"intuition_local","type""#, &format!(r#""network":{network},"type""#));
+        decode_payload(payload.as_bytes()).unwrap()
+    };
+    assert_eq!(notice("7").failures[0].error.0, "reorg notice: `network` is not a string");
+    assert_eq!(notice("null").notices[0].network, "intuition_local");
+}
