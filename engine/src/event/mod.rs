@@ -128,15 +128,10 @@ impl Position {
     /// same way (`entry_ms << 22`).
     pub const SEQ_BITS: u32 = 22;
 
-    /// `stream`'s key (the first four bytes of its keccak256) and the entry `(ms, seq)`
-    /// packed as `ms << 22 | seq` (a sequence past 2^22 - 1 within one millisecond is
-    /// clamped: only order within that millisecond could be lost).
-    pub fn new(stream: &str, entry: (i64, i64)) -> Position {
-        Position::keyed(stream_key(stream), entry)
-    }
-
-    /// [`Position::new`] with the stream's key already known (see [`stream_key`]).
-    pub fn keyed(stream_key: i32, (ms, seq): (i64, i64)) -> Position {
+    /// The stream's key (see [`stream_key`]) and the entry `(ms, seq)` packed as
+    /// `ms << 22 | seq` (a sequence past 2^22 - 1 within one millisecond is clamped: only
+    /// order within that millisecond could be lost).
+    pub fn new(stream_key: i32, (ms, seq): (i64, i64)) -> Position {
         Position { stream_key, entry: (ms << Self::SEQ_BITS) | seq.clamp(0, (1 << Self::SEQ_BITS) - 1) }
     }
 }
