@@ -139,9 +139,7 @@ fn deploy_files_reference_what_exists() {
         let accepted = env_vars_in_help(bin);
         for line in runtime.lines().filter_map(|l| l.strip_prefix("ENV ")) {
             let key = line.split('=').next().unwrap();
-            // Read by the binary's allocator (mimalloc) rather than by its flags.
-            let allocator = key == "MIMALLOC_PURGE_DELAY" && bin == "redis-postgres-sync";
-            assert!(allocator || accepted.contains(key), "{service}: Dockerfile sets {key}, which {bin} does not read");
+            assert!(accepted.contains(key), "{service}: Dockerfile sets {key}, which {bin} does not read");
         }
         for (key, _) in s["environment"].as_mapping().expect("environment map") {
             let key = key.as_str().unwrap();

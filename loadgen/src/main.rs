@@ -17,7 +17,7 @@ use loadgen::workload::{generate, Encoding, WorkloadConfig};
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// The engine binary's allocator: `bench` and `chaos` run the engine in this process, so its
-/// CPU figures are the shipped engine's only with the same allocator.
+/// CPU figures are the shipped engine's only with the same allocator and setting.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -140,6 +140,7 @@ impl RedisArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    rps::runtime::allocator::keep_freed_memory(rps::runtime::allocator::KEEP_FREED);
     // Whatever connection strings it was given, by flag or environment, are never printed.
     let env_urls = ["REDIS_URL", "BENCH_PG_URL", "CHAOS_PG_URL"].into_iter().filter_map(|k| std::env::var(k).ok());
     for given in std::env::args().chain(env_urls) {

@@ -3,8 +3,9 @@
 //! gets ([`shutdown`]), task guards ([`task`]), stage timing ([`timing`]), test-only crash
 //! and fault points ([`faults`]), metric names and the process's counters ([`telemetry`]),
 //! connection strings without their secrets ([`redact`]), and the errors that end a run at
-//! once with their exit codes ([`exit`]).
+//! once with their exit codes ([`exit`]), and the allocator's one setting ([`allocator`]).
 
+pub mod allocator;
 pub mod exit;
 pub mod faults;
 pub mod redact;
