@@ -35,9 +35,9 @@ pub fn keep_freed_memory(delay: Duration) {
 }
 
 /// The delay mimalloc applies now, in milliseconds (negative: never).
-pub fn purge_delay_ms() -> i64 {
+pub fn purge_delay_ms() -> std::ffi::c_long {
     // SAFETY: mi_option_get reads one option value; valid at any time.
-    i64::from(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) })
+    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
 }
 
 #[cfg(test)]

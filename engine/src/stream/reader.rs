@@ -29,11 +29,11 @@
 //! reply was lost with the connection left its entries delivered to this consumer. A group
 //! that is gone (Redis restarted without persistence) is created again, from the start.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use foldhash::HashSet;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, Script, Value};
 

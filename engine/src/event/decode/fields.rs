@@ -4,7 +4,7 @@ use ruint::aliases::U256;
 use simd_json::prelude::*;
 use simd_json::ValueType;
 
-use super::{err, is_null, DecodeError, Value};
+use super::{duplicate_key_within, err, is_null, DecodeError, Value};
 use crate::event::hex::{strip_0x, Address, Bytes32, Hex};
 use crate::event::numeric::{parse_u256, Numeric};
 
@@ -20,9 +20,24 @@ impl<'t, 'i> Fields<'t, 'i> {
         Fields(object.as_object().map(|o| o.iter().collect()).unwrap_or_default())
     }
 
+    /// A key that appears twice among these fields. Objects here hold about ten keys:
+    /// comparing each pair is cheaper than hashing.
+    pub(super) fn duplicate_key_here(&self) -> Option<&'i str> {
+        let keys = &self.0;
+        (0..keys.len()).find(|&i| keys[i + 1..].iter().any(|(k, _)| *k == keys[i].0)).map(|i| keys[i].0)
+    }
+
+    /// A key that appears twice among these fields or in one object anywhere inside their
+    /// values, except inside the value of field `unchecked` (whose reader checks it).
+    pub(super) fn duplicate_key(&self, unchecked: Option<&str>) -> Option<&'i str> {
+        self.duplicate_key_here().or_else(|| {
+            self.0.iter().filter(|(k, _)| Some(*k) != unchecked).find_map(|&(_, v)| duplicate_key_within(v))
+        })
+    }
+
     /// The field's value, `None` if absent (of two equal keys, the first: decoding refuses
     /// those before it reads fields).
-    fn find(&self, name: &str) -> Option<Value<'t, 'i>> {
+    pub(super) fn find(&self, name: &str) -> Option<Value<'t, 'i>> {
         self.0.iter().find(|(k, _)| *k == name).map(|&(_, v)| v)
     }
 

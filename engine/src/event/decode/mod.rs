@@ -104,17 +104,18 @@ fn decode_root(root: Value, aliases: &Aliases) -> Result<Decoded, DecodeError> {
         return err("payload is not a JSON object");
     }
     // JSON parsers disagree on which of two equal keys wins: refuse, rather than pick one.
-    if let Some(key) = duplicate_key(root) {
+    let root = Fields::of(root);
+    if let Some(key) = root.duplicate_key_here() {
         return err(format!("duplicate key `{key}` in the message"));
     }
-    let name = match root.get("event_name").map(|v| v.into_string()) {
+    let name = match root.find("event_name").map(|v| v.into_string()) {
         Some(Some("")) => return err("`event_name` is empty"),
         Some(Some(s)) => aliases.resolve(s),
         Some(None) => return err("`event_name` is not a string"),
         None => return err("missing field `event_name`"),
     };
-    let network = root.get("network").and_then(|v| v.into_string());
-    let items: Vec<Value> = match root.get("event_data") {
+    let network = root.find("network").and_then(|v| v.into_string());
+    let items: Vec<Value> = match root.find("event_data") {
         Some(v) => match (v.as_array(), v.value_type()) {
             (Some(a), _) if a.is_empty() => return err("`event_data` is an empty array"),
             (Some(a), _) => a.iter().collect(),
@@ -143,18 +144,10 @@ fn decode_root(root: Value, aliases: &Aliases) -> Result<Decoded, DecodeError> {
     Ok(out)
 }
 
-/// A key that appears twice in `object` (not looking inside its values). Objects here hold
-/// about ten keys: comparing each pair is cheaper than hashing. The keys are listed first,
-/// as each step of the tape's key iterator skips over a value.
-fn duplicate_key<'i>(object: Value<'_, 'i>) -> Option<&'i str> {
-    let keys: Vec<&str> = object.as_object()?.keys().collect();
-    (0..keys.len()).find(|&i| keys[i + 1..].contains(&keys[i])).map(|i| keys[i])
-}
-
 /// A key that appears twice in one object anywhere inside `value`.
 fn duplicate_key_within<'i>(value: Value<'_, 'i>) -> Option<&'i str> {
-    if let Some(o) = value.as_object() {
-        return duplicate_key(value).or_else(|| o.values().find_map(duplicate_key_within));
+    if value.as_object().is_some() {
+        return Fields::of(value).duplicate_key(None);
     }
     value.as_array()?.iter().find_map(duplicate_key_within)
 }
@@ -185,11 +178,13 @@ fn decode_event(name: &str, network: Option<&str>, item: Value) -> Result<Event,
     if item.as_object().is_none() {
         return err("event is not a JSON object");
     }
-    if let Some(key) = duplicate_key_within(item) {
+    // The event's fields are listed once, for the duplicate-key check and for reading them;
+    // transaction_information checks its own keys as it lists them (tx_info).
+    let f = Fields::of(item);
+    if let Some(key) = f.duplicate_key(Some(TX_INFO)) {
         return err(format!("duplicate key `{key}`"));
     }
-    let tx = tx_info(item, network)?;
-    let f = Fields::of(item);
+    let tx = tx_info(f.find(TX_INFO), network)?;
     let kind = match name {
         "AtomCreated" => {
             let atom_data = f.bytes("atomData")?;
@@ -257,14 +252,20 @@ fn generic(name: &str, item: Value) -> Result<Generic, DecodeError> {
     Ok(Generic { event_name: name.to_owned(), event_data })
 }
 
-fn tx_info(item: Value, envelope_network: Option<&str>) -> Result<TxInfo, DecodeError> {
-    let info = match item.get("transaction_information") {
+/// The event's `transaction_information` field.
+const TX_INFO: &str = "transaction_information";
+
+fn tx_info(info: Option<Value>, envelope_network: Option<&str>) -> Result<TxInfo, DecodeError> {
+    let info = match info {
         Some(v) if v.as_object().is_some() => v,
         Some(_) => return err("`transaction_information` is not an object"),
         None => return err("missing field `transaction_information`"),
     };
     let f = Fields::of(info);
-    let network = match info.get("network").filter(|v| !is_null(v)) {
+    if let Some(key) = f.duplicate_key(None) {
+        return err(format!("duplicate key `{key}`"));
+    }
+    let network = match f.find("network").filter(|v| !is_null(v)) {
         Some(v) => {
             v.into_string().ok_or_else(|| DecodeError("`transaction_information.network` is not a string".into()))?
         }
