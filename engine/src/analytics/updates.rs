@@ -6,11 +6,11 @@
 //! still refreshed, because refreshing a term is idempotent while skipping one would leave
 //! its analytics stale until its next change.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use redis::Value;
 
-use crate::stream::{DeadLetter, Entry, EntryKey};
+use crate::stream::{DeadLetter, Entry, EntryFields, EntryKey};
 
 pub const TERM_IDS_FIELD: &str = "term_ids";
 pub const COMMITTED_AT_FIELD: &str = "committed_at_ms";
@@ -29,7 +29,7 @@ pub struct Update {
 }
 
 /// Read one entry's fields.
-pub fn parse(fields: &HashMap<String, Value>) -> Update {
+pub fn parse(fields: &EntryFields) -> Update {
     let committed_at_ms = fields.get(COMMITTED_AT_FIELD).and_then(text).and_then(|t| t.trim().parse().ok());
     match term_ids(fields) {
         Ok((ids, errors)) => Update { error: partial_error(&ids, &errors), ids, committed_at_ms },
@@ -38,7 +38,7 @@ pub fn parse(fields: &HashMap<String, Value>) -> Update {
 }
 
 /// Valid ids and the errors of the invalid ones, or why the field is unreadable as a whole.
-fn term_ids(fields: &HashMap<String, Value>) -> Result<(Vec<String>, Vec<String>), String> {
+fn term_ids(fields: &EntryFields) -> Result<(Vec<String>, Vec<String>), String> {
     let raw = fields.get(TERM_IDS_FIELD).ok_or_else(|| {
         let mut found: Vec<&str> = fields.keys().map(String::as_str).collect();
         found.sort_unstable();
@@ -155,7 +155,7 @@ impl UpdateBatch {
 }
 
 /// The entry's fields as a JSON object, so a dead letter can be inspected and replayed.
-fn fields_json(fields: &HashMap<String, Value>) -> String {
+fn fields_json(fields: &EntryFields) -> String {
     let map: serde_json::Map<String, serde_json::Value> = fields
         .iter()
         .map(|(k, v)| (k.clone(), text(v).map(serde_json::Value::String).unwrap_or_else(|| format!("{v:?}").into())))
@@ -169,7 +169,7 @@ mod tests {
 
     const A: &str = "0x221c4e003f9931ee3af27f802dc5fd3d9974d75b333824fe61790134676b1b69";
 
-    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, Value> {
+    fn fields(pairs: &[(&str, &str)]) -> EntryFields {
         pairs.iter().map(|(k, v)| (k.to_string(), Value::BulkString(v.as_bytes().to_vec()))).collect()
     }
 

@@ -26,6 +26,6 @@ pub const DEFAULT_TERM_UPDATES_STREAM: &str = "term_updates";
 /// The consumer groups of the engine and of the analytics worker.
 pub const ENGINE_GROUP: &str = "redis-postgres-sync";
 pub const WORKER_GROUP: &str = "analytics-worker";
-pub use entry::{dead_letter_stream, DeadLetter, Entry, EntryKey, Oversized};
+pub use entry::{dead_letter_stream, DeadLetter, Entry, EntryFields, EntryKey, Oversized};
 pub use error::StreamError;
 pub use reader::{default_consumer_name, GroupReader, InFlight, Read, ReadBudget, ReaderConfig};

@@ -10,9 +10,11 @@
 -- stream, budget (bytes), entry limit (bytes), prefix length (bytes), claim idle (ms), then
 -- for 'own' one cursor per stream (the id after which to read).
 --
--- Returns, for each stream that gave entries, {stream, {{id, fields}, ...}}: fields as
--- {field, value, ...}; a stub's as {'rps-oversized', size, sha1, prefix}; a pending entry
--- deleted from the stream has no fields (false).
+-- Returns, for each stream that gave entries, {stream, {id, n, field, value, ..., id, n, ...}}:
+-- each entry flat as its id, its number of fields n, then its n field/value pairs (one array
+-- per stream, not two per entry: the client builds a value per array and per string); a
+-- stub's fields are 'rps-oversized' / size, sha1 / prefix; a pending entry deleted from the
+-- stream has none (n = 0).
 local group, consumer, mode = ARGV[1], ARGV[2], ARGV[3]
 local count, budget, limit, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local idle = ARGV[8]
@@ -56,22 +58,27 @@ end
 
 local function take(list, entry)
   used = used + cost(entry[2])
-  list[#list + 1] = shaped(entry)
+  local shape = shaped(entry)
+  local fields = shape[2] or {}
+  list.n = list.n + 1
+  list[#list + 1] = shape[1]
+  list[#list + 1] = #fields / 2
+  for i = 1, #fields do list[#list + 1] = fields[i] end
 end
 
 for k, key in ipairs(KEYS) do
-  local taken = {}
+  local taken = {n = 0}
   if mode == 'new' then
     -- A lost group or stream fails here with NOGROUP, which the reader handles.
-    while #taken < count and used < budget do
-      local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', chunk(count - #taken), 'STREAMS', key, '>')
+    while taken.n < count and used < budget do
+      local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', chunk(count - taken.n), 'STREAMS', key, '>')
       if not reply then break end
       for _, entry in ipairs(reply[1][2]) do take(taken, entry) end
     end
   elseif mode == 'own' then
     local cursor = ARGV[8 + k]
-    while #taken < count and used < budget do
-      local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', chunk(count - #taken), 'STREAMS', key, cursor)
+    while taken.n < count and used < budget do
+      local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', chunk(count - taken.n), 'STREAMS', key, cursor)
       local entries = reply[1] and reply[1][2] or {}
       if #entries == 0 then break end
       for _, entry in ipairs(entries) do take(taken, entry) end
@@ -82,7 +89,7 @@ for k, key in ipairs(KEYS) do
     -- read back as its own pending entries, never claimed from itself.
     local start = '-'
     local full = false
-    while not full and #taken < count do
+    while not full and taken.n < count do
       local stale = redis.call('XPENDING', key, group, 'IDLE', idle, start, '+', count)
       if #stale == 0 then break end
       for _, p in ipairs(stale) do
@@ -95,13 +102,16 @@ for k, key in ipairs(KEYS) do
           -- A deleted entry is dropped from the pending list by the claim.
           local claimed = redis.call('XCLAIM', key, group, consumer, idle, p[1])[1]
           if claimed then take(taken, claimed) end
-          if #taken >= count then break end
+          if taken.n >= count then break end
         end
       end
       start = '(' .. stale[#stale][1]
     end
   end
-  if #taken > 0 then out[#out + 1] = {key, taken} end
+  if taken.n > 0 then
+    taken.n = nil
+    out[#out + 1] = {key, taken}
+  end
   if used >= budget then break end
 end
 return out

@@ -1,39 +1,38 @@
-//! The read script's reply, as entries: `{stream, {{id, fields}, ...}}` per stream, an
-//! oversized entry's stub turned into an [`Oversized`] entry.
-
-use std::collections::HashMap;
+//! The read script's reply, as entries: `{stream, {id, n, field, value, ...}}` per stream
+//! (each entry flat: its id, its number of fields, its field/value pairs), an oversized
+//! entry's stub turned into an [`Oversized`] entry.
 
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 
 use super::ReadBudget;
-use crate::stream::{Entry, Oversized};
+use crate::stream::{Entry, EntryFields, Oversized};
 
-/// `{stream, {{id, fields}, ...}}` per stream, as read.lua returns them.
+/// `{stream, {id, n, field, value, ...}}` per stream, as read.lua returns them.
 pub(super) fn parse_reply(reply: Value, budget: ReadBudget) -> RedisResult<Vec<Entry>> {
     let mut out = Vec::new();
     for per_stream in array(reply)? {
         let mut parts = array(per_stream)?.into_iter();
         let (Some(stream), Some(entries)) = (parts.next(), parts.next()) else { return Err(malformed()) };
         let stream = text(stream)?;
-        for entry in array(entries)? {
-            let mut parts = array(entry)?.into_iter();
-            let id = text(parts.next().ok_or_else(malformed)?)?;
-            let values = match parts.next() {
-                Some(Value::Array(values)) => values,
-                _ => Vec::new(),
+        let mut flat = array(entries)?.into_iter();
+        while let Some(id) = flat.next() {
+            let id = text(id)?;
+            let n = match flat.next() {
+                Some(Value::Int(n)) if n >= 0 => n as usize,
+                _ => return Err(malformed()),
             };
-            out.push(entry_of(&stream, id, values, budget.entry_bytes)?);
+            let mut fields = EntryFields::default();
+            for _ in 0..n {
+                let (Some(name), Some(value)) = (flat.next(), flat.next()) else { return Err(malformed()) };
+                fields.insert(text(name)?, value);
+            }
+            out.push(entry_of(&stream, id, fields, budget.entry_bytes)?);
         }
     }
     Ok(out)
 }
 
-fn entry_of(stream: &str, id: String, values: Vec<Value>, limit: u64) -> RedisResult<Entry> {
-    let mut values = values.into_iter();
-    let mut fields = HashMap::new();
-    while let (Some(name), Some(value)) = (values.next(), values.next()) {
-        fields.insert(text(name)?, value);
-    }
+fn entry_of(stream: &str, id: String, mut fields: EntryFields, limit: u64) -> RedisResult<Entry> {
     let oversized = match fields.remove("rps-oversized") {
         None => None,
         Some(bytes) => {
