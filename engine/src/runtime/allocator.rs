@@ -4,8 +4,8 @@
 //! a few hundred megabytes (the read's entries, the decoded events, the COPY rows) and frees
 //! them when it commits; mimalloc (v3) returns freed pages to the kernel after one second,
 //! less than a batch's cycle, so nearly every batch faulted its memory in again and the
-//! kernel zeroed each page first: a quarter to a third of the engine's CPU in a `perf`
-//! profile of a backfill on the development VM (README -> Performance, stop 17).
+//! kernel zeroed each page first: about a quarter of the engine's CPU in a `perf` profile
+//! of a backfill on the development VM (README -> Performance, stop 17).
 
 use std::time::Duration;
 
