@@ -34,15 +34,15 @@ pub fn keep_freed_memory(delay: Duration) {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms) }
 }
 
-/// The delay mimalloc applies now, in milliseconds (negative: never).
-pub fn purge_delay_ms() -> std::ffi::c_long {
-    // SAFETY: mi_option_get reads one option value; valid at any time.
-    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The delay mimalloc applies now, in milliseconds (negative: never).
+    fn purge_delay_ms() -> std::ffi::c_long {
+        // SAFETY: mi_option_get reads one option value; valid at any time.
+        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+    }
 
     #[test]
     fn the_option_set_is_mimallocs_purge_delay() {
