@@ -152,6 +152,19 @@ fn duplicate_key_within<'i>(value: Value<'_, 'i>) -> Option<&'i str> {
     value.as_array()?.iter().find_map(duplicate_key_within)
 }
 
+/// A `network` field: its string, or the envelope's when it is absent or null; `not_a_string`
+/// is the error for any other value.
+fn network_or_envelope(
+    field: Option<Value>,
+    envelope: Option<&str>,
+    not_a_string: &str,
+) -> Result<String, DecodeError> {
+    match field.filter(|v| !is_null(v)) {
+        Some(v) => v.into_string().map(str::to_owned).ok_or_else(|| DecodeError(not_a_string.into())),
+        None => Ok(envelope.unwrap_or_default().to_owned()),
+    }
+}
+
 /// Whether `value` is JSON `null`.
 fn is_null(value: &Value) -> bool {
     value.value_type() == ValueType::Null
@@ -265,13 +278,8 @@ fn tx_info(info: Option<Value>, envelope_network: Option<&str>) -> Result<TxInfo
     if let Some(key) = f.duplicate_key(None) {
         return err(format!("duplicate key `{key}`"));
     }
-    let network = match f.find("network").filter(|v| !is_null(v)) {
-        Some(v) => {
-            v.into_string().ok_or_else(|| DecodeError("`transaction_information.network` is not a string".into()))?
-        }
-        None => envelope_network.unwrap_or_default(),
-    }
-    .to_owned();
+    let network =
+        network_or_envelope(f.find("network"), envelope_network, "`transaction_information.network` is not a string")?;
     if network.contains('\0') {
         return err("`network` holds a NUL character");
     }

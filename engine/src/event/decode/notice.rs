@@ -3,7 +3,7 @@
 use simd_json::prelude::*;
 
 use super::fields::Fields;
-use super::{err, is_null, DecodeError, Value};
+use super::{err, is_null, network_or_envelope, DecodeError, Value};
 use crate::event::reorg::ReorgNotice;
 
 /// Decode a notice item; the envelope's `network` stands in for a missing one.
@@ -16,11 +16,8 @@ pub(super) fn reorg_notice(item: Value, envelope_network: Option<&str>) -> Resul
         None => {}
         Some(other) => return err(format!("reorg notice: `type` is {}, not \"reorg\"", other.encode())),
     }
-    let network = match item.get("network").filter(|v| !is_null(v)) {
-        Some(v) => v.into_string().ok_or_else(|| DecodeError("reorg notice: `network` is not a string".into()))?,
-        None => envelope_network.unwrap_or_default(),
-    }
-    .to_owned();
+    let network =
+        network_or_envelope(item.get("network"), envelope_network, "reorg notice: `network` is not a string")?;
     if network.is_empty() || network.contains('\0') {
         return err("reorg notice: no `network` (it says which chain reorganized)");
     }
