@@ -6,6 +6,10 @@ use loadgen::bench::{run, BenchConfig};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_bench_writes_a_complete_report() {
     let out_dir = std::env::temp_dir().join(format!("rps-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    // A variant whose second statement refuses a transaction block: each runs on its own.
+    let variant = out_dir.join("fillfactor90.sql");
+    std::fs::write(&variant, "ALTER TABLE term SET (fillfactor = 90);\n-- statement\nVACUUM FULL term;\n").unwrap();
     let config = BenchConfig {
         pg_url: "postgres://postgres@127.0.0.1:5432".into(),
         redis_url: "redis://127.0.0.1:6379".into(),
@@ -21,6 +25,8 @@ async fn small_bench_writes_a_complete_report() {
         scale_sizes: vec![0, 3_000],
         scale_events: 1_000,
         verify_scale_up_to: 1_000_000,
+        scale_sql_variants: vec![variant],
+        scale_variant_rounds: 2,
         out_dir: out_dir.clone(),
         ..BenchConfig::default()
     };
@@ -45,6 +51,18 @@ async fn small_bench_writes_a_complete_report() {
     assert_eq!(json["scaling"].as_array().unwrap().len(), 2);
     assert_eq!(json["scaling"][1]["preloaded_events"], 3_000);
     assert_eq!(json["scaling"][1]["engine"]["matches_reference"], true);
+    for scale in json["scaling"].as_array().unwrap() {
+        assert!(scale["checkpoint_seconds"].as_f64().is_some(), "measured after a CHECKPOINT");
+        let runs: Vec<(String, f64)> = scale["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["variant"].as_str().unwrap().to_owned(), r["events_per_sec"].as_f64().unwrap()))
+            .collect();
+        let names: Vec<&str> = runs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["current", "fillfactor90", "fillfactor90", "current"], "two rounds, order alternating");
+        assert!(runs.iter().all(|(_, eps)| *eps > 0.0), "{runs:?}");
+    }
     assert!(report.floor_ratio().unwrap() > 0.0 && report.batching_factor().unwrap() > 0.0);
     // PostgreSQL and Redis run on this machine here, so every party's CPU time is known.
     for (run, parties) in [("backfill", &["this_process", "postgres", "redis"][..]), ("raw_floor", &["postgres"][..])] {
@@ -55,8 +73,15 @@ async fn small_bench_writes_a_complete_report() {
     }
 
     let md = std::fs::read_to_string(out_dir.join("latest.md")).unwrap();
-    for heading in ["## Backfill throughput", "## Live latency", "## Scaling", "raw-ingest floor", "CPU, core-seconds"]
-    {
+    for heading in [
+        "## Backfill throughput",
+        "## Live latency",
+        "## Scaling",
+        "raw-ingest floor",
+        "CPU, core-seconds",
+        "## SQL variants at scale",
+        "right after a CHECKPOINT",
+    ] {
         assert!(md.contains(heading), "markdown lacks {heading}");
     }
     std::fs::remove_dir_all(out_dir).ok();

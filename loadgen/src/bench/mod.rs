@@ -17,6 +17,7 @@ mod scaling;
 mod scratch;
 mod statements;
 mod storage;
+mod variants;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -101,6 +102,14 @@ pub struct BenchConfig {
     /// the tracking costs CPU.
     #[arg(long)]
     pub statement_profile: bool,
+    /// SQL to compare at every scale size (repeatable): the measured batches run on copies of
+    /// the preloaded database, with the current definitions and with each file's SQL applied
+    /// first (a line `-- statement` separates statements that must run on their own).
+    #[arg(long = "scale-sql-variant")]
+    pub scale_sql_variants: Vec<PathBuf>,
+    /// Rounds of the variant comparison (the order alternates between rounds).
+    #[arg(long, default_value_t = 2)]
+    pub scale_variant_rounds: usize,
     /// Directory for the reports.
     #[arg(long, default_value = "bench-results")]
     pub out_dir: PathBuf,
@@ -193,12 +202,14 @@ async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
 
     // Later blocks than any preload: on chain no two logs share (block, log_index).
     let measured = make_workload_from(config, config.scale_events, config.seed + 3, 50, LATER_BLOCKS);
+    let variants = config.scale_sql_variants.iter().map(|p| variants::Variant::load(p)).collect::<Result<Vec<_>>>()?;
+    let variant_plan = scaling::VariantPlan { variants: &variants, rounds: config.scale_variant_rounds };
     for &size in &config.scale_sizes {
         eprintln!("bench: {} events on top of {size}", config.scale_events);
         let plan = PreloadPlan { events: size, seed: config.seed + 4, slice_events: config.preload_slice_events };
         let checks =
             ScaleChecks { verify: size <= config.verify_scale_up_to, refresh: size <= config.refresh_scale_up_to };
-        report.scaling.push(scaling::scaling(&svc, plan, &measured, config.batch_size, checks).await?);
+        report.scaling.push(scaling::scaling(&svc, plan, &measured, config.batch_size, checks, &variant_plan).await?);
     }
     report.total_seconds = started.elapsed().as_secs_f64();
     report.write(&config.out_dir)?;

@@ -17,6 +17,7 @@ use super::preload::{preload, PreloadPlan, Preloaded};
 use super::scratch::Scratch;
 use super::statements::{self, Statement};
 use super::storage::{sizes, Sizes};
+use super::variants::{self, Variant, VariantRun};
 use crate::workload::Workload;
 
 #[derive(Clone, Debug, Serialize)]
@@ -25,6 +26,12 @@ pub struct Scale {
     /// Wall time of the preload (see [`Preloaded::seconds`]).
     pub preload_seconds: f64,
     pub preload: Preloaded,
+    /// The CHECKPOINT before the measured batches, seconds (see [`settle`]); `None` if the
+    /// server refused it (a role without `pg_checkpoint`).
+    pub checkpoint_seconds: Option<f64>,
+    /// The measured batches on copies of the preloaded database, with and without each SQL
+    /// variant (`--scale-sql-variant`; empty without).
+    pub variants: Vec<VariantRun>,
     pub engine: Throughput,
     /// The tables were compared with the reference views after the run (up to
     /// `--verify-scale-up-to`); `engine.matches_reference` is only meaningful then.
@@ -57,6 +64,12 @@ pub struct ScaleChecks {
     pub refresh: bool,
 }
 
+/// SQL variants to compare at each size, and how many alternating rounds.
+pub struct VariantPlan<'a> {
+    pub variants: &'a [Variant],
+    pub rounds: usize,
+}
+
 /// The same measured batches on top of a preload of `plan.events` events.
 pub async fn scaling(
     svc: &Services,
@@ -64,6 +77,7 @@ pub async fn scaling(
     measured: &Workload,
     batch_size: usize,
     checks: ScaleChecks,
+    variant_plan: &VariantPlan<'_>,
 ) -> Result<Scale> {
     let s = svc.scratch(&format!("scale_{}", plan.events)).await?;
     let preloaded = preload(&s, plan).await?;
@@ -75,6 +89,9 @@ pub async fn scaling(
         measured.stats.first_block
     );
 
+    // The variants run on copies of the preload as it is, after the main run has changed it.
+    let pristine = if variant_plan.variants.is_empty() { None } else { Some(variants::keep_copy(svc, &s).await?) };
+    let checkpoint_seconds = settle(&s).await?;
     let profiling = svc.statement_profile && statements::reset(&s).await?;
     let EngineRun { summary, cpu, wal_bytes_per_event, .. } = engine_run(svc, &s, measured, batch_size).await?;
     let statements = if profiling { Some(statements::top(&s).await?) } else { None };
@@ -83,10 +100,16 @@ pub async fn scaling(
     let matches = if checks.verify { strong_tables_match(&s).await? } else { false };
     let refresh = if checks.refresh { Some(refresh_snapshots(&s).await?) } else { None };
     svc.done(s).await?;
+    let variants = match pristine {
+        Some(p) => variants::compare(svc, p, measured, batch_size, variant_plan).await?,
+        None => Vec::new(),
+    };
     Ok(Scale {
         preloaded_events: preloaded.events,
         preload_seconds: preloaded.seconds,
         preload: preloaded,
+        checkpoint_seconds,
+        variants,
         engine: throughput(&summary, matches),
         verified: checks.verify,
         snapshot_refresh_total_seconds: refresh.as_ref().map(|r| r.values().sum()),
@@ -97,6 +120,25 @@ pub async fn scaling(
         analytics,
         statements,
     })
+}
+
+/// A CHECKPOINT before the measured batches. The preload writes gigabytes in minutes, where
+/// a backfill that reached the same size spread those writes over hours; without it the
+/// measured batches share the machine with the server still writing the preload out, and
+/// measure that instead of the engine (bench-results/stop18-settle: the same build at 20M
+/// with and without it). Every size gets it, the empty database too, so that all start
+/// alike: right after a checkpoint, paying the full-page images of their first writes.
+/// `None` if the server refused (a role without `pg_checkpoint`); the run goes on.
+pub(super) async fn settle(s: &Scratch) -> Result<Option<f64>> {
+    let started = Instant::now();
+    match s.client().await?.batch_execute("CHECKPOINT").await {
+        Ok(()) => Ok(Some(started.elapsed().as_secs_f64())),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            eprintln!("bench: CHECKPOINT refused ({e}); measuring without it");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn refresh_snapshots(s: &Scratch) -> Result<BTreeMap<String, f64>> {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::{yes, Report};
 use crate::bench::cpu::CpuSeconds;
+use crate::bench::variants::{self, VariantRun};
 
 impl Report {
     pub(super) fn scaling_table(&self, md: &mut String) {
@@ -46,7 +47,70 @@ impl Report {
                 s.preloaded_events, p.seconds, p.slices, p.copy_seconds, p.generate_wait_seconds, p.derive_seconds
             );
         }
-        let _ = writeln!(md);
+        let checkpoints: Vec<String> = self
+            .scaling
+            .iter()
+            .map(|s| match s.checkpoint_seconds {
+                Some(c) => format!("{} events: {c:.1} s", s.preloaded_events),
+                None => format!("{} events: refused (measured without it)", s.preloaded_events),
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "- every size is measured right after a CHECKPOINT, so that the server is not still writing the preload out (a backfill that reached that size spread those writes over hours): {}\n",
+            checkpoints.join(", ")
+        );
+    }
+
+    pub(super) fn variants_table(&self, md: &mut String) {
+        if self.scaling.iter().all(|s| s.variants.is_empty()) {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "## SQL variants at scale: the measured batches on copies of each preloaded database
+"
+        );
+        let _ = writeln!(md, "| events already stored | variant | runs, events/s | median events/s | vs current | cascade / merge wall s (median) | PostgreSQL µs CPU per event (median) | WAL bytes per event (median) |");
+        let _ = writeln!(md, "|---:|---|---|---:|---:|---|---:|---:|");
+        for s in self.scaling.iter().filter(|s| !s.variants.is_empty()) {
+            let mut names: Vec<&str> = Vec::new();
+            for r in &s.variants {
+                if !names.contains(&r.variant.as_str()) {
+                    names.push(&r.variant);
+                }
+            }
+            let median_of = |name: &str, f: &dyn Fn(&VariantRun) -> Option<f64>| {
+                median(s.variants.iter().filter(|r| r.variant == name).filter_map(f).collect())
+            };
+            let current = median_of(variants::CURRENT, &|r| Some(r.events_per_sec));
+            for name in names {
+                let runs: Vec<String> = s
+                    .variants
+                    .iter()
+                    .filter(|r| r.variant == name)
+                    .map(|r| format!("{:.0}", r.events_per_sec))
+                    .collect();
+                let eps = median_of(name, &|r| Some(r.events_per_sec));
+                let fmt = |v: Option<f64>, d: usize| v.map_or("–".to_owned(), |v| format!("{v:.d$}"));
+                let _ = writeln!(
+                    md,
+                    "| {} | {name} | {} | {} | {} | {} / {} | {} | {} |",
+                    s.preloaded_events,
+                    runs.join(", "),
+                    fmt(eps, 0),
+                    match (eps, current) {
+                        (Some(e), Some(c)) => format!("{:+.1} %", (e / c.max(1e-9) - 1.0) * 100.0),
+                        _ => "–".to_owned(),
+                    },
+                    fmt(median_of(name, &|r| Some(r.cascade_wall_seconds)), 2),
+                    fmt(median_of(name, &|r| Some(r.merge_wall_seconds)), 2),
+                    fmt(median_of(name, &|r| r.postgres_us_per_event), 1),
+                    fmt(median_of(name, &|r| Some(r.wal_bytes_per_event)), 0),
+                );
+            }
+        }
+        let _ = writeln!(md, "\nEach run starts from a fresh copy (`CREATE DATABASE ... STRATEGY FILE_COPY`) right after a CHECKPOINT; the order of the variants reverses every other round. `current` is the migrations as they are.\n");
     }
 
     pub(super) fn analytics_scaling_table(&self, md: &mut String) {
@@ -119,5 +183,27 @@ fn micros_per(cpu: Option<CpuSeconds>, units: u64, decimals: usize) -> String {
     match cpu {
         Some(c) => format!("{} / {}", per(Some(c.this_process)), per(c.postgres)),
         None => "– / –".to_owned(),
+    }
+}
+
+/// The median of some values (the mean of the middle two for an even count); `None` if empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 }
