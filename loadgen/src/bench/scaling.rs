@@ -125,8 +125,8 @@ pub async fn scaling(
 /// A CHECKPOINT before the measured batches. The preload writes gigabytes in minutes, where
 /// a backfill that reached the same size spread those writes over hours; without it the
 /// measured batches share the machine with the server still writing the preload out, and
-/// measure that instead of the engine (bench-results/stop18-settle: the same build at 20M
-/// with and without it). Every size gets it, the empty database too, so that all start
+/// measure that instead of the engine (bench-results/stop18-settle: the same engine code at
+/// 20M with and without it). Every size gets it, the empty database too, so that all start
 /// alike: right after a checkpoint, paying the full-page images of their first writes.
 /// `None` if the server refused (a role without `pg_checkpoint`); the run goes on.
 pub(super) async fn settle(s: &Scratch) -> Result<Option<f64>> {
