@@ -397,7 +397,7 @@ impl Run {
     /// Terminate every backend of the run's database; with `refuse`, also refuse new
     /// connections for --outage-ms first.
     async fn outage(&mut self, refuse: bool) -> Result<()> {
-        let admin = rps::pg::connect_one(&format!("{}/postgres", self.args.pg_url.trim_end_matches('/'))).await?;
+        let admin = loadgen::admin::connect(&self.args.pg_url).await?;
         let alter = |allow: bool| format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allow}", self.name);
         if refuse {
             admin.batch_execute(&alter(false)).await?;
@@ -446,7 +446,7 @@ impl Run {
         keys.push(self.term_updates.clone());
         keys.push(rps::stream::dead_letter_stream(&self.term_updates));
         let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut con).await?;
-        let admin = rps::pg::connect_one(&format!("{}/postgres", self.args.pg_url.trim_end_matches('/'))).await?;
+        let admin = loadgen::admin::connect(&self.args.pg_url).await?;
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await?;
         let _ = std::fs::remove_dir_all(&self.log_dir);
         Ok(())

@@ -7,8 +7,10 @@
 //! - [`jsonl`]: the JSON-lines file format of `samples/mixed-encodings.jsonl`.
 //! - [`eip55`]: checksummed addresses.
 //! - [`bench`]: the end-to-end benchmark behind `loadgen bench`.
+//! - [`admin`]: a connection to a server's `postgres` database.
 //! - [`servers`]: private PostgreSQL and Redis servers that tests crash and restart.
 
+pub mod admin;
 pub mod bench;
 pub mod eip55;
 pub mod jsonl;

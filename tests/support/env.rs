@@ -200,7 +200,7 @@ impl TestEnv {
         if !keys.is_empty() {
             let _: i64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut redis).await.expect("UNLINK");
         }
-        let admin = rps::pg::connect_one(&format!("{}/postgres", self.pg)).await.expect("connect");
+        let admin = loadgen::admin::connect(&self.pg).await.expect("connect");
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
             .await

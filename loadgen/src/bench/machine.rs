@@ -31,7 +31,7 @@ pub(super) async fn machine(config: &BenchConfig, pg_base: &str) -> Result<Machi
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0);
-    let pg = rps::pg::connect_one(&format!("{}/postgres", pg_base.trim_end_matches('/'))).await?;
+    let pg = crate::admin::connect(pg_base).await?;
     let postgres: String = pg.query_one("SHOW server_version", &[]).await?.get(0);
     let postgres_settings: String = pg
         .query_one(

@@ -38,11 +38,6 @@ impl Services {
         Scratch::new(&self.pg_base, &self.redis_url, &self.run_id, tag, self.apply_parts).await
     }
 
-    /// A connection to the cluster's `postgres` database, for commands on whole databases.
-    pub(super) async fn admin(&self) -> Result<tokio_postgres::Client> {
-        Ok(rps::pg::connect_one(&format!("{}/postgres", self.pg_base.trim_end_matches('/'))).await?)
-    }
-
     pub(super) async fn done(&self, s: Scratch) -> Result<()> {
         s.drop(&self.pg_base).await
     }

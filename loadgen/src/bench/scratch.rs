@@ -59,7 +59,7 @@ impl Scratch {
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut self.redis).await.context("DEL")?;
         }
-        let admin = rps::pg::connect_one(&format!("{}/postgres", base_url.trim_end_matches('/'))).await?;
+        let admin = crate::admin::connect(base_url).await?;
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await?;
         Ok(())
     }

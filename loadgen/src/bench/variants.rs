@@ -89,13 +89,16 @@ pub async fn compare(
         }
         all.reverse();
     }
-    svc.admin().await?.batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", pristine.name)).await?;
+    crate::admin::connect(&svc.pg_base)
+        .await?
+        .batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", pristine.name))
+        .await?;
     Ok(runs)
 }
 
 /// FILE_COPY: PostgreSQL 15's default strategy would write the whole database to the WAL.
 async fn copy_database(svc: &Services, from: &str, to: &str) -> Result<()> {
-    svc.admin()
+    crate::admin::connect(&svc.pg_base)
         .await?
         .batch_execute(&format!("CREATE DATABASE \"{to}\" TEMPLATE \"{from}\" STRATEGY FILE_COPY"))
         .await
