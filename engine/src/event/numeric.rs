@@ -123,15 +123,30 @@ pub fn parse_u256(s: &str) -> Result<U256, NumberError> {
     if !valid {
         return Err(NumberError::NotInteger(clip(s)));
     }
-    // Most amounts fit 128 bits (38 decimal or 32 hex digits): the native parse is several
-    // times faster than the generic 256-bit one.
-    let fits_u128 = if radix == 10 { digits.len() <= 38 } else { digits.len() <= 32 };
-    if fits_u128 {
-        if let Ok(v) = u128::from_str_radix(digits, radix) {
-            return Ok(U256::from(v));
-        }
+    // Most amounts fit 128 bits (38 decimal or 32 hex digits): two native 64-bit parses are
+    // several times faster than the generic 256-bit one (and twice as fast as u128's).
+    if let Some(v) = parse_u128_halves(digits.as_bytes(), radix) {
+        return Ok(U256::from(v));
     }
     U256::from_str_radix(digits, radix as u64).map_err(|_| NumberError::Overflow(clip(s)))
+}
+
+/// `digits` (already checked to be digits of `radix`, 10 or 16) as a u128, parsed as two
+/// halves that each fit 64 bits; `None` when there are more than two halves' worth.
+fn parse_u128_halves(digits: &[u8], radix: u32) -> Option<u128> {
+    // Digits per half: 10^19 - 1 and 16^16 - 1 fit a u64.
+    let (half, scale) = if radix == 10 { (19, 10u128.pow(19)) } else { (16, 1u128 << 64) };
+    if digits.len() > 2 * half {
+        return None;
+    }
+    let split = digits.len().saturating_sub(half);
+    let (high, low) = digits.split_at(split);
+    Some(u128::from(parse_u64(high, radix)) * scale + u128::from(parse_u64(low, radix)))
+}
+
+/// At most one half's digits (see [`parse_u128_halves`]); empty is zero.
+fn parse_u64(digits: &[u8], radix: u32) -> u64 {
+    digits.iter().fold(0, |n, &d| n * u64::from(radix) + u64::from((d as char).to_digit(radix).unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -191,6 +206,26 @@ mod tests {
         assert_eq!(parse_u256("0x3e8").unwrap(), U256::from(1000u64));
         assert_eq!(parse_u256("0X3E8").unwrap(), U256::from(1000u64));
         assert_eq!(parse_u256(&U256::MAX.to_string()).unwrap(), U256::MAX);
+    }
+
+    /// The two-halves parse reads every u128, in both radixes, with and without leading
+    /// zeros, on both sides of the split between the halves.
+    #[test]
+    fn halves_parse_every_u128() {
+        let mut values: Vec<u128> = vec![0, 1, 10u128.pow(19) - 1, 10u128.pow(19), 10u128.pow(19) + 1];
+        values.extend([u64::MAX as u128, u64::MAX as u128 + 1, 10u128.pow(38) - 1, u128::MAX]);
+        let mut x: u128 = 0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15;
+        for _ in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x >> (x % 128));
+        }
+        for v in values {
+            for text in [v.to_string(), format!("0x{v:x}"), format!("{v:040}"), format!("0x{v:032X}")] {
+                assert_eq!(parse_u256(&text), Ok(U256::from(v)), "{text}");
+            }
+        }
     }
 
     /// The 128-bit parse and the generic one agree on both sides of the fast path's edge.

@@ -88,7 +88,10 @@ pub fn encode_events(events: &[Event]) -> Vec<EncodedTable> {
         if rows.is_empty() {
             continue;
         }
-        let mut buf = BytesMut::with_capacity(rows.len() * 400);
+        // Sized for the rows' largest possible encoding: growing the buffer copied it again
+        // (a triple row is about 700 bytes, a vault event's about 500).
+        let size = COPY_HEADER + rows.iter().map(|e| row_bound(e)).sum::<usize>() + COPY_TRAILER;
+        let mut buf = BytesMut::with_capacity(size);
         buf.put_slice(COPY_SIGNATURE);
         buf.put_i32(0); // flags
         buf.put_i32(0); // header extension length
@@ -102,6 +105,34 @@ pub fn encode_events(events: &[Event]) -> Vec<EncodedTable> {
 }
 
 const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+/// The signature, the flags and the header extension length.
+const COPY_HEADER: usize = COPY_SIGNATURE.len() + 8;
+const COPY_TRAILER: usize = 2;
+
+/// The most bytes [`encode_row`] can write for `event`: every field's length prefix and value,
+/// a NUMERIC at its longest (a uint256 has at most 20 base-10000 digits).
+fn row_bound(event: &Event) -> usize {
+    const PREFIX: usize = 4;
+    const TEXT32: usize = PREFIX + 66;
+    const ADDRESS: usize = PREFIX + 42;
+    const NUMERIC: usize = PREFIX + 8 + 2 * 20;
+    const INT2: usize = PREFIX + 2;
+    const INT8: usize = PREFIX + 8;
+    // The field count; hash, log index, block, block hash, address, network, index, time; origin.
+    let tx = 2 + TEXT32 + INT8 + INT8 + TEXT32 + ADDRESS + PREFIX + event.tx.network.len() + INT8 + INT8;
+    let origin = PREFIX + 4 + INT8;
+    let kind = match &event.kind {
+        EventKind::AtomCreated(e) => {
+            let text = e.atom_data_text.as_ref().map_or(0, String::len);
+            2 * ADDRESS + TEXT32 + 2 * PREFIX + e.atom_data.len() + text
+        }
+        EventKind::TripleCreated(_) => ADDRESS + 5 * TEXT32,
+        EventKind::Deposited(_) | EventKind::Redeemed(_) => 2 * ADDRESS + TEXT32 + 5 * NUMERIC + INT2,
+        EventKind::SharePriceChanged(_) => TEXT32 + 4 * NUMERIC + INT2,
+        EventKind::Generic(e) => 2 * PREFIX + e.event_name.len() + 1 + e.event_data.len(),
+    };
+    tx + kind + origin
+}
 
 /// One tuple, in the event table's column order (`migrations/versioned/V1__baseline.sql`,
 /// `V4__reorgs.sql`): the eight transaction columns, the event's own, then where it was read.
@@ -247,5 +278,65 @@ impl<'b> Row<'b> {
         self.buf.put_u8(1);
         self.buf.put_slice(json.as_bytes());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::decode::decode_payload;
+
+    /// Every kind of event, with the largest amounts, encodes within its bound, so the
+    /// buffer is never grown.
+    #[test]
+    fn rows_fit_their_bound() {
+        let max = ruint::aliases::U256::MAX.to_string();
+        let tx = r#""transaction_information":{"transaction_hash":"0x01","log_index":"0x1","block_number":7,
+            "block_hash":"0x02","address":"0x0000000000000000000000000000000000000003","network":"mainnet",
+            "transaction_index":0,"block_timestamp":"0x5"}"#
+            .replace("\"0x01\"", &format!("\"0x{}\"", "1".repeat(64)))
+            .replace("\"0x02\"", &format!("\"0x{}\"", "2".repeat(64)));
+        let (id, who) = (format!("\"{}\"", "a".repeat(64)), "\"0x00000000000000000000000000000000000000aa\"");
+        let payloads = [
+            ("AtomCreated", format!(r#""creator":{who},"termId":{id},"atomWallet":{who},"atomData":"68656c6c6f""#)),
+            (
+                "TripleCreated",
+                format!(r#""creator":{who},"termId":{id},"subjectId":{id},"predicateId":{id},"objectId":{id}"#),
+            ),
+            (
+                "Deposited",
+                format!(
+                    r#""sender":{who},"receiver":{who},"termId":{id},"curveId":"{max}","assets":"{max}",
+                    "assetsAfterFees":"{max}","shares":"{max}","totalShares":"{max}","vaultType":2"#
+                ),
+            ),
+            (
+                "Redeemed",
+                format!(
+                    r#""sender":{who},"receiver":{who},"termId":{id},"curveId":"{max}","shares":"{max}",
+                    "totalShares":"{max}","assets":"{max}","fees":"{max}","vaultType":1"#
+                ),
+            ),
+            (
+                "SharePriceChanged",
+                format!(
+                    r#""termId":{id},"curveId":"{max}","sharePrice":"{max}","totalAssets":"{max}",
+                    "totalShares":"{max}","vaultType":0"#
+                ),
+            ),
+            ("SomethingElse", r#""anything":[1,2,{"deep":"value"}]"#.to_owned()),
+        ];
+        for (name, fields) in payloads {
+            let json = format!(r#"{{"event_name":"{name}","event_data":[{{{fields},{tx}}}]}}"#);
+            let decoded = decode_payload(json.as_bytes()).expect("decodes");
+            assert_eq!(decoded.failures, vec![], "{name}");
+            let mut event = decoded.events.into_iter().next().expect("one event");
+            event.origin = Some(crate::event::Position::new(-1, (i64::MAX >> 22, 1)));
+            let mut buf = BytesMut::new();
+            encode_row(&event, &mut buf);
+            assert!(buf.len() <= row_bound(&event), "{name}: {} > {}", buf.len(), row_bound(&event));
+            let table = &encode_events(std::slice::from_ref(&event))[0];
+            assert_eq!(table.data.len(), COPY_HEADER + buf.len() + COPY_TRAILER, "{name}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 use ruint::aliases::U256;
 use simd_json::prelude::*;
 use simd_json::ValueType;
+use smallvec::SmallVec;
 
 use super::{duplicate_key_within, err, is_null, DecodeError, Value};
 use crate::event::hex::{strip_0x, Address, Bytes32, Hex};
@@ -12,7 +13,12 @@ use crate::event::numeric::{parse_u256, Numeric};
 ///
 /// The object's keys and values are listed once: a lookup in the tape walks every key
 /// before the one sought, skipping over their values, and an event looks up a dozen fields.
-pub(super) struct Fields<'t, 'i>(Vec<(&'i str, Value<'t, 'i>)>);
+/// The list is held inline (objects here have about ten keys): a heap vector was two
+/// allocations per event, about 2 % of a backfill's engine CPU.
+pub(super) struct Fields<'t, 'i>(SmallVec<[(&'i str, Value<'t, 'i>); INLINE_FIELDS]>);
+
+/// Keys of an object listed without allocating; larger objects spill to the heap.
+const INLINE_FIELDS: usize = 16;
 
 impl<'t, 'i> Fields<'t, 'i> {
     /// The fields of `object` (none if it is not an object).

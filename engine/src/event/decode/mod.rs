@@ -19,7 +19,7 @@ use super::reorg::{ReorgNotice, REORG_EVENT};
 use super::*;
 use alias::Aliases;
 use fields::Fields;
-use prescan::prescan;
+use prescan::{check_tape, needs_prescan, prescan, too_deep, TapeCheck};
 
 /// Why an input was rejected; the text goes to the dead-letter entry as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,7 +83,20 @@ impl<'a> Decoder<'a> {
         if raw.starts_with(&[0xEF, 0xBB, 0xBF]) {
             return err("payload starts with a UTF-8 byte order mark (EF BB BF), which JSON does not allow");
         }
-        // simd-json parses in place; the caller keeps `raw` for the dead-letter entry.
+        if !needs_prescan(raw) {
+            // simd-json parses in place; the caller keeps `raw` for the dead-letter entry.
+            self.scratch.clear();
+            self.scratch.extend_from_slice(raw);
+            match simd_json::to_tape_with_buffers(&mut self.scratch, &mut self.buffers) {
+                Ok(tape) => match check_tape(&tape.0) {
+                    TapeCheck::Plain => return decode_root(tape.as_value(), self.aliases),
+                    TapeCheck::TooDeep => return too_deep(),
+                    TapeCheck::Float => {}
+                },
+                Err(e) if matches!(e.error(), simd_json::ErrorType::InvalidNumber) => {}
+                Err(e) => return Err(json_error(e)),
+            }
+        }
         match prescan(raw)? {
             Some(rewritten) => self.scratch = rewritten,
             None => {
@@ -125,7 +138,9 @@ fn decode_root(root: Value, aliases: &Aliases) -> Result<Decoded, DecodeError> {
         },
         None => return err("missing field `event_data`"),
     };
-    let mut out = Decoded::default();
+    // Sized once: growing it by pushes reallocated a message's events two or three times.
+    let capacity = if name == REORG_EVENT { 0 } else { items.len() };
+    let mut out = Decoded { events: Vec::with_capacity(capacity), ..Decoded::default() };
     for item in items {
         if name == REORG_EVENT {
             match notice::reorg_notice(item, network) {

@@ -453,3 +453,31 @@ fn a_network_that_is_not_a_string_is_refused_and_a_null_one_falls_back_to_the_en
     assert_eq!(notice("7").failures[0].error.0, "reorg notice: `network` is not a string");
     assert_eq!(notice("null").notices[0].network, "intuition_local");
 }
+
+/// The tape check that replaces the byte scan for most payloads draws the depth limit where
+/// the byte scan does (objects and arrays mixed), and a payload decodes alike on both paths
+/// (a `\u` escape sends it through the byte scan).
+#[test]
+fn both_paths_agree_on_depth_and_long_integers() {
+    let outcome = |note: &str, value: &str| {
+        let ev =
+            format!(r#"{{"note":"{note}","v":{value},"transaction_information":{}}}"#, tx_info("5", "1", "0", "null"));
+        match decode_payload(&envelope("Custom", &ev)) {
+            Ok(d) => Ok(d.events.iter().map(|e| format!("{:?}", e.kind)).collect::<Vec<_>>()),
+            Err(e) => Err(e.0),
+        }
+    };
+    // Depth of the payload: the envelope object, the event object (`event_data` without an
+    // array), then `nest`.
+    for nest in [61, 62, 63, 64] {
+        let value = format!("{}1{}", r#"{"a":["#.repeat(nest / 2), "]}".repeat(nest / 2));
+        let value = if nest % 2 == 1 { format!("[{value}]") } else { value };
+        let plain = outcome("x", &value);
+        assert_eq!(plain.is_err(), 2 + nest > MAX_DEPTH, "nesting {nest}: {plain:?}");
+        let escaped = outcome(r"\u0078", &value);
+        assert_eq!(plain, escaped, "nesting {nest}");
+    }
+    for value in ["1.5", "1e3", &"9".repeat(25), &format!("-{}", "9".repeat(25))] {
+        assert_eq!(outcome("x", value), outcome(r"\u0078", value), "{value}");
+    }
+}
