@@ -162,19 +162,27 @@ mod tests {
             let p = 10u128.pow(e);
             values.extend([p - 1, p, p + 1, p * 9_999]);
         }
-        let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
-        for _ in 0..2_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            values.push(x >> (x % 128));
-        }
+        values.extend(spread_u128s(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834));
         for v in values {
             let mut buf = [0i16; 20];
             let n = Numeric(U256::from(v)).base10000_le(&mut buf);
             let generic: Vec<i16> = U256::from(v).to_base_le(10_000).map(|d| d as i16).collect();
             assert_eq!(&buf[..n], &generic[..], "{v}");
         }
+    }
+
+    /// 2,000 pseudo-random u128s from `seed` (xorshift), shifted so that every bit length
+    /// from 0 to 128 occurs.
+    fn spread_u128s(seed: u128) -> Vec<u128> {
+        let mut x = seed;
+        (0..2_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x >> (x % 128)
+            })
+            .collect()
     }
 
     fn encoded(v: U256) -> Vec<u8> {
@@ -214,13 +222,7 @@ mod tests {
     fn halves_parse_every_u128() {
         let mut values: Vec<u128> = vec![0, 1, 10u128.pow(19) - 1, 10u128.pow(19), 10u128.pow(19) + 1];
         values.extend([u64::MAX as u128, u64::MAX as u128 + 1, 10u128.pow(38) - 1, u128::MAX]);
-        let mut x: u128 = 0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15;
-        for _ in 0..2_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            values.push(x >> (x % 128));
-        }
+        values.extend(spread_u128s(0x2545_f491_4f6c_dd1d_9e37_79b9_7f4a_7c15));
         for v in values {
             for text in [v.to_string(), format!("0x{v:x}"), format!("{v:040}"), format!("0x{v:032X}")] {
                 assert_eq!(parse_u256(&text), Ok(U256::from(v)), "{text}");

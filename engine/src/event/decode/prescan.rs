@@ -32,18 +32,20 @@ pub(super) enum TapeCheck {
 
 /// Nesting depth and floats of a parsed tape, in one pass over its nodes.
 pub(super) fn check_tape(nodes: &[Node]) -> TapeCheck {
-    // Where each open object or array ends (node index); its length is the depth.
-    let mut ends: Vec<usize> = Vec::new();
+    // Where each open object or array ends (node index), innermost last: `depth` of them.
+    let mut ends = [0usize; MAX_DEPTH];
+    let mut depth = 0;
     for (i, node) in nodes.iter().enumerate() {
-        while ends.last().is_some_and(|&end| i >= end) {
-            ends.pop();
+        while depth > 0 && i >= ends[depth - 1] {
+            depth -= 1;
         }
         match node {
             Node::Object { count, .. } | Node::Array { count, .. } => {
-                ends.push(i + 1 + count);
-                if ends.len() > MAX_DEPTH {
+                if depth == MAX_DEPTH {
                     return TapeCheck::TooDeep;
                 }
+                ends[depth] = i + 1 + count;
+                depth += 1;
             }
             Node::Static(StaticNode::F64(_)) => return TapeCheck::Float,
             _ => {}
