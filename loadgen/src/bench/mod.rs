@@ -110,6 +110,11 @@ pub struct BenchConfig {
     /// Rounds of the variant comparison (the order alternates between rounds).
     #[arg(long, default_value_t = 2)]
     pub scale_variant_rounds: usize,
+    /// Run each scaling size's batches on copies of its preload also without
+    /// `--scale-sql-variant`: `--scale-variant-rounds` runs of the current definitions per
+    /// size, where the main scaling table has one (one run is within about 14 % of another).
+    #[arg(long)]
+    pub scale_repeat_on_copies: bool,
     /// Directory for the reports.
     #[arg(long, default_value = "bench-results")]
     pub out_dir: PathBuf,
@@ -203,7 +208,11 @@ async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
     // Later blocks than any preload: on chain no two logs share (block, log_index).
     let measured = make_workload_from(config, config.scale_events, config.seed + 3, 50, LATER_BLOCKS);
     let variants = config.scale_sql_variants.iter().map(|p| variants::Variant::load(p)).collect::<Result<Vec<_>>>()?;
-    let variant_plan = scaling::VariantPlan { variants: &variants, rounds: config.scale_variant_rounds };
+    let variant_plan = scaling::VariantPlan {
+        variants: &variants,
+        rounds: config.scale_variant_rounds,
+        repeat_current: config.scale_repeat_on_copies,
+    };
     for &size in &config.scale_sizes {
         eprintln!("bench: {} events on top of {size}", config.scale_events);
         let plan = PreloadPlan { events: size, seed: config.seed + 4, slice_events: config.preload_slice_events };

@@ -68,6 +68,15 @@ pub struct ScaleChecks {
 pub struct VariantPlan<'a> {
     pub variants: &'a [Variant],
     pub rounds: usize,
+    /// Run the rounds on copies even without variants (`--scale-repeat-on-copies`).
+    pub repeat_current: bool,
+}
+
+impl VariantPlan<'_> {
+    /// Whether each size's batches also run on copies of its preload.
+    pub fn uses_copies(&self) -> bool {
+        !self.variants.is_empty() || self.repeat_current
+    }
 }
 
 /// The same measured batches on top of a preload of `plan.events` events.
@@ -90,7 +99,7 @@ pub async fn scaling(
     );
 
     // The variants run on copies of the preload as it is, after the main run has changed it.
-    let pristine = if variant_plan.variants.is_empty() { None } else { Some(variants::keep_copy(svc, &s).await?) };
+    let pristine = if variant_plan.uses_copies() { Some(variants::keep_copy(svc, &s).await?) } else { None };
     let checkpoint_seconds = settle(&s).await?;
     let profiling = svc.statement_profile && statements::reset(&s).await?;
     let EngineRun { summary, cpu, wal_bytes_per_event, .. } = engine_run(svc, &s, measured, batch_size).await?;
@@ -151,4 +160,18 @@ async fn refresh_snapshots(s: &Scratch) -> Result<BTreeMap<String, f64>> {
         out.insert(t.to_string(), started.elapsed().as_secs_f64());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_run_with_variants_or_when_asked() {
+        let some = [Variant { name: "fillfactor85".into(), statements: vec!["SELECT 1".into()] }];
+        let plan = |variants, repeat_current| VariantPlan { variants, rounds: 2, repeat_current };
+        assert!(!plan(&[], false).uses_copies());
+        assert!(plan(&[], true).uses_copies());
+        assert!(plan(&some, false).uses_copies());
+    }
 }
