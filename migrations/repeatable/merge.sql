@@ -28,7 +28,19 @@ $$;
 
 -- atom: latest AtomCreated per term wins ---------------------------------------------
 CREATE OR REPLACE FUNCTION merge_atom_created() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    top BIGINT;
+    bounds RECORD;
 BEGIN
+    -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    IF reorg_bases_active() THEN
+        SELECT max(block_number) INTO top FROM new_events;
+        SELECT * INTO bounds FROM reorg_base_bounds(top);
+        PERFORM maintain_reorg_bases(ARRAY(
+            SELECT t FROM new_events e CROSS JOIN LATERAL (VALUES
+                (ROW(5, e.term_id, '', -1, e.block_number, e.log_index)::reorg_touch)) AS v(t)
+             WHERE e.block_number >= bounds.low OR e.block_number < bounds.high), top);
+    END IF;
     INSERT INTO atom AS a (term_id, wallet_id, creator_id, data, raw_data,
                            last_event_block, last_event_log_index)
     SELECT DISTINCT ON (term_id)
@@ -52,7 +64,19 @@ $$;
 
 -- triple: latest TripleCreated per term wins -----------------------------------------
 CREATE OR REPLACE FUNCTION merge_triple_created() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    top BIGINT;
+    bounds RECORD;
 BEGIN
+    -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    IF reorg_bases_active() THEN
+        SELECT max(block_number) INTO top FROM new_events;
+        SELECT * INTO bounds FROM reorg_base_bounds(top);
+        PERFORM maintain_reorg_bases(ARRAY(
+            SELECT t FROM new_events e CROSS JOIN LATERAL (VALUES
+                (ROW(6, e.term_id, '', -1, e.block_number, e.log_index)::reorg_touch)) AS v(t)
+             WHERE e.block_number >= bounds.low OR e.block_number < bounds.high), top);
+    END IF;
     INSERT INTO triple AS t (term_id, creator_id, subject_id, predicate_id, object_id,
                              counter_term_id, last_event_block, last_event_log_index)
     SELECT DISTINCT ON (term_id)
@@ -108,14 +132,26 @@ DO $do$
 DECLARE
     k RECORD;
 BEGIN
-    FOR k IN SELECT * FROM (VALUES ('deposited_events', 'receiver', 'assets_after_fees', 'true'),
-                                   ('redeemed_events', 'sender', 'assets', 'false'))
-                        AS kinds(tbl, owner, amount, is_deposit) LOOP
+    FOR k IN SELECT * FROM (VALUES ('deposited_events', 'receiver', 'assets_after_fees', 'true', 1),
+                                   ('redeemed_events', 'sender', 'assets', 'false', 2))
+                        AS kinds(tbl, owner, amount, is_deposit, base_kind) LOOP
         EXECUTE format($create$
 CREATE OR REPLACE FUNCTION %1$I() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     touches vault_touch[];
+    top BIGINT;
+    bounds RECORD;
 BEGIN
+    -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    IF reorg_bases_active() THEN
+        SELECT max(block_number) INTO top FROM new_events;
+        SELECT * INTO bounds FROM reorg_base_bounds(top);
+        PERFORM maintain_reorg_bases(ARRAY(
+            SELECT t FROM new_events e CROSS JOIN LATERAL (VALUES
+                (ROW(%5$s, e.term_id, e.%2$I, e.curve_id, e.block_number, e.log_index)::reorg_touch),
+                (ROW(3, e.term_id, '', e.curve_id, e.block_number, e.log_index)::reorg_touch)) AS v(t)
+             WHERE e.block_number >= bounds.low OR e.block_number < bounds.high), top);
+    END IF;
     WITH ev AS (
         SELECT %2$I AS account_id, term_id, curve_id, total_shares, %3$I AS amount,
                vault_type, block_number, log_index
@@ -205,7 +241,7 @@ BEGIN
     RETURN NULL;
 END
 $fn$
-$create$, 'merge_' || k.tbl, k.owner, k.amount, k.is_deposit);
+$create$, 'merge_' || k.tbl, k.owner, k.amount, k.is_deposit, k.base_kind);
     END LOOP;
 END
 $do$;
@@ -214,7 +250,20 @@ $do$;
 -- One upsert does both jobs of a vault event: price columns follow the latest price event,
 -- vault_type the latest event of any kind. No join, so the cached plan fits any batch size.
 CREATE OR REPLACE FUNCTION merge_share_price_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    top BIGINT;
+    bounds RECORD;
 BEGIN
+    -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    IF reorg_bases_active() THEN
+        SELECT max(block_number) INTO top FROM new_events;
+        SELECT * INTO bounds FROM reorg_base_bounds(top);
+        PERFORM maintain_reorg_bases(ARRAY(
+            SELECT t FROM new_events e CROSS JOIN LATERAL (VALUES
+                (ROW(3, e.term_id, '', e.curve_id, e.block_number, e.log_index)::reorg_touch),
+                (ROW(4, e.term_id, '', e.curve_id, e.block_number, e.log_index)::reorg_touch)) AS v(t)
+             WHERE e.block_number >= bounds.low OR e.block_number < bounds.high), top);
+    END IF;
     INSERT INTO vault AS v (term_id, curve_id, total_shares, current_share_price, total_assets,
                             market_cap, position_count, vault_type,
                             last_price_block, last_price_log_index,

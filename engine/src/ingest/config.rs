@@ -85,6 +85,13 @@ pub struct EngineConfig {
     #[arg(long, env = "BACKFILL")]
     pub backfill: bool,
 
+    /// Reorg window, in blocks: the keys a live batch touches within this many blocks of its
+    /// highest block keep what a retraction needs to stop searching the log (README → Chain
+    /// reorganizations). A deeper reorg is still retracted exactly, by reading further down
+    /// the log. --backfill keeps none: history that far behind the chain's head is final.
+    #[arg(long, env = "REORG_WINDOW", default_value_t = 64)]
+    pub reorg_window: u64,
+
     /// Messages pending longer than this on another consumer are claimed (XAUTOCLAIM).
     #[arg(long, env = "CLAIM_IDLE_MS", default_value_t = 60_000)]
     pub claim_idle_ms: u64,
@@ -139,6 +146,15 @@ impl EngineConfig {
 
     pub fn read_budget(&self) -> ReadBudget {
         ReadBudget { read_bytes: self.max_read_bytes, entry_bytes: self.max_entry_bytes, ..ReadBudget::DEFAULT }
+    }
+
+    /// The reorg window the engine's sessions use: none in backfill mode.
+    pub fn session_reorg_window(&self) -> u64 {
+        if self.backfill {
+            0
+        } else {
+            self.reorg_window
+        }
     }
 
     /// Settings that cannot work, refused before anything connects.
@@ -206,6 +222,7 @@ impl EngineConfig {
             exit_when_idle: true,
             create_streams: true,
             backfill: false,
+            reorg_window: 64,
             claim_idle_ms: 60_000,
             term_updates_stream: DEFAULT_TERM_UPDATES_STREAM.into(),
             pool_size: 5,

@@ -72,8 +72,12 @@ async fn connect(config: &EngineConfig, stop: &mut Stop) -> Result<Option<Connec
     let Some(()) = until_stopped!(stop, "preparing the database", pg::schema::prepare(url).await, fail_fast)? else {
         return Ok(None);
     };
-    let Some(pool) =
-        until_stopped!(stop, "opening the PostgreSQL pool", pg::connect_pool(url, config.pool_size).await, fail_fast)?
+    let Some(pool) = until_stopped!(
+        stop,
+        "opening the PostgreSQL pool",
+        pg::connect_pool(url, config.pool_size, config.session_reorg_window()).await,
+        fail_fast
+    )?
     else {
         return Ok(None);
     };

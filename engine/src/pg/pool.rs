@@ -81,9 +81,9 @@ fn encode_userinfo_at(url: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The engine's pool. Every connection gets its session setup once ([`sql::SESSION_SETUP`],
-/// [`sql::DURABLE_COMMITS`]); a connection found dead on checkout (backend terminated,
-/// server restarted) is replaced, not used.
-pub async fn connect_pool(database_url: &str, size: u32) -> Result<PgPool, ConnectError> {
+/// [`sql::DURABLE_COMMITS`], the reorg window); a connection found dead on checkout (backend
+/// terminated, server restarted) is replaced, not used.
+pub async fn connect_pool(database_url: &str, size: u32, reorg_window: u64) -> Result<PgPool, ConnectError> {
     let Target { config, tls } = parse(database_url)?;
     let manager = PostgresConnectionManager::new(config, tls);
     Ok(Pool::builder()
@@ -91,12 +91,14 @@ pub async fn connect_pool(database_url: &str, size: u32) -> Result<PgPool, Conne
         .test_on_check_out(true)
         .connection_timeout(CHECKOUT_TIMEOUT)
         .error_sink(Box::new(LogErrors))
-        .connection_customizer(Box::new(PrepareSession))
+        .connection_customizer(Box::new(PrepareSession { reorg_window }))
         .build_unchecked(manager))
 }
 
 #[derive(Debug)]
-struct PrepareSession;
+struct PrepareSession {
+    reorg_window: u64,
+}
 
 impl CustomizeConnection<Client, tokio_postgres::Error> for PrepareSession {
     fn on_acquire<'a>(
@@ -105,6 +107,7 @@ impl CustomizeConnection<Client, tokio_postgres::Error> for PrepareSession {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'a>> {
         Box::pin(async move {
             client.batch_execute(sql::SESSION_SETUP).await?;
+            client.batch_execute(&sql::reorg_window_setting(self.reorg_window)).await?;
             client.batch_execute(sql::DURABLE_COMMITS).await
         })
     }

@@ -23,13 +23,14 @@ mod embedded {
 }
 
 /// The repeatable files, in the order they are applied (later ones use earlier ones).
-pub const REPEATABLE: [(&str, &str); 7] = [
+pub const REPEATABLE: [(&str, &str); 8] = [
     ("merge.sql", include_str!("../../../migrations/repeatable/merge.sql")),
     ("batch.sql", include_str!("../../../migrations/repeatable/batch.sql")),
     ("cascade.sql", include_str!("../../../migrations/repeatable/cascade.sql")),
     ("snapshot.sql", include_str!("../../../migrations/repeatable/snapshot.sql")),
     ("analytics.sql", include_str!("../../../migrations/repeatable/analytics.sql")),
     ("reorg.sql", include_str!("../../../migrations/repeatable/reorg.sql")),
+    ("retract.sql", include_str!("../../../migrations/repeatable/retract.sql")),
     ("readers.sql", include_str!("../../../migrations/repeatable/readers.sql")),
 ];
 

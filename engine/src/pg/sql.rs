@@ -63,6 +63,12 @@ pub const RECORD_REORG_NOTICE: &str = "SELECT reorg_id, is_new, events_retracted
 /// Backfill mode commits asynchronously; its acks wait for the WAL flush (`ingest::durable`).
 pub const BACKFILL_TRANSACTION: &str = "SET LOCAL synchronous_commit = off";
 
+/// How many blocks below a batch's highest block its keys keep reorg bases
+/// (`retract.sql`); unset, a session keeps none.
+pub fn reorg_window_setting(blocks: u64) -> String {
+    format!("SET rps.reorg_window = {blocks}")
+}
+
 /// Advisory locks on the batch's terms, in sorted key order.
 pub const LOCK_TERMS: &str = "SELECT lock_terms($1::text[])";
 
