@@ -33,13 +33,12 @@ DECLARE
     bounds RECORD;
 BEGIN
     -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    -- Dynamic SQL still sees the transition table; reorg_touches_query says which events go.
     IF reorg_bases_active() THEN
         SELECT max(block_number) INTO top FROM new_events;
         SELECT * INTO bounds FROM reorg_base_bounds(top);
-        PERFORM maintain_reorg_bases(ARRAY(
-            SELECT t FROM new_events e CROSS JOIN LATERAL (VALUES
-                (ROW(5, e.term_id, '', -1, e.block_number, e.log_index)::reorg_touch)) AS v(t)
-             WHERE e.block_number >= bounds.low OR e.block_number < bounds.high), top);
+        EXECUTE format('SELECT maintain_reorg_bases(ARRAY(%s), $3)', reorg_touches_query(ARRAY[5]::smallint[], NULL))
+          USING bounds.low, bounds.high, top;
     END IF;
     INSERT INTO atom AS a (term_id, wallet_id, creator_id, data, raw_data,
                            last_event_block, last_event_log_index)
@@ -69,13 +68,12 @@ DECLARE
     bounds RECORD;
 BEGIN
     -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    -- Dynamic SQL still sees the transition table; reorg_touches_query says which events go.
     IF reorg_bases_active() THEN
         SELECT max(block_number) INTO top FROM new_events;
         SELECT * INTO bounds FROM reorg_base_bounds(top);
-        PERFORM maintain_reorg_bases(ARRAY(
-            SELECT t FROM new_events e CROSS JOIN LATERAL (VALUES
-                (ROW(6, e.term_id, '', -1, e.block_number, e.log_index)::reorg_touch)) AS v(t)
-             WHERE e.block_number >= bounds.low OR e.block_number < bounds.high), top);
+        EXECUTE format('SELECT maintain_reorg_bases(ARRAY(%s), $3)', reorg_touches_query(ARRAY[6]::smallint[], NULL))
+          USING bounds.low, bounds.high, top;
     END IF;
     INSERT INTO triple AS t (term_id, creator_id, subject_id, predicate_id, object_id,
                              counter_term_id, last_event_block, last_event_log_index)
@@ -143,14 +141,12 @@ DECLARE
     bounds RECORD;
 BEGIN
     -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    -- Dynamic SQL still sees the transition table; reorg_touches_query says which events go.
     IF reorg_bases_active() THEN
         SELECT max(block_number) INTO top FROM new_events;
         SELECT * INTO bounds FROM reorg_base_bounds(top);
-        PERFORM maintain_reorg_bases(ARRAY(
-            SELECT t FROM new_events e CROSS JOIN LATERAL (VALUES
-                (ROW(%5$s, e.term_id, e.%2$I, e.curve_id, e.block_number, e.log_index)::reorg_touch),
-                (ROW(3, e.term_id, '', e.curve_id, e.block_number, e.log_index)::reorg_touch)) AS v(t)
-             WHERE e.block_number >= bounds.low OR e.block_number < bounds.high), top);
+        EXECUTE format('SELECT maintain_reorg_bases(ARRAY(%%s), $3)', reorg_touches_query(ARRAY[%5$s, 3]::smallint[], '%2$s'))
+          USING bounds.low, bounds.high, top;
     END IF;
     WITH ev AS (
         SELECT %2$I AS account_id, term_id, curve_id, total_shares, %3$I AS amount,
@@ -255,14 +251,12 @@ DECLARE
     bounds RECORD;
 BEGIN
     -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    -- Dynamic SQL still sees the transition table; reorg_touches_query says which events go.
     IF reorg_bases_active() THEN
         SELECT max(block_number) INTO top FROM new_events;
         SELECT * INTO bounds FROM reorg_base_bounds(top);
-        PERFORM maintain_reorg_bases(ARRAY(
-            SELECT t FROM new_events e CROSS JOIN LATERAL (VALUES
-                (ROW(3, e.term_id, '', e.curve_id, e.block_number, e.log_index)::reorg_touch),
-                (ROW(4, e.term_id, '', e.curve_id, e.block_number, e.log_index)::reorg_touch)) AS v(t)
-             WHERE e.block_number >= bounds.low OR e.block_number < bounds.high), top);
+        EXECUTE format('SELECT maintain_reorg_bases(ARRAY(%s), $3)', reorg_touches_query(ARRAY[3, 4]::smallint[], NULL))
+          USING bounds.low, bounds.high, top;
     END IF;
     INSERT INTO vault AS v (term_id, curve_id, total_shares, current_share_price, total_assets,
                             market_cap, position_count, vault_type,

@@ -31,6 +31,25 @@ LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN reorg_window() > 0 THEN top - reorg_window() END, (SELECT max(horizon) FROM reorg_base)
 $$;
 
+-- The events of a merge's transition table (new_events) that maintain_reorg_bases needs, as
+-- reorg_touch rows under the given kinds ($1 low, $2 high of reorg_base_bounds): every
+-- event at or above low, and, by a hash join with the few bases, those below their key's
+-- horizon. A large batch's other events are never made into rows. `owner` is the account
+-- column of the position kinds (receiver / sender).
+CREATE OR REPLACE FUNCTION reorg_touches_query(kinds SMALLINT[], owner TEXT) RETURNS TEXT
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT string_agg(format(
+        'SELECT ROW(%1$s, e.term_id, %2$s, %3$s, e.block_number, e.log_index)::reorg_touch FROM new_events e'
+        ' WHERE e.block_number >= $1'
+        ' UNION ALL '
+        'SELECT ROW(%1$s, e.term_id, %2$s, %3$s, e.block_number, e.log_index)::reorg_touch FROM new_events e'
+        ' JOIN reorg_base b ON b.kind = %1$s AND b.term_id = e.term_id AND b.account_id = %2$s AND b.curve_id = %3$s'
+        ' WHERE e.block_number < $2 AND e.block_number < b.horizon',
+        k, CASE WHEN k IN (1, 2) THEN format('e.%I', owner) ELSE '''''' END,
+        CASE WHEN k IN (5, 6) THEN '-1' ELSE 'e.curve_id' END), ' UNION ALL ')
+      FROM unnest(kinds) AS k
+$$;
+
 -- The latest applied event of a key and kind, as its row holds it (NULL: none).
 CREATE OR REPLACE FUNCTION reorg_row_pointer(k SMALLINT, term TEXT, account TEXT, curve NUMERIC,
                                              OUT block_number BIGINT, OUT log_index BIGINT)
@@ -67,7 +86,6 @@ BEGIN
         RETURN;
     END IF;
     IF w > 0 THEN
-        PERFORM prune_reorg_bases(top, w);
         INSERT INTO reorg_base (kind, term_id, account_id, curve_id, horizon, block_number, log_index)
         SELECT k.kind, k.term_id, k.account_id, k.curve_id,
                greatest(top - w, coalesce(p.block_number + 1, 0)), p.block_number, p.log_index
@@ -88,24 +106,32 @@ BEGIN
 END
 $fn$;
 
--- Bases that can go: a key whose latest event is more than a window below the batch's
--- highest block is idle, and its row says what the base would (a later event makes a new
--- base from it). Only bases more than two windows old are looked at, a busy one once a
--- window. Correctness never needs a base: a key without one is searched further down.
-CREATE OR REPLACE FUNCTION prune_reorg_bases(top BIGINT, w BIGINT) RETURNS void LANGUAGE sql AS $$
+-- Bases that can go, after a live batch (`top` its highest block) in a transaction of its
+-- own; returns how many went. A key whose latest event is more than a window below `top`
+-- is idle, and its row says what the base would (a later event makes a new base from it).
+-- Only bases more than two windows old are looked at, a busy one once a window. Not inside
+-- the batch's transactions: a batch's parts share term lock stripes, and two of them
+-- pruning each other's bases while creating their own deadlocked. A base another
+-- transaction holds is left for later. Correctness never needs a base: a key without one is
+-- searched further down.
+CREATE OR REPLACE FUNCTION prune_reorg_bases(top BIGINT) RETURNS BIGINT LANGUAGE sql AS $$
     WITH old AS (
         SELECT b.kind, b.term_id, b.account_id, b.curve_id, p.block_number AS latest
           FROM reorg_base b
          CROSS JOIN LATERAL reorg_row_pointer(b.kind, b.term_id, b.account_id, b.curve_id) p
-         WHERE b.horizon < top - 2 * w AND b.checked < top - w
+         WHERE b.horizon < top - 2 * reorg_window() AND b.checked < top - reorg_window()
+           FOR UPDATE OF b SKIP LOCKED
     ), gone AS (
         DELETE FROM reorg_base b USING old o
          WHERE (b.kind, b.term_id, b.account_id, b.curve_id) = (o.kind, o.term_id, o.account_id, o.curve_id)
-           AND coalesce(o.latest, -1) < top - w
+           AND coalesce(o.latest, -1) < top - reorg_window()
+        RETURNING 1
+    ), busy AS (
+        UPDATE reorg_base b SET checked = top FROM old o
+         WHERE (b.kind, b.term_id, b.account_id, b.curve_id) = (o.kind, o.term_id, o.account_id, o.curve_id)
+           AND o.latest >= top - reorg_window()
     )
-    UPDATE reorg_base b SET checked = top FROM old o
-     WHERE (b.kind, b.term_id, b.account_id, b.curve_id) = (o.kind, o.term_id, o.account_id, o.curve_id)
-       AND o.latest >= top - w;
+    SELECT count(*) FROM gone;
 $$;
 
 -- Every logged event under the keys of reorg_base's kinds. A block range on it reaches each

@@ -291,6 +291,23 @@ pub async fn retract_blocks(pool: &PgPool, blocks: &[Block]) -> Result<(), PgErr
     Ok(())
 }
 
+/// After a live batch, in the background: prune reorg bases (`retract.sql`) in a transaction of
+/// its own, which the next batch's transactions never wait for long. A failure leaves them
+/// for the next batch: correctness never needs a base.
+pub fn prune_bases(pool: &PgPool, batch: &Batch) {
+    let Some(top) = batch.events.iter().map(|e| e.tx.block_number).max() else {
+        return;
+    };
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let pruned = async { Ok::<_, PgError>(pool.get().await?.query_one(sql::PRUNE_REORG_BASES, &[&top]).await?) };
+        match pruned.await {
+            Ok(row) => debug!(pruned = row.get::<_, i64>(0), top, "reorg bases pruned"),
+            Err(e) => warn!(error = %e, "pruning reorg bases failed; left for a later batch"),
+        }
+    });
+}
+
 /// Record orphaned blocks (network, number, hash, reorg id).
 async fn record_orphaned_blocks(tx: &Transaction<'_>, blocks: &[Block]) -> Result<(), PgError> {
     if blocks.is_empty() {

@@ -11,6 +11,7 @@ use super::batch::Batch;
 use super::config::EngineConfig;
 use super::durable::{Committed, DurableAcks, Released};
 use super::outbox::Publisher;
+use super::reorg;
 use super::summary::RunSummary;
 use crate::pg::PgPool;
 use crate::runtime::faults::crash_point;
@@ -54,6 +55,9 @@ impl Writer<'_> {
         dead_letters.extend(refused.iter().map(|(i, error)| batch.event_dead_letter(*i, error.clone())));
         let events = batch.events.len() - refused.len();
         record_commit(&batch, events, dead_letters.len(), self.summary);
+        if self.config.session_reorg_window() > 0 {
+            reorg::prune_bases(&self.pool, &batch);
+        }
         crash_point("after_commit");
         let committed = Committed { acks: std::mem::take(&mut batch.acks), dead_letters, events: events as u64 };
         // Freeing a large batch (a million small allocations) takes a core for ~0.1 s: done
