@@ -340,3 +340,42 @@ async fn a_load_generator_workload_with_forks_leaves_the_canonical_chain() {
     assert_eq!(dead, w.stats.malformed, "one dead letter per malformed message, nothing else");
     env.cleanup().await;
 }
+
+/// Reorgs within the window, read as a live engine reads them (a block's messages per read
+/// and stream): every key a retraction touches has a base, so no search reads the log below
+/// the window (`reorg.unbased_searches`), and every table still equals its reference view.
+/// The same workload through `--backfill` (which keeps no bases) is retracted as exactly,
+/// by searching further down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reorgs_within_the_window_are_retracted_through_bases() {
+    let config = WorkloadConfig {
+        events: 1_500,
+        seed: 31,
+        atoms: 60,
+        triples: 80,
+        accounts: 30,
+        reorg_rate: 0.05,
+        reorg_depth: 8,
+        ..WorkloadConfig::default()
+    };
+    let w = generate(&config);
+    assert!(w.stats.forks.reorgs >= 3, "{:?}", w.stats.forks);
+    for backfill in [false, true] {
+        let env = TestEnv::new("reorg_bases").await;
+        feed_workload(&env, REDIS, &w).await;
+        let mut engine = env.config();
+        engine.batch_size = 1;
+        engine.backfill = backfill;
+        env.run(engine).await;
+        env.assert_matches_reference().await;
+        assert_eq!(env.count("SELECT count(*) FROM reorg").await, w.stats.forks.reorgs as i64);
+        let unbased = env.count("SELECT sum(unbased_searches)::bigint FROM reorg").await;
+        let bases = env.count("SELECT count(*) FROM reorg_base").await;
+        if backfill {
+            assert!(unbased > 0 && bases == 0, "--backfill keeps no bases: {unbased} unbased searches, {bases} bases");
+        } else {
+            assert_eq!(unbased, 0, "a key touched by a reorg within the window had no base");
+        }
+        env.cleanup().await;
+    }
+}

@@ -106,30 +106,42 @@ BEGIN
 END
 $fn$;
 
--- Bases that can go, after a live batch (`top` its highest block) in a transaction of its
--- own; returns how many went. A key whose latest event is more than a window below `top`
--- is idle, and its row says what the base would (a later event makes a new base from it).
--- Only bases more than two windows old are looked at, a busy one once a window. Not inside
--- the batch's transactions: a batch's parts share term lock stripes, and two of them
--- pruning each other's bases while creating their own deadlocked. A base another
--- transaction holds is left for later. Correctness never needs a base: a key without one is
--- searched further down.
-CREATE OR REPLACE FUNCTION prune_reorg_bases(top BIGINT) RETURNS BIGINT LANGUAGE sql AS $$
-    WITH old AS (
-        SELECT b.kind, b.term_id, b.account_id, b.curve_id, p.block_number AS latest
+-- Bases that can go, after a live batch, in a transaction of its own; returns how many
+-- went. `tops` is the batch's highest block per event table it read: a stream the batch
+-- read nothing from is caught up, and does not hold back the kinds it feeds. A key whose
+-- latest event is more than a window below the highest block of the streams that feed its
+-- kind is idle: those streams are past it, so no reorg within the window can retract it
+-- (however far another stream has run ahead), and its row says what the base would (a later
+-- event makes a new base). Only bases more than two windows old are looked at, a busy one
+-- once a window. Not inside the batch's transactions: a batch's parts share term lock
+-- stripes, and two of them pruning each other's bases while creating their own
+-- deadlocked. A base another transaction holds is left for later. Correctness never needs
+-- a base: a key without one is searched further down.
+CREATE OR REPLACE FUNCTION prune_reorg_bases(tables TEXT[], tops BIGINT[]) RETURNS BIGINT LANGUAGE sql AS $$
+    WITH kind_tops AS (
+        SELECT f.kind, min(t.top) AS top
+          FROM (VALUES (1, 'deposited_events'), (2, 'redeemed_events'), (3, 'deposited_events'),
+                       (3, 'redeemed_events'), (3, 'share_price_changed_events'),
+                       (4, 'share_price_changed_events'), (5, 'atom_created_events'),
+                       (6, 'triple_created_events')) AS f(kind, tbl)
+          JOIN unnest(tables, tops) AS t(tbl, top) USING (tbl)
+         GROUP BY f.kind
+    ), old AS (
+        SELECT b.kind, b.term_id, b.account_id, b.curve_id, p.block_number AS latest, k.top
           FROM reorg_base b
+          JOIN kind_tops k ON k.kind = b.kind
          CROSS JOIN LATERAL reorg_row_pointer(b.kind, b.term_id, b.account_id, b.curve_id) p
-         WHERE b.horizon < top - 2 * reorg_window() AND b.checked < top - reorg_window()
+         WHERE b.horizon < k.top - 2 * reorg_window() AND b.checked < k.top - reorg_window()
            FOR UPDATE OF b SKIP LOCKED
     ), gone AS (
         DELETE FROM reorg_base b USING old o
          WHERE (b.kind, b.term_id, b.account_id, b.curve_id) = (o.kind, o.term_id, o.account_id, o.curve_id)
-           AND coalesce(o.latest, -1) < top - reorg_window()
+           AND coalesce(o.latest, -1) < o.top - reorg_window()
         RETURNING 1
     ), busy AS (
-        UPDATE reorg_base b SET checked = top FROM old o
+        UPDATE reorg_base b SET checked = o.top FROM old o
          WHERE (b.kind, b.term_id, b.account_id, b.curve_id) = (o.kind, o.term_id, o.account_id, o.curve_id)
-           AND o.latest >= top - reorg_window()
+           AND o.latest >= o.top - reorg_window()
     )
     SELECT count(*) FROM gone;
 $$;

@@ -24,7 +24,7 @@ pub const EVENT_TABLES: [&str; 6] = [
     "generic_events",
 ];
 
-fn table_of(kind: &EventKind) -> usize {
+pub(super) fn table_of(kind: &EventKind) -> usize {
     match kind {
         EventKind::AtomCreated(_) => 0,
         EventKind::TripleCreated(_) => 1,

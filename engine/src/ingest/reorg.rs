@@ -10,6 +10,7 @@ use tokio_postgres::Transaction;
 use tracing::{debug, info, warn};
 
 use super::batch::{entry_position, Batch};
+use super::copy::{table_of, EVENT_TABLES};
 use crate::event::{stream_key, Event, TxInfo};
 use crate::pg::{sql, PgError, PgPool};
 use crate::runtime::telemetry;
@@ -295,14 +296,23 @@ pub async fn retract_blocks(pool: &PgPool, blocks: &[Block]) -> Result<(), PgErr
 /// its own, which the next batch's transactions never wait for long. A failure leaves them
 /// for the next batch: correctness never needs a base.
 pub fn prune_bases(pool: &PgPool, batch: &Batch) {
-    let Some(top) = batch.events.iter().map(|e| e.tx.block_number).max() else {
+    // The highest block per event table: each stream runs at its own pace.
+    let mut tops = [None; EVENT_TABLES.len()];
+    for e in &batch.events {
+        let top = &mut tops[table_of(&e.kind)];
+        *top = Some(top.map_or(e.tx.block_number, |t: i64| t.max(e.tx.block_number)));
+    }
+    let (tables, tops): (Vec<&str>, Vec<i64>) =
+        EVENT_TABLES.iter().zip(tops).filter_map(|(table, top)| Some((*table, top?))).unzip();
+    if tables.is_empty() {
         return;
-    };
+    }
     let pool = pool.clone();
     tokio::spawn(async move {
-        let pruned = async { Ok::<_, PgError>(pool.get().await?.query_one(sql::PRUNE_REORG_BASES, &[&top]).await?) };
+        let pruned =
+            async { Ok::<_, PgError>(pool.get().await?.query_one(sql::PRUNE_REORG_BASES, &[&tables, &tops]).await?) };
         match pruned.await {
-            Ok(row) => debug!(pruned = row.get::<_, i64>(0), top, "reorg bases pruned"),
+            Ok(row) => debug!(pruned = row.get::<_, i64>(0), "reorg bases pruned"),
             Err(e) => warn!(error = %e, "pruning reorg bases failed; left for a later batch"),
         }
     });

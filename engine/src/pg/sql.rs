@@ -69,8 +69,9 @@ pub fn reorg_window_setting(blocks: u64) -> String {
     format!("SET rps.reorg_window = {blocks}")
 }
 
-/// Reorg bases that can go after a live batch whose highest block is $1 (`retract.sql`).
-pub const PRUNE_REORG_BASES: &str = "SELECT prune_reorg_bases($1)";
+/// Reorg bases that can go after a live batch: event tables $1, the batch's highest block in
+/// each $2 (`retract.sql`).
+pub const PRUNE_REORG_BASES: &str = "SELECT prune_reorg_bases($1, $2)";
 
 /// Advisory locks on the batch's terms, in sorted key order.
 pub const LOCK_TERMS: &str = "SELECT lock_terms($1::text[])";
