@@ -28,17 +28,10 @@ $$;
 
 -- atom: latest AtomCreated per term wins ---------------------------------------------
 CREATE OR REPLACE FUNCTION merge_atom_created() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    top BIGINT;
-    bounds RECORD;
 BEGIN
     -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
-    -- Dynamic SQL still sees the transition table; reorg_touches_query says which events go.
     IF reorg_bases_active() THEN
-        SELECT max(block_number) INTO top FROM new_events;
-        SELECT * INTO bounds FROM reorg_base_bounds(top);
-        EXECUTE format('SELECT maintain_reorg_bases(ARRAY(%s), $3)', reorg_touches_query(ARRAY[5]::smallint[], NULL))
-          USING bounds.low, bounds.high, top;
+        EXECUTE reorg_bases_statement(ARRAY[5]::smallint[], NULL);
     END IF;
     INSERT INTO atom AS a (term_id, wallet_id, creator_id, data, raw_data,
                            last_event_block, last_event_log_index)
@@ -63,17 +56,10 @@ $$;
 
 -- triple: latest TripleCreated per term wins -----------------------------------------
 CREATE OR REPLACE FUNCTION merge_triple_created() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    top BIGINT;
-    bounds RECORD;
 BEGIN
     -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
-    -- Dynamic SQL still sees the transition table; reorg_touches_query says which events go.
     IF reorg_bases_active() THEN
-        SELECT max(block_number) INTO top FROM new_events;
-        SELECT * INTO bounds FROM reorg_base_bounds(top);
-        EXECUTE format('SELECT maintain_reorg_bases(ARRAY(%s), $3)', reorg_touches_query(ARRAY[6]::smallint[], NULL))
-          USING bounds.low, bounds.high, top;
+        EXECUTE reorg_bases_statement(ARRAY[6]::smallint[], NULL);
     END IF;
     INSERT INTO triple AS t (term_id, creator_id, subject_id, predicate_id, object_id,
                              counter_term_id, last_event_block, last_event_log_index)
@@ -137,16 +123,10 @@ BEGIN
 CREATE OR REPLACE FUNCTION %1$I() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     touches vault_touch[];
-    top BIGINT;
-    bounds RECORD;
 BEGIN
     -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
-    -- Dynamic SQL still sees the transition table; reorg_touches_query says which events go.
     IF reorg_bases_active() THEN
-        SELECT max(block_number) INTO top FROM new_events;
-        SELECT * INTO bounds FROM reorg_base_bounds(top);
-        EXECUTE format('SELECT maintain_reorg_bases(ARRAY(%%s), $3)', reorg_touches_query(ARRAY[%5$s, 3]::smallint[], '%2$s'))
-          USING bounds.low, bounds.high, top;
+        EXECUTE reorg_bases_statement(ARRAY[%5$s, 3]::smallint[], '%2$s');
     END IF;
     WITH ev AS (
         SELECT %2$I AS account_id, term_id, curve_id, total_shares, %3$I AS amount,
@@ -246,17 +226,10 @@ $do$;
 -- One upsert does both jobs of a vault event: price columns follow the latest price event,
 -- vault_type the latest event of any kind. No join, so the cached plan fits any batch size.
 CREATE OR REPLACE FUNCTION merge_share_price_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    top BIGINT;
-    bounds RECORD;
 BEGIN
     -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
-    -- Dynamic SQL still sees the transition table; reorg_touches_query says which events go.
     IF reorg_bases_active() THEN
-        SELECT max(block_number) INTO top FROM new_events;
-        SELECT * INTO bounds FROM reorg_base_bounds(top);
-        EXECUTE format('SELECT maintain_reorg_bases(ARRAY(%s), $3)', reorg_touches_query(ARRAY[3, 4]::smallint[], NULL))
-          USING bounds.low, bounds.high, top;
+        EXECUTE reorg_bases_statement(ARRAY[3, 4]::smallint[], NULL);
     END IF;
     INSERT INTO vault AS v (term_id, curve_id, total_shares, current_share_price, total_assets,
                             market_cap, position_count, vault_type,

@@ -25,28 +25,32 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Which of a batch's events (highest block `top`) a merge hands to maintain_reorg_bases:
--- those at or above `low` may need a new base, those below `high` may fold into one.
+-- those at or above `low` may need a new base, those below `high` may fold into one (see
+-- reorg_bases_statement).
 CREATE OR REPLACE FUNCTION reorg_base_bounds(top BIGINT, OUT low BIGINT, OUT high BIGINT)
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN reorg_window() > 0 THEN top - reorg_window() END, (SELECT max(horizon) FROM reorg_base)
 $$;
 
--- The events of a merge's transition table (new_events) that maintain_reorg_bases needs, as
--- reorg_touch rows under the given kinds ($1 low, $2 high of reorg_base_bounds): every
--- event at or above low, and, by a hash join with the few bases, those below their key's
--- horizon. A large batch's other events are never made into rows. `owner` is the account
--- column of the position kinds (receiver / sender).
-CREATE OR REPLACE FUNCTION reorg_touches_query(kinds SMALLINT[], owner TEXT) RETURNS TEXT
+-- The statement a merge runs (EXECUTE: dynamic SQL still sees its transition table,
+-- new_events) to hand maintain_reorg_bases the events it needs, as reorg_touch rows under
+-- the given kinds: every event at or above reorg_base_bounds' low, and, by a hash join with
+-- the few bases, those below their key's horizon; a large batch's other events are never
+-- made into rows. `owner` is the account column of the position kinds (receiver / sender).
+CREATE OR REPLACE FUNCTION reorg_bases_statement(kinds SMALLINT[], owner TEXT) RETURNS TEXT
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT string_agg(format(
-        'SELECT ROW(%1$s, e.term_id, %2$s, %3$s, e.block_number, e.log_index)::reorg_touch FROM new_events e'
-        ' WHERE e.block_number >= $1'
-        ' UNION ALL '
-        'SELECT ROW(%1$s, e.term_id, %2$s, %3$s, e.block_number, e.log_index)::reorg_touch FROM new_events e'
-        ' JOIN reorg_base b ON b.kind = %1$s AND b.term_id = e.term_id AND b.account_id = %2$s AND b.curve_id = %3$s'
-        ' WHERE e.block_number < $2 AND e.block_number < b.horizon',
-        k, CASE WHEN k IN (1, 2) THEN format('e.%I', owner) ELSE '''''' END,
-        CASE WHEN k IN (5, 6) THEN '-1' ELSE 'e.curve_id' END), ' UNION ALL ')
+    SELECT format(
+        'WITH b AS (SELECT t.top, r.low, r.high FROM (SELECT max(block_number) AS top FROM new_events) t,'
+        ' reorg_base_bounds(t.top) r) SELECT maintain_reorg_bases(ARRAY(%s), b.top) FROM b',
+        string_agg(format(
+            'SELECT ROW(%1$s, e.term_id, %2$s, %3$s, e.block_number, e.log_index)::reorg_touch FROM new_events e'
+            ' WHERE e.block_number >= b.low'
+            ' UNION ALL '
+            'SELECT ROW(%1$s, e.term_id, %2$s, %3$s, e.block_number, e.log_index)::reorg_touch FROM new_events e'
+            ' JOIN reorg_base x ON x.kind = %1$s AND x.term_id = e.term_id AND x.account_id = %2$s AND x.curve_id = %3$s'
+            ' WHERE e.block_number < b.high AND e.block_number < x.horizon',
+            k, CASE WHEN k IN (1, 2) THEN format('e.%I', owner) ELSE '''''' END,
+            CASE WHEN k IN (5, 6) THEN '-1' ELSE 'e.curve_id' END), ' UNION ALL '))
       FROM unnest(kinds) AS k
 $$;
 
@@ -71,8 +75,8 @@ LANGUAGE sql STABLE AS $$
     SELECT t.last_event_block, t.last_event_log_index FROM triple t WHERE k = 6 AND t.term_id = term
 $$;
 
--- Called by each merge before it changes any row, with the batch's events that
--- reorg_base_bounds selects. A key touched at or above top - window without a base gets
+-- Called by each merge before it changes any row (reorg_bases_statement), with the batch's
+-- events that reorg_base_bounds selects. A key touched at or above top - window without a base gets
 -- one from its row as it stands: every event applied so far is at or below the row's
 -- latest, so the horizon is the window's bottom or just above that latest, whichever is
 -- higher. Then every event below its key's horizon folds in.
