@@ -21,6 +21,10 @@ pub const DEFAULT_STREAMS: &str =
 /// `--max-read-bytes`, not by this.
 pub const DEFAULT_BATCH_SIZE: usize = 10_000;
 
+/// Blocks below a live batch's highest block whose keys keep reorg bases: the deepest fork
+/// the tests generate. A deeper reorg is still retracted exactly, by reading the log.
+pub const DEFAULT_REORG_WINDOW: u64 = 64;
+
 /// Pooled connections the engine needs besides one per part: the batch's lock holder and
 /// two for the outbox publisher (its transaction, and in backfill mode a WAL flush barrier
 /// beside it, see [`super::outbox`]).
@@ -89,7 +93,7 @@ pub struct EngineConfig {
     /// highest block keep what a retraction needs to stop searching the log (README → Chain
     /// reorganizations). A deeper reorg is still retracted exactly, by reading further down
     /// the log. --backfill keeps none: history that far behind the chain's head is final.
-    #[arg(long, env = "REORG_WINDOW", default_value_t = 64)]
+    #[arg(long, env = "REORG_WINDOW", default_value_t = DEFAULT_REORG_WINDOW)]
     pub reorg_window: u64,
 
     /// Messages pending longer than this on another consumer are claimed (XAUTOCLAIM).
@@ -222,7 +226,7 @@ impl EngineConfig {
             exit_when_idle: true,
             create_streams: true,
             backfill: false,
-            reorg_window: 64,
+            reorg_window: DEFAULT_REORG_WINDOW,
             claim_idle_ms: 60_000,
             term_updates_stream: DEFAULT_TERM_UPDATES_STREAM.into(),
             pool_size: 5,
