@@ -48,12 +48,14 @@ pub const STORED_BLOCKS: &str = "SELECT block_number, block_hash, rank FROM stor
 /// Retract one block proven orphaned, under the exclusive reorg lock.
 pub const RETRACT_ORPHANED_BLOCK: &str = "SELECT retract_orphaned_block($1, $2, $3, $4)";
 
-/// For `doctor`: reorgs applied, events they retracted, orphaned blocks known, the latest.
+/// For `doctor`: reorgs applied, events they retracted, orphaned blocks known, the latest,
+/// keys searched without a reorg base, bases kept.
 pub const REORG_SUMMARY: &str = "SELECT count(*), coalesce(sum(events_retracted), 0)::bigint, \
      (SELECT count(*) FROM retracted_block), \
      (SELECT format('network %s, fork_block %s, depth %s (as reported), %s events retracted, at %s', \
              network, fork_block, depth, events_retracted, applied_at) \
-        FROM reorg ORDER BY id DESC LIMIT 1) \
+        FROM reorg ORDER BY id DESC LIMIT 1), \
+     coalesce(sum(unbased_searches), 0)::bigint, (SELECT count(*) FROM reorg_base) \
      FROM reorg";
 
 /// One copy of a reorg notice, under the exclusive reorg lock; the first copy retracts.

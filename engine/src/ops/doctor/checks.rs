@@ -76,6 +76,13 @@ pub(super) async fn reorgs(client: &Client) -> CheckResult {
     if let Some(latest) = latest {
         out.push((Level::Ok, format!("latest: {latest}")));
     }
+    let (unbased, bases): (i64, i64) = (row.get(4), row.get(5));
+    out.push((
+        Level::Ok,
+        format!(
+            "{unbased} keys searched below a fork without a reorg base (the log read down); {bases} bases kept now"
+        ),
+    ));
     Ok(out)
 }
 
