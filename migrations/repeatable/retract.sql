@@ -181,6 +181,8 @@ CREATE OR REPLACE FUNCTION retract_events(net TEXT, from_block BIGINT, only_hash
 RETURNS BIGINT LANGUAGE plpgsql AS $fn$
 DECLARE
     n BIGINT;
+    deleted BIGINT;
+    k RECORD;
     to_block BIGINT := CASE WHEN only_hash IS NULL THEN 9223372036854775807 ELSE from_block END;
     searches BIGINT;
     terms TEXT[];
@@ -190,48 +192,29 @@ BEGIN
         counter_term_id TEXT COLLATE "C", account_id TEXT COLLATE "C", curve_id NUMERIC, amount NUMERIC
     ) ON COMMIT DROP;
     TRUNCATE pg_temp.retracted_events;
-    WITH a AS (
-        DELETE FROM atom_created_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
-                     ELSE e.block_hash = only_hash END)
-        RETURNING 'atom' AS kind, e.block_number, e.block_hash, e.log_index, e.term_id,
-                  NULL::text AS counter_term_id, NULL::text AS account_id, NULL::numeric AS curve_id,
-                  NULL::numeric AS amount
-    ), t AS (
-        DELETE FROM triple_created_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
-                     ELSE e.block_hash = only_hash END)
-        RETURNING 'triple', e.block_number, e.block_hash, e.log_index, e.term_id, e.counter_term_id,
-                  NULL::text, NULL::numeric, NULL::numeric
-    ), d AS (
-        DELETE FROM deposited_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
-                     ELSE e.block_hash = only_hash END)
-        RETURNING 'deposit', e.block_number, e.block_hash, e.log_index, e.term_id, NULL::text, e.receiver,
-                  e.curve_id, e.assets_after_fees
-    ), r AS (
-        DELETE FROM redeemed_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
-                     ELSE e.block_hash = only_hash END)
-        RETURNING 'redeem', e.block_number, e.block_hash, e.log_index, e.term_id, NULL::text, e.sender,
-                  e.curve_id, e.assets
-    ), s AS (
-        DELETE FROM share_price_changed_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
-                     ELSE e.block_hash = only_hash END)
-        RETURNING 'price', e.block_number, e.block_hash, e.log_index, e.term_id, NULL::text, NULL::text,
-                  e.curve_id, NULL::numeric
-    ), g AS (
-        DELETE FROM generic_events e WHERE e.network = net AND e.block_number BETWEEN from_block AND to_block
-           AND (CASE WHEN only_hash IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, reorg_no)
-                     ELSE e.block_hash = only_hash END)
-        RETURNING 'generic', e.block_number, e.block_hash, e.log_index, NULL::text, NULL::text, NULL::text,
-                  NULL::numeric, NULL::numeric
-    )
-    INSERT INTO pg_temp.retracted_events
-    SELECT * FROM a UNION ALL SELECT * FROM t UNION ALL SELECT * FROM d
-    UNION ALL SELECT * FROM r UNION ALL SELECT * FROM s UNION ALL SELECT * FROM g;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    -- One DELETE per event table, each returning what the rebuild needs of the event.
+    n := 0;
+    FOR k IN SELECT * FROM (VALUES
+            ('atom_created_events', 'atom', 'e.term_id', 'NULL::text', 'NULL::text', 'NULL::numeric', 'NULL::numeric'),
+            ('triple_created_events', 'triple', 'e.term_id', 'e.counter_term_id', 'NULL::text', 'NULL::numeric',
+             'NULL::numeric'),
+            ('deposited_events', 'deposit', 'e.term_id', 'NULL::text', 'e.receiver', 'e.curve_id', 'e.assets_after_fees'),
+            ('redeemed_events', 'redeem', 'e.term_id', 'NULL::text', 'e.sender', 'e.curve_id', 'e.assets'),
+            ('share_price_changed_events', 'price', 'e.term_id', 'NULL::text', 'NULL::text', 'e.curve_id',
+             'NULL::numeric'),
+            ('generic_events', 'generic', 'NULL::text', 'NULL::text', 'NULL::text', 'NULL::numeric', 'NULL::numeric'))
+            AS t(tbl, kind, term, counter_term, account, curve, amount) LOOP
+        EXECUTE format(
+            'WITH gone AS (DELETE FROM %I e WHERE e.network = $1 AND e.block_number BETWEEN $2 AND $3'
+            ' AND (CASE WHEN $4 IS NULL THEN precedes_reorg(e.stream_key, e.stream_entry, $5)'
+            ' ELSE e.block_hash = $4 END)'
+            ' RETURNING %L, e.block_number, e.block_hash, e.log_index, %s, %s, %s, %s, %s)'
+            ' INSERT INTO pg_temp.retracted_events SELECT * FROM gone',
+            k.tbl, k.kind, k.term, k.counter_term, k.account, k.curve, k.amount)
+          USING net, from_block, to_block, only_hash, reorg_no;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        n := n + deleted;
+    END LOOP;
 
     INSERT INTO retracted_block (network, block_number, block_hash, reorg_id)
     SELECT DISTINCT net, e.block_number, e.block_hash, reorg_no FROM pg_temp.retracted_events e
