@@ -487,6 +487,10 @@ async fn running_binaries_export_every_metric_the_dashboard_and_alerts_use() {
         }
     }
     assert!(exported.contains(rps::runtime::telemetry::OUTBOX_BACKLOG));
+    // No reorg in this traffic: the gauges read the database and say so.
+    for gauge in [rps::runtime::telemetry::REORG_UNBASED_SEARCHES, rps::runtime::telemetry::REORG_BASES] {
+        assert!(engine_metrics.lines().any(|l| l == format!("{gauge} 0")), "{gauge} is not 0:\n{engine_metrics}");
+    }
 
     // /health: 200 with the lag total and the last commit. The last acks may postdate the
     // last observation by one monitor interval.

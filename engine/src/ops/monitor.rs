@@ -2,7 +2,7 @@
 //! metrics, `/health`, the backfill display and `doctor`.
 //!
 //! It asks Redis (`XINFO GROUPS`, `XLEN`, `XPENDING`) and, for the engine, PostgreSQL (the
-//! outbox). Group-wide numbers come from Redis rather than from this process's counters
+//! outbox, and how retractions found their reorg bases). Group-wide numbers come from Redis rather than from this process's counters
 //! because several engines may share a group: what matters is how much the group as a whole
 //! has left, not what one process did.
 
@@ -36,11 +36,24 @@ pub async fn outbox_status(client: &tokio_postgres::Client) -> Result<OutboxStat
     Ok(OutboxStatus { rows: row.get(0), oldest_age_seconds: row.get(1) })
 }
 
+/// How the database's retractions have gone: keys searched without a reorg base, bases kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ReorgStatus {
+    pub unbased_searches: i64,
+    pub bases: i64,
+}
+
+async fn reorg_status(client: &tokio_postgres::Client) -> Result<ReorgStatus, tokio_postgres::Error> {
+    let row = client.query_one(sql::REORG_STATUS, &[]).await?;
+    Ok(ReorgStatus { unbased_searches: row.get(0), bases: row.get(1) })
+}
+
 /// One round of observations.
 #[derive(Clone, Debug)]
 pub struct Observation {
     pub groups: Vec<GroupStatus>,
     pub outbox: Option<OutboxStatus>,
+    pub reorgs: Option<ReorgStatus>,
     pub at: SystemTime,
     /// This process's [`PROGRESS`] message count when the observation was taken, so displays
     /// can subtract what was processed since.
@@ -184,6 +197,10 @@ impl Watch {
             metrics::gauge!(m::OUTBOX_BACKLOG).set(outbox.rows as f64);
             metrics::gauge!(m::OUTBOX_OLDEST_AGE).set(outbox.oldest_age_seconds.unwrap_or(0.0));
         }
+        if let Some(reorgs) = observation.reorgs {
+            metrics::gauge!(m::REORG_UNBASED_SEARCHES).set(reorgs.unbased_searches as f64);
+            metrics::gauge!(m::REORG_BASES).set(reorgs.bases as f64);
+        }
     }
 }
 
@@ -209,19 +226,20 @@ async fn observe(
         }
         groups.push(status);
     }
-    // The outbox is secondary: before the engine has created the database and applied its
-    // migrations there is none, and a PostgreSQL outage shows in /health already.
-    let outbox = match database_url {
+    // PostgreSQL's part is secondary: before the engine has created the database and applied
+    // its migrations there is no outbox, and a PostgreSQL outage shows in /health already.
+    let client = match database_url {
         None => None,
         Some(url) => {
             if postgres.as_ref().is_none_or(|c| c.is_closed()) {
                 *postgres = pg::connect_one(url).await.ok();
             }
-            match postgres.as_ref() {
-                Some(client) => outbox_status(client).await.ok(),
-                None => None,
-            }
+            postgres.as_ref()
         }
     };
-    Ok(Observation { groups, outbox, at: SystemTime::now(), messages_at })
+    let (outbox, reorgs) = match client {
+        Some(client) => (outbox_status(client).await.ok(), reorg_status(client).await.ok()),
+        None => (None, None),
+    };
+    Ok(Observation { groups, outbox, reorgs, at: SystemTime::now(), messages_at })
 }

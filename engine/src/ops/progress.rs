@@ -290,7 +290,7 @@ mod tests {
 
     fn observation(lag: u64, pending: u64, length: u64, messages_at: u64) -> Observation {
         let g = GroupStatus { lag: Some(lag), pending, length, ..Default::default() };
-        Observation { groups: vec![g], outbox: None, at: SystemTime::now(), messages_at }
+        Observation { groups: vec![g], outbox: None, reorgs: None, at: SystemTime::now(), messages_at }
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub const REORG_SUMMARY: &str = "SELECT count(*), coalesce(sum(events_retracted)
      coalesce(sum(unbased_searches), 0)::bigint, (SELECT count(*) FROM reorg_base) \
      FROM reorg";
 
+/// For the monitor's gauges: keys searched without a reorg base (over every reorg), bases kept.
+pub const REORG_STATUS: &str =
+    "SELECT coalesce(sum(unbased_searches), 0)::bigint, (SELECT count(*) FROM reorg_base) FROM reorg";
+
 /// One copy of a reorg notice, under the exclusive reorg lock; the first copy retracts.
 pub const RECORD_REORG_NOTICE: &str = "SELECT reorg_id, is_new, events_retracted FROM \
      record_reorg_notice($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb)";

@@ -29,6 +29,9 @@ pub const STREAM_PENDING: &str = "redis_postgres_sync_stream_pending";
 pub const STREAM_LENGTH: &str = "redis_postgres_sync_stream_length";
 pub const OUTBOX_BACKLOG: &str = "redis_postgres_sync_outbox_backlog_rows";
 pub const OUTBOX_OLDEST_AGE: &str = "redis_postgres_sync_outbox_oldest_age_seconds";
+// Observed in PostgreSQL by the monitor: the whole database, whichever engine retracted.
+pub const REORG_UNBASED_SEARCHES: &str = "redis_postgres_sync_reorg_unbased_searches";
+pub const REORG_BASES: &str = "redis_postgres_sync_reorg_bases";
 
 /// The `stage` label values of [`STAGE_SECONDS`], in pipeline order. `idle` is the time a
 /// read waited for entries to arrive; `publish` is the outbox publisher's, beside the
@@ -69,6 +72,11 @@ pub fn describe() {
     describe_gauge!(STREAM_LENGTH, "Entries in the stream (XLEN)");
     describe_gauge!(OUTBOX_BACKLOG, "term_update_outbox rows committed and not yet published");
     describe_gauge!(OUTBOX_OLDEST_AGE, Unit::Seconds, "Age of the oldest unpublished outbox row (0 when empty)");
+    describe_gauge!(
+        REORG_UNBASED_SEARCHES,
+        "Keys whose retraction found no reorg base and read the log down (sum over the database's reorgs)"
+    );
+    describe_gauge!(REORG_BASES, "Reorg bases kept (reorg_base rows)");
     describe_gauge!(WORKER_STREAM_LAG, "term_updates entries not yet delivered to the worker's group");
     describe_gauge!(WORKER_STREAM_PENDING, "term_updates entries delivered to the worker's group and not acked");
     describe_gauge!(WORKER_STREAM_LENGTH, "Entries in the term_updates stream (XLEN)");
