@@ -26,12 +26,39 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT div(total_shares * share_price, 1000000000000000000::numeric)
 $$;
 
+-- Reorg bases (retract.sql): the statement each merge runs first, to hand
+-- maintain_reorg_bases the batch's events it needs, as reorg_touch rows under the given
+-- kinds: every event at or above reorg_base_bounds' low, and those below their key's
+-- horizon (one primary-key probe each, only for events below the highest horizon); a large
+-- batch's other events are never made into rows. `owner` is the account column of the
+-- position kinds (receiver / sender). Spliced into each merge's body when it is created
+-- below, so PL/pgSQL plans it once per session: run through EXECUTE it was planned at
+-- every batch (about 0.5 ms per merge, most of what live batches paid for their bases).
+CREATE OR REPLACE FUNCTION reorg_bases_statement(kinds SMALLINT[], owner TEXT) RETURNS TEXT
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format(
+        'PERFORM maintain_reorg_bases(ARRAY(%s), b.top) FROM (SELECT t.top, r.low, r.high FROM'
+        ' (SELECT max(block_number) AS top FROM new_events) t, reorg_base_bounds(t.top) r) b;',
+        string_agg(format(
+            'SELECT ROW(%1$s, e.term_id, %2$s, %3$s, e.block_number, e.log_index)::reorg_touch FROM new_events e'
+            ' WHERE e.block_number >= b.low'
+            ' UNION ALL '
+            'SELECT ROW(%1$s, e.term_id, %2$s, %3$s, e.block_number, e.log_index)::reorg_touch FROM new_events e'
+            ' CROSS JOIN LATERAL (SELECT 1 FROM reorg_base x WHERE x.kind = %1$s AND x.term_id = e.term_id'
+            ' AND x.account_id = %2$s AND x.curve_id = %3$s AND e.block_number < x.horizon LIMIT 1) x'
+            ' WHERE e.block_number < b.high',
+            k, CASE WHEN k IN (1, 2) THEN format('e.%I', owner) ELSE '''''' END,
+            CASE WHEN k IN (5, 6) THEN '-1' ELSE 'e.curve_id' END), ' UNION ALL '))
+      FROM unnest(kinds) AS k
+$$;
+
 -- atom: latest AtomCreated per term wins ---------------------------------------------
-CREATE OR REPLACE FUNCTION merge_atom_created() RETURNS trigger LANGUAGE plpgsql AS $$
+DO $do$ BEGIN EXECUTE format($create$
+CREATE OR REPLACE FUNCTION merge_atom_created() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    -- Reorg bases first (reorg_bases_statement): they read the rows as they stand before this batch.
     IF reorg_bases_active() THEN
-        EXECUTE reorg_bases_statement(ARRAY[5]::smallint[], NULL);
+        %s
     END IF;
     INSERT INTO atom AS a (term_id, wallet_id, creator_id, data, raw_data,
                            last_event_block, last_event_log_index)
@@ -52,14 +79,16 @@ BEGIN
                     a.last_event_block, a.last_event_log_index);
     RETURN NULL;
 END
-$$;
+$fn$
+$create$, reorg_bases_statement(ARRAY[5]::smallint[], NULL)); END $do$;
 
 -- triple: latest TripleCreated per term wins -----------------------------------------
-CREATE OR REPLACE FUNCTION merge_triple_created() RETURNS trigger LANGUAGE plpgsql AS $$
+DO $do$ BEGIN EXECUTE format($create$
+CREATE OR REPLACE FUNCTION merge_triple_created() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    -- Reorg bases first (reorg_bases_statement): they read the rows as they stand before this batch.
     IF reorg_bases_active() THEN
-        EXECUTE reorg_bases_statement(ARRAY[6]::smallint[], NULL);
+        %s
     END IF;
     INSERT INTO triple AS t (term_id, creator_id, subject_id, predicate_id, object_id,
                              counter_term_id, last_event_block, last_event_log_index)
@@ -80,7 +109,8 @@ BEGIN
                     t.last_event_block, t.last_event_log_index);
     RETURN NULL;
 END
-$$;
+$fn$
+$create$, reorg_bases_statement(ARRAY[6]::smallint[], NULL)); END $do$;
 
 -- Vault bookkeeping shared by the three vault events: make sure the vault exists, move
 -- its position_count by the given delta, and let the latest event decide vault_type.
@@ -124,9 +154,9 @@ CREATE OR REPLACE FUNCTION %1$I() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     touches vault_touch[];
 BEGIN
-    -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    -- Reorg bases first (reorg_bases_statement): they read the rows as they stand before this batch.
     IF reorg_bases_active() THEN
-        EXECUTE reorg_bases_statement(ARRAY[%5$s, 3]::smallint[], '%2$s');
+        %5$s
     END IF;
     WITH ev AS (
         SELECT %2$I AS account_id, term_id, curve_id, total_shares, %3$I AS amount,
@@ -217,7 +247,8 @@ BEGIN
     RETURN NULL;
 END
 $fn$
-$create$, 'merge_' || k.tbl, k.owner, k.amount, k.is_deposit, k.base_kind);
+$create$, 'merge_' || k.tbl, k.owner, k.amount, k.is_deposit,
+           reorg_bases_statement(ARRAY[k.base_kind, 3]::smallint[], k.owner));
     END LOOP;
 END
 $do$;
@@ -225,11 +256,12 @@ $do$;
 -- vault price: latest SharePriceChanged per vault wins -------------------------------
 -- One upsert does both jobs of a vault event: price columns follow the latest price event,
 -- vault_type the latest event of any kind. No join, so the cached plan fits any batch size.
-CREATE OR REPLACE FUNCTION merge_share_price_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DO $do$ BEGIN EXECUTE format($create$
+CREATE OR REPLACE FUNCTION merge_share_price_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    -- Reorg bases first (retract.sql): they read the rows as they stand before this batch.
+    -- Reorg bases first (reorg_bases_statement): they read the rows as they stand before this batch.
     IF reorg_bases_active() THEN
-        EXECUTE reorg_bases_statement(ARRAY[3, 4]::smallint[], NULL);
+        %s
     END IF;
     INSERT INTO vault AS v (term_id, curve_id, total_shares, current_share_price, total_assets,
                             market_cap, position_count, vault_type,
@@ -262,7 +294,8 @@ BEGIN
                                        THEN EXCLUDED.last_event_log_index ELSE v.last_event_log_index END;
     RETURN NULL;
 END
-$$;
+$fn$
+$create$, reorg_bases_statement(ARRAY[3, 4]::smallint[], NULL)); END $do$;
 
 -- The triggers ---------------------------------------------------------------------------
 -- Created when missing, never replaced: what a trigger does is its function, replaced above,
