@@ -2,9 +2,9 @@
 //! metrics, `/health`, the backfill display and `doctor`.
 //!
 //! It asks Redis (`XINFO GROUPS`, `XLEN`, `XPENDING`) and, for the engine, PostgreSQL (the
-//! outbox, and how retractions found their reorg bases). Group-wide numbers come from Redis rather than from this process's counters
-//! because several engines may share a group: what matters is how much the group as a whole
-//! has left, not what one process did.
+//! outbox, and how retractions found their reorg bases). Group-wide numbers come from Redis
+//! and PostgreSQL rather than from this process's counters because several engines may share
+//! a group: what matters is how much the group as a whole has left, not what one process did.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
