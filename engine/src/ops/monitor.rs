@@ -43,7 +43,7 @@ pub struct ReorgStatus {
     pub bases: i64,
 }
 
-async fn reorg_status(client: &tokio_postgres::Client) -> Result<ReorgStatus, tokio_postgres::Error> {
+pub async fn reorg_status(client: &tokio_postgres::Client) -> Result<ReorgStatus, tokio_postgres::Error> {
     let row = client.query_one(sql::REORG_STATUS, &[]).await?;
     Ok(ReorgStatus { unbased_searches: row.get(0), bases: row.get(1) })
 }

@@ -48,17 +48,17 @@ pub const STORED_BLOCKS: &str = "SELECT block_number, block_hash, rank FROM stor
 /// Retract one block proven orphaned, under the exclusive reorg lock.
 pub const RETRACT_ORPHANED_BLOCK: &str = "SELECT retract_orphaned_block($1, $2, $3, $4)";
 
-/// For `doctor`: reorgs applied, events they retracted, orphaned blocks known, the latest,
-/// keys searched without a reorg base, bases kept.
+/// For `doctor`: reorgs applied, events they retracted, orphaned blocks known, the latest
+/// (the bases come from [`REORG_STATUS`]).
 pub const REORG_SUMMARY: &str = "SELECT count(*), coalesce(sum(events_retracted), 0)::bigint, \
      (SELECT count(*) FROM retracted_block), \
      (SELECT format('network %s, fork_block %s, depth %s (as reported), %s events retracted, at %s', \
              network, fork_block, depth, events_retracted, applied_at) \
-        FROM reorg ORDER BY id DESC LIMIT 1), \
-     coalesce(sum(unbased_searches), 0)::bigint, (SELECT count(*) FROM reorg_base) \
+        FROM reorg ORDER BY id DESC LIMIT 1) \
      FROM reorg";
 
-/// For the monitor's gauges: keys searched without a reorg base (over every reorg), bases kept.
+/// For the monitor's gauges and `doctor`: keys searched without a reorg base (over every
+/// reorg), bases kept.
 pub const REORG_STATUS: &str =
     "SELECT coalesce(sum(unbased_searches), 0)::bigint, (SELECT count(*) FROM reorg_base) FROM reorg";
 

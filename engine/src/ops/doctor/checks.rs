@@ -7,7 +7,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_postgres::Client;
 
 use super::{reported_tables, DoctorArgs, Level, TRIGGERS};
-use crate::ops::monitor::outbox_status;
+use crate::ops::monitor::{outbox_status, reorg_status};
 use crate::pg::{schema, sql};
 use crate::stream::dead_letter_stream;
 use crate::stream::status::{group_status, GroupStatus};
@@ -76,7 +76,8 @@ pub(super) async fn reorgs(client: &Client) -> CheckResult {
     if let Some(latest) = latest {
         out.push((Level::Ok, format!("latest: {latest}")));
     }
-    let (unbased, bases): (i64, i64) = (row.get(4), row.get(5));
+    let bases = reorg_status(client).await?;
+    let (unbased, bases) = (bases.unbased_searches, bases.bases);
     out.push((
         Level::Ok,
         format!(
