@@ -65,7 +65,7 @@ fn batch(c: &mut Criterion) {
     let messages: Vec<Message> = micro_benches::payloads(EVENTS)
         .into_iter()
         .enumerate()
-        .map(|(i, p)| Message { stream: "s".into(), id: format!("0-{i}"), payload: Ok(p.into_bytes()) })
+        .map(|(i, p)| Message { stream: "s".into(), id: format!("0-{i}"), payload: Ok(p.into()) })
         .collect();
     let mut g = c.benchmark_group("batch");
     g.throughput(Throughput::Elements(EVENTS as u64));

@@ -8,8 +8,6 @@
 
 use std::collections::BTreeSet;
 
-use redis::Value;
-
 use crate::stream::{DeadLetter, Entry, EntryFields, EntryKey};
 
 pub const TERM_IDS_FIELD: &str = "term_ids";
@@ -30,7 +28,7 @@ pub struct Update {
 
 /// Read one entry's fields.
 pub fn parse(fields: &EntryFields) -> Update {
-    let committed_at_ms = fields.get(COMMITTED_AT_FIELD).and_then(text).and_then(|t| t.trim().parse().ok());
+    let committed_at_ms = fields.get(COMMITTED_AT_FIELD).and_then(|v| text(v).trim().parse().ok());
     match term_ids(fields) {
         Ok((ids, errors)) => Update { error: partial_error(&ids, &errors), ids, committed_at_ms },
         Err(error) => Update { ids: Vec::new(), committed_at_ms, error: Some(error) },
@@ -40,11 +38,11 @@ pub fn parse(fields: &EntryFields) -> Update {
 /// Valid ids and the errors of the invalid ones, or why the field is unreadable as a whole.
 fn term_ids(fields: &EntryFields) -> Result<(Vec<String>, Vec<String>), String> {
     let raw = fields.get(TERM_IDS_FIELD).ok_or_else(|| {
-        let mut found: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut found = fields.names();
         found.sort_unstable();
         format!("no {TERM_IDS_FIELD} field (found fields {found:?})")
     })?;
-    let raw = text(raw).ok_or_else(|| format!("{TERM_IDS_FIELD} is not a string: {raw:?}"))?;
+    let raw = text(raw);
     let json: serde_json::Value =
         serde_json::from_str(&raw).map_err(|e| format!("{TERM_IDS_FIELD} is not valid JSON: {e}"))?;
     let serde_json::Value::Array(items) = json else {
@@ -95,13 +93,9 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        _ => None,
-    }
+/// A field's value as text (a stream field is a byte string; invalid UTF-8 is replaced).
+fn text(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
 }
 
 /// One read's worth of entries, ready for one refresh.
@@ -156,10 +150,8 @@ impl UpdateBatch {
 
 /// The entry's fields as a JSON object, so a dead letter can be inspected and replayed.
 fn fields_json(fields: &EntryFields) -> String {
-    let map: serde_json::Map<String, serde_json::Value> = fields
-        .iter()
-        .map(|(k, v)| (k.clone(), text(v).map(serde_json::Value::String).unwrap_or_else(|| format!("{v:?}").into())))
-        .collect();
+    let map: serde_json::Map<String, serde_json::Value> =
+        fields.iter().map(|(k, v)| (text(k), serde_json::Value::String(text(v)))).collect();
     serde_json::Value::Object(map).to_string()
 }
 
@@ -170,7 +162,7 @@ mod tests {
     const A: &str = "0x221c4e003f9931ee3af27f802dc5fd3d9974d75b333824fe61790134676b1b69";
 
     fn fields(pairs: &[(&str, &str)]) -> EntryFields {
-        pairs.iter().map(|(k, v)| (k.to_string(), Value::BulkString(v.as_bytes().to_vec()))).collect()
+        pairs.iter().copied().collect()
     }
 
     fn error_of(pairs: &[(&str, &str)]) -> String {

@@ -165,13 +165,13 @@ impl Batch {
                 self.notices.extend(decoded.notices.into_iter().map(|n| (n, origin)));
                 if !decoded.failures.is_empty() {
                     let (stream, id) = key.clone();
-                    self.dead_letter_events(stream, id, raw, total, decoded.failures);
+                    self.dead_letter_events(stream, id, raw.into(), total, decoded.failures);
                 }
             }
             Err(error) => {
                 tracing::warn!(stream = %key.0, id = %key.1, %error, "dead-lettering message");
                 let (stream, id) = key.clone();
-                self.dead_letters.push(DeadLetter { stream, id, payload: raw, error: error.0 });
+                self.dead_letters.push(DeadLetter { stream, id, payload: raw.into(), error: error.0 });
             }
         }
         self.acks.push(key);
@@ -400,7 +400,7 @@ mod tests {
             block = 1000 + n / 4,
             log = n % 4,
         );
-        Message { stream: "s".into(), id: format!("0-{n}"), payload: Ok(payload.into_bytes()) }
+        Message { stream: "s".into(), id: format!("0-{n}"), payload: Ok(payload.into()) }
     }
 
     fn deposit(n: usize, term_id: &str) -> Message {
@@ -452,7 +452,7 @@ mod tests {
         info["log_index"] = log.into();
         info["block_hash"] = format!("0x{}", hex::encode([block_hash; 32])).into();
         info["transaction_hash"] = format!("0x{}", hex::encode([tx; 32])).into();
-        Message { stream, id, payload: Ok(v.to_string().into_bytes()) }
+        Message { stream, id, payload: Ok(v.to_string().into()) }
     }
 
     #[test]
@@ -489,7 +489,7 @@ mod tests {
     fn a_message_of_many_bad_events_is_one_dead_letter() {
         let message = |n: usize, events: String| {
             let payload = format!(r#"{{"event_name":"Deposited","network":"intuition","event_data":[{events}]}}"#);
-            Message { stream: "s".into(), id: format!("0-{n}"), payload: Ok(payload.into_bytes()) }
+            Message { stream: "s".into(), id: format!("0-{n}"), payload: Ok(payload.into()) }
         };
         let empties = vec!["{}"; 500].join(",");
         let batch = Batch::from_messages(vec![message(1, empties)]);

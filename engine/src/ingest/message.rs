@@ -1,6 +1,6 @@
 //! A stream entry as the engine sees it: the JSON payload rindexer put in it.
 
-use redis::Value;
+use bytes::Bytes;
 
 use crate::stream::Entry;
 
@@ -11,8 +11,8 @@ pub const PAYLOAD_FIELDS: [&str; 3] = ["payload", "event_data", "data"];
 pub struct Message {
     pub stream: String,
     pub id: String,
-    /// The raw JSON bytes, or why the entry has none.
-    pub payload: Result<Vec<u8>, Unreadable>,
+    /// The raw JSON bytes (a slice of the read's buffer), or why the entry has none.
+    pub payload: Result<Bytes, Unreadable>,
 }
 
 /// Why an entry has no payload to decode, and what of it its dead letter keeps.
@@ -36,21 +36,13 @@ impl Message {
             let payload = Err(Unreadable { reason: oversized.reason(), kept: oversized.prefix });
             return Message { stream: entry.stream, id: entry.id, payload };
         }
-        let payload = PAYLOAD_FIELDS
-            .iter()
-            .find_map(|f| entry.fields.remove(*f))
-            .map(|v| match v {
-                Value::BulkString(b) => Ok(b),
-                Value::SimpleString(s) => Ok(s.into_bytes()),
-                other => Err(Unreadable::because(format!("payload field is not a string: {other:?}"))),
-            })
-            .unwrap_or_else(|| {
-                let mut fields: Vec<&String> = entry.fields.keys().collect();
-                fields.sort();
-                Err(Unreadable::because(format!(
-                    "no payload field (expected one of payload, event_data, data; found {fields:?})"
-                )))
-            });
+        let payload = PAYLOAD_FIELDS.iter().find_map(|f| entry.fields.remove(f)).ok_or_else(|| {
+            let mut fields = entry.fields.names();
+            fields.sort();
+            Unreadable::because(format!(
+                "no payload field (expected one of payload, event_data, data; found {fields:?})"
+            ))
+        });
         Message { stream: entry.stream, id: entry.id, payload }
     }
 }

@@ -1,10 +1,54 @@
 //! Stream entries, and rejected input on its way to a dead-letter stream.
 
-use redis::Value;
+use bytes::Bytes;
 
-/// An entry's fields by name (foldhash: a field map per entry, and SipHash showed in the
-/// profile; the names are the producer's, and an entry holds a handful).
-pub type EntryFields = foldhash::HashMap<String, Value>;
+/// An entry's fields, in the order the producer wrote them. Names and values are slices of
+/// the buffer their read arrived in: no copy or allocation per field (an entry holds a
+/// handful, so a lookup walks them rather than hashing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryFields(Vec<(Bytes, Bytes)>);
+
+impl EntryFields {
+    /// The value of field `name`; of a name written twice, the last (as XADD's reader would
+    /// see it in a map).
+    pub fn get(&self, name: &str) -> Option<&Bytes> {
+        self.0.iter().rev().find(|(n, _)| n == name.as_bytes()).map(|(_, v)| v)
+    }
+
+    /// Take field `name` out (see [`EntryFields::get`] for a name written twice).
+    pub fn remove(&mut self, name: &str) -> Option<Bytes> {
+        let i = self.0.iter().rposition(|(n, _)| n == name.as_bytes())?;
+        Some(self.0.remove(i).1)
+    }
+
+    pub fn push(&mut self, name: Bytes, value: Bytes) {
+        self.0.push((name, value));
+    }
+
+    /// The fields' names, as text (lossy), in order.
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(n, _)| String::from_utf8_lossy(n).into_owned()).collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<N: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(N, V)> for EntryFields {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(pairs: I) -> EntryFields {
+        let copy = |b: &[u8]| Bytes::copy_from_slice(b);
+        EntryFields(pairs.into_iter().map(|(n, v)| (copy(n.as_ref()), copy(v.as_ref()))).collect())
+    }
+}
 
 /// An entry's identity: (stream, id).
 pub type EntryKey = (String, String);

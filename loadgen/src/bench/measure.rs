@@ -252,11 +252,7 @@ pub(super) fn decode_all(workload: &Workload) -> Batch {
         .iter()
         .filter(|m| m.kind != MessageKind::Malformed)
         .enumerate()
-        .map(|(i, m)| Message {
-            stream: m.stream.clone(),
-            id: format!("0-{i}"),
-            payload: Ok(m.payload.clone().into_bytes()),
-        })
+        .map(|(i, m)| Message { stream: m.stream.clone(), id: format!("0-{i}"), payload: Ok(m.payload.clone().into()) })
         .collect();
     Batch::from_messages(messages)
 }

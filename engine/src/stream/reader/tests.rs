@@ -228,7 +228,7 @@ async fn entries_keep_their_fields_and_a_pending_entry_deleted_since_has_none() 
     let mut reader = s.reader("a", 10, LONG).await;
     let Read::Entries(first) = reader.next().await.unwrap() else { panic!("entries") };
     let text = |e: &Entry, f: &str| match e.fields.get(f) {
-        Some(Value::BulkString(b)) => String::from_utf8(b.clone()).unwrap(),
+        Some(b) => String::from_utf8(b.to_vec()).unwrap(),
         other => panic!("{f}: {other:?}"),
     };
     assert_eq!((first[0].id.as_str(), first[1].id.as_str()), (kept.as_str(), deleted.as_str()));
