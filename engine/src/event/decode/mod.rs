@@ -171,10 +171,12 @@ fn decode_root(root: Value, aliases: &Aliases) -> Result<Decoded, DecodeError> {
 
 /// A key that appears twice in one object anywhere inside `value`.
 fn duplicate_key_within<'i>(value: Value<'_, 'i>) -> Option<&'i str> {
-    if value.as_object().is_some() {
-        return Fields::of(value).duplicate_key(None);
+    // Most values are strings or numbers: one look at the type settles them.
+    match value.value_type() {
+        ValueType::Object => Fields::of(value).duplicate_key(None),
+        ValueType::Array => value.as_array()?.iter().find_map(duplicate_key_within),
+        _ => None,
     }
-    value.as_array()?.iter().find_map(duplicate_key_within)
 }
 
 /// A `network` field: its string, or the envelope's when it is absent or null; `not_a_string`
