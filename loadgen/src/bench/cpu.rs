@@ -32,6 +32,9 @@ pub enum PgProcesses {
 pub struct CpuSeconds {
     /// This process: the engine's threads, or the floor's COPY client.
     pub this_process: f64,
+    /// The part of `this_process` spent in the kernel (system time): socket I/O, and the
+    /// zeroing of freshly touched memory, which is mostly a one-off of a run's first batches.
+    pub this_process_system: f64,
     pub postgres: Option<f64>,
     pub redis: Option<f64>,
 }
@@ -39,7 +42,7 @@ pub struct CpuSeconds {
 /// CPU counters at the start of a measurement.
 pub struct CpuMark {
     processes: PgProcesses,
-    this_process: Option<f64>,
+    this_process: Option<(f64, f64)>,
     postgres: Option<f64>,
     redis: Option<f64>,
 }
@@ -57,28 +60,36 @@ impl CpuMark {
     /// What was spent since `self`; `None` where a counter cannot be read.
     pub async fn since(&self, redis: &mut MultiplexedConnection) -> Option<CpuSeconds> {
         let delta = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
+        let ((user0, system0), (user1, system1)) = (self.this_process?, this_process()?);
         Some(CpuSeconds {
-            this_process: delta(self.this_process, this_process())?,
+            this_process: (user1 + system1) - (user0 + system0),
+            this_process_system: system1 - system0,
             postgres: delta(self.postgres, postgres(self.processes)),
             redis: delta(self.redis, redis_cpu(redis).await),
         })
     }
 }
 
-/// One `/proc/<pid>/stat` line's fields after the command name: (comm, ppid, own ticks,
-/// ticks of waited-for children).
-fn stat(pid: &str) -> Option<(String, u32, u64, u64)> {
+/// One `/proc/<pid>/stat` line: the command name, and the numeric fields after it (the
+/// state letter and any other non-number read as 0), in order from the state.
+fn stat_fields(pid: &str) -> Option<(String, Vec<u64>)> {
     let line = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (open, close) = (line.find('(')?, line.rfind(')')?);
     let comm = line[open + 1..close].to_owned();
-    let f: Vec<&str> = line[close + 2..].split(' ').collect();
-    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some((comm, line.get(close + 2..)?.split(' ').map(|f| f.trim().parse().unwrap_or(0)).collect()))
+}
+
+/// (comm, ppid, own ticks, ticks of waited-for children).
+fn stat(pid: &str) -> Option<(String, u32, u64, u64)> {
+    let (comm, f) = stat_fields(pid)?;
+    let num = |i: usize| f.get(i).copied();
     Some((comm, num(1)? as u32, num(11)? + num(12)?, num(13)? + num(14)?))
 }
 
-fn this_process() -> Option<f64> {
-    let (_, _, own, _) = stat("self")?;
-    Some(own as f64 / TICKS_PER_SECOND)
+/// This process's (user, system) seconds.
+fn this_process() -> Option<(f64, f64)> {
+    let (_, f) = stat_fields("self")?;
+    Some((*f.get(11)? as f64 / TICKS_PER_SECOND, *f.get(12)? as f64 / TICKS_PER_SECOND))
 }
 
 /// Every live `postgres` process's time (of `processes`), plus the postmaster's collected
@@ -149,15 +160,35 @@ mod tests {
     /// This process's counter moves with the work it does.
     #[test]
     fn this_process_counts_its_own_work() {
-        let before = this_process().expect("/proc/self/stat");
+        let (user, system) = this_process().expect("/proc/self/stat");
+        let before = user + system;
         let mut x = 0u64;
         let started = std::time::Instant::now();
         while started.elapsed() < std::time::Duration::from_millis(300) {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
         }
         std::hint::black_box(x);
-        let spent = this_process().unwrap() - before;
+        let (user, system) = this_process().unwrap();
+        let spent = user + system - before;
         assert!(spent > 0.1, "300 ms of busy work counted as {spent} s");
+    }
+
+    /// Time in system calls is counted as the kernel's part, not the process's own code.
+    #[test]
+    fn kernel_work_counts_as_system_time() {
+        let (user0, system0) = this_process().expect("/proc/self/stat");
+        let started = std::time::Instant::now();
+        let (mut user, mut system) = (0.0, 0.0);
+        while system < 0.1 && started.elapsed() < std::time::Duration::from_secs(5) {
+            for _ in 0..1000 {
+                // Each read makes the kernel format the file: time spent there, not here.
+                std::hint::black_box(fs::read("/proc/self/stat").unwrap());
+            }
+            let (u, s) = this_process().unwrap();
+            (user, system) = (u - user0, s - system0);
+        }
+        // (Not compared with the user time: the other tests run on this process's threads.)
+        assert!(system >= 0.1, "system calls counted as {system} s system, {user} s user");
     }
 
     /// A tree counts its root's collected children and every descendant, nothing else.

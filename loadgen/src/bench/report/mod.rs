@@ -169,9 +169,10 @@ impl Report {
         {
             let _ = writeln!(
                 md,
-                "- CPU, core-seconds (median runs): engine run — engine {:.2}, PostgreSQL {}, Redis {}; \
-                 floor — COPY client {:.2}, PostgreSQL {}",
+                "- CPU, core-seconds (median runs): engine run — engine {:.2} (of it in the kernel {:.2}), \
+                 PostgreSQL {}, Redis {}; floor — COPY client {:.2}, PostgreSQL {}",
                 e.this_process,
+                e.this_process_system,
                 core_seconds(e.postgres),
                 core_seconds(e.redis),
                 f.this_process,
