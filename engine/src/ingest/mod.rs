@@ -133,7 +133,9 @@ async fn run_engine(config: &EngineConfig, mut stop: Stop, summary: &mut RunSumm
     let (tx, mut rx) = mpsc::channel(1);
     let mut read_task = TaskGuard::spawn(read_loop(reader, tx, config.parts(), config.aliases(), stop.clone()));
     let durable = config.backfill.then(|| DurableAcks::new(&config.database_url));
-    let mut writer = Writer { config, pool, control, publisher, in_flight, durable, stop: stop.clone(), summary };
+    let pruner = reorg::Pruner::new(pool.clone());
+    let mut writer =
+        Writer { config, pool, control, publisher, pruner, in_flight, durable, stop: stop.clone(), summary };
     loop {
         let work = tokio::select! {
             biased;

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use tokio_postgres::Transaction;
 use tracing::{debug, info, warn};
@@ -292,30 +294,57 @@ pub async fn retract_blocks(pool: &PgPool, blocks: &[Block]) -> Result<(), PgErr
     Ok(())
 }
 
-/// After a live batch, in the background: prune reorg bases (`retract.sql`) in a transaction of
-/// its own, which the next batch's transactions never wait for long. A failure leaves them
-/// for the next batch: correctness never needs a base.
-pub fn prune_bases(pool: &PgPool, batch: &Batch) {
-    // The highest block per event table: each stream runs at its own pace.
-    let mut tops = [None; EVENT_TABLES.len()];
-    for e in &batch.events {
-        let top = &mut tops[table_of(&e.kind)];
-        *top = Some(top.map_or(e.tx.block_number, |t: i64| t.max(e.tx.block_number)));
+/// Prunes reorg bases (`retract.sql`) after live batches, in the background, in a
+/// transaction of its own that the next batch's transactions never wait for long; one prune
+/// at a time. A prune spawned after every batch whatever the last one was doing could pile
+/// up behind a busy server, each waiting for a pooled connection ahead of the writer's next
+/// batch. A batch whose prune is skipped loses nothing: the next prune removes whatever it
+/// would have (and a failure leaves them for later), and correctness never needs a base.
+#[derive(Clone)]
+pub struct Pruner {
+    pool: PgPool,
+    running: Arc<AtomicBool>,
+}
+
+impl Pruner {
+    pub fn new(pool: PgPool) -> Pruner {
+        Pruner { pool, running: Arc::new(AtomicBool::new(false)) }
     }
-    let (tables, tops): (Vec<&str>, Vec<i64>) =
-        EVENT_TABLES.iter().zip(tops).filter_map(|(table, top)| Some((*table, top?))).unzip();
-    if tables.is_empty() {
-        return;
-    }
-    let pool = pool.clone();
-    tokio::spawn(async move {
-        let pruned =
-            async { Ok::<_, PgError>(pool.get().await?.query_one(sql::PRUNE_REORG_BASES, &[&tables, &tops]).await?) };
-        match pruned.await {
-            Ok(row) => debug!(pruned = row.get::<_, i64>(0), "reorg bases pruned"),
-            Err(e) => warn!(error = %e, "pruning reorg bases failed; left for a later batch"),
+
+    /// Prune after `batch`, unless a prune is still running.
+    pub fn after(&self, batch: &Batch) {
+        // The highest block per event table: each stream runs at its own pace.
+        let mut tops = [None; EVENT_TABLES.len()];
+        for e in &batch.events {
+            let top = &mut tops[table_of(&e.kind)];
+            *top = Some(top.map_or(e.tx.block_number, |t: i64| t.max(e.tx.block_number)));
         }
-    });
+        let (tables, tops): (Vec<&str>, Vec<i64>) =
+            EVENT_TABLES.iter().zip(tops).filter_map(|(table, top)| Some((*table, top?))).unzip();
+        if tables.is_empty() || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, running) = (self.pool.clone(), Running(self.running.clone()));
+        tokio::spawn(async move {
+            let _running = running;
+            let pruned = async {
+                Ok::<_, PgError>(pool.get().await?.query_one(sql::PRUNE_REORG_BASES, &[&tables, &tops]).await?)
+            };
+            match pruned.await {
+                Ok(row) => debug!(pruned = row.get::<_, i64>(0), "reorg bases pruned"),
+                Err(e) => warn!(error = %e, "pruning reorg bases failed; left for a later batch"),
+            }
+        });
+    }
+}
+
+/// Marks the prune finished when dropped, however its task ends.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Record orphaned blocks (network, number, hash, reorg id).
@@ -329,4 +358,25 @@ async fn record_orphaned_blocks(tx: &Transaction<'_>, blocks: &[Block]) -> Resul
     let fourth: Vec<i64> = blocks.iter().map(|b| b.3).collect();
     tx.execute(sql::RECORD_ORPHANED_BLOCKS, &[&networks, &numbers, &hashes, &fourth]).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prune's task that ends, even by panicking, lets the next batch prune again.
+    #[test]
+    fn a_finished_or_failed_prune_lets_the_next_one_run() {
+        let running = Arc::new(AtomicBool::new(true));
+        drop(Running(running.clone()));
+        assert!(!running.load(Ordering::Acquire), "a finished prune still counted as running");
+        running.store(true, Ordering::Release);
+        let guard = Running(running.clone());
+        let panicked = std::panic::catch_unwind(move || {
+            let _guard = guard;
+            panic!("the prune's task failed");
+        });
+        assert!(panicked.is_err());
+        assert!(!running.load(Ordering::Acquire), "a panicked prune still counted as running");
+    }
 }

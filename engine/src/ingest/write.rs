@@ -25,6 +25,7 @@ pub struct Writer<'a> {
     pub pool: PgPool,
     pub control: StreamControl,
     pub publisher: Publisher,
+    pub pruner: reorg::Pruner,
     /// The reader's in-flight entries: acked ones are done, unvouched ones given back.
     pub in_flight: InFlight,
     /// Backfill mode: the acks of committed batches, held until their commits are durable.
@@ -56,7 +57,7 @@ impl Writer<'_> {
         let events = batch.events.len() - refused.len();
         record_commit(&batch, events, dead_letters.len(), self.summary);
         if self.config.session_reorg_window() > 0 {
-            reorg::prune_bases(&self.pool, &batch);
+            self.pruner.after(&batch);
         }
         crash_point("after_commit");
         let committed = Committed { acks: std::mem::take(&mut batch.acks), dead_letters, events: events as u64 };
