@@ -300,7 +300,6 @@ pub async fn retract_blocks(pool: &PgPool, blocks: &[Block]) -> Result<(), PgErr
 /// up behind a busy server, each waiting for a pooled connection ahead of the writer's next
 /// batch. A batch whose prune is skipped loses nothing: the next prune removes whatever it
 /// would have (and a failure leaves them for later), and correctness never needs a base.
-#[derive(Clone)]
 pub struct Pruner {
     pool: PgPool,
     running: Arc<AtomicBool>,

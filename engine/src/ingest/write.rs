@@ -25,6 +25,7 @@ pub struct Writer<'a> {
     pub pool: PgPool,
     pub control: StreamControl,
     pub publisher: Publisher,
+    /// Prunes reorg bases after live batches, one prune at a time.
     pub pruner: reorg::Pruner,
     /// The reader's in-flight entries: acked ones are done, unvouched ones given back.
     pub in_flight: InFlight,

@@ -9,8 +9,8 @@ use bytes::Bytes;
 pub struct EntryFields(Vec<(Bytes, Bytes)>);
 
 impl EntryFields {
-    /// The value of field `name`; of a name written twice, the last (as XADD's reader would
-    /// see it in a map).
+    /// The value of field `name`; of a name written twice, the last (as a map built from the
+    /// fields would hold).
     pub fn get(&self, name: &str) -> Option<&Bytes> {
         self.0.iter().rev().find(|(n, _)| n == name.as_bytes()).map(|(_, v)| v)
     }

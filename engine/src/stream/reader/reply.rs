@@ -63,12 +63,7 @@ fn array(v: Value) -> RedisResult<Vec<Value>> {
 }
 
 fn text(v: Value) -> RedisResult<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b).map_err(|_| malformed()),
-        Value::SimpleString(s) => Ok(s),
-        Value::Int(i) => Ok(i.to_string()),
-        _ => Err(malformed()),
-    }
+    utf8(bytes(v)?)
 }
 
 /// A field name or value: a bulk string, kept without a copy.
