@@ -9,18 +9,13 @@
 //! ```
 
 use rps::ingest::batch::Batch;
-use rps::ingest::message::Message;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let events: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20_000);
-    let messages: Vec<Message> = micro_benches::payloads(events)
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| Message { stream: "s".into(), id: format!("0-{i}"), payload: Ok(p.into()) })
-        .collect();
+    let messages = micro_benches::messages(events);
     let batch = Batch::from_messages_in_parts(messages, 2);
     println!("{} events in {} parts", batch.events.len(), batch.parts.len());
 }

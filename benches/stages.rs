@@ -11,7 +11,6 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use rps::event::decode::decode_payload;
 use rps::event::Event;
 use rps::ingest::batch::Batch;
-use rps::ingest::message::Message;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -62,11 +61,7 @@ fn copy_encoding(c: &mut Criterion) {
 }
 
 fn batch(c: &mut Criterion) {
-    let messages: Vec<Message> = micro_benches::payloads(EVENTS)
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| Message { stream: "s".into(), id: format!("0-{i}"), payload: Ok(p.into()) })
-        .collect();
+    let messages = micro_benches::messages(EVENTS);
     let mut g = c.benchmark_group("batch");
     g.throughput(Throughput::Elements(EVENTS as u64));
     g.bench_function("messages → batch in 2 parts (reader task)", |b| {
