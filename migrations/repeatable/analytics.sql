@@ -2,10 +2,10 @@
 -- `term_updates` stream. It recomputes, set-based, exactly what the snapshot views
 -- (snapshot.sql) define for the triples whose term_id or counter_term_id is in the batch,
 -- and moves the (predicate_id, object_id) / (subject_id, predicate_id) pair rows of those
--- triples by what their rows changed (see refresh_triple_term). Every lookup goes through
--- an index (triple PK, triple_counter_term_idx, the vault and level 3 primary keys), so a
+-- triples by what their rows changed (see refresh_triples). Every lookup goes through an
+-- index (triple PK, triple_counter_term_idx, the vault and level 3 primary keys), so a
 -- batch costs in proportion to its triples, never to the table sizes nor to how many
--- triples their pairs hold.
+-- triples their pairs hold, with or without planner statistics (see below).
 --
 -- Concurrency. Several workers may refresh at once while engines keep writing levels 1-2.
 --  * Before it writes or reads anything it will aggregate, a refresh takes transaction
@@ -71,52 +71,29 @@ BEGIN
 END
 $$;
 
--- The refresh functions below get the planner's default estimate for their array
--- arguments (a handful of rows), which keeps them on index nested loops: cost in
--- proportion to the batch. Their deletes use NOT IN over the fresh rows, which the
--- planner runs as a hashed subplan, so they stay linear too (an anti join on a CTE
--- estimated that small would be a nested loop, quadratic in the batch).
+-- Plans that stay index-driven without statistics. A new database, or one a backfill has
+-- just grown, has no column statistics until autovacuum's first ANALYZE (a minute or more
+-- later). Without them the planner takes any value of a non-unique key (vault.term_id,
+-- triple.counter_term_id, triple_vault.term_id) to match 0.5 % of the table, so a join of
+-- a batch's ids to such a key became a hash join over a full scan of vault or triple on
+-- every refresh: cost in proportion to the tables, not the batch (stop 23 measured 1.2 s
+-- of a 2.2 s replay in two vault scans per chunk, and the live worker's scans at 10,000
+-- events/s read 2.7 million vault rows in 10 s). Lookups on such keys are therefore
+-- LATERAL subqueries that cannot be flattened into a join (an aggregate, or OFFSET 0), one
+-- index probe per row; lookups on unique keys (`= ANY` on a primary key) are estimated
+-- right either way. Deletes use NOT IN over the fresh rows, which the planner runs as a
+-- hashed subplan (an anti join on a CTE estimated small would be a nested loop, quadratic
+-- in the batch).
 
--- triple_vault for the given triples: one row per curve on which the pro or the counter
--- vault exists, pro + counter (a missing vault counts 0). Rows of curves that no longer
--- qualify, and of triples that no longer exist, are deleted.
-CREATE OR REPLACE FUNCTION refresh_triple_vault(triple_ids TEXT[]) RETURNS void LANGUAGE sql AS $$
-    WITH t AS (
-        SELECT term_id, counter_term_id FROM triple WHERE term_id = ANY(triple_ids)
-    ), fresh AS (
-        SELECT t.term_id, t.counter_term_id, c.curve_id,
-               (coalesce(pv.total_shares, 0) + coalesce(cv.total_shares, 0))::numeric AS total_shares,
-               (coalesce(pv.total_assets, 0) + coalesce(cv.total_assets, 0))::numeric AS total_assets,
-               (coalesce(pv.position_count, 0) + coalesce(cv.position_count, 0))::bigint AS position_count,
-               (coalesce(pv.market_cap, 0) + coalesce(cv.market_cap, 0))::numeric AS market_cap
-          FROM t
-          JOIN LATERAL (SELECT DISTINCT v.curve_id FROM vault v
-                         WHERE v.term_id IN (t.term_id, t.counter_term_id)) c ON true
-          LEFT JOIN vault pv ON pv.term_id = t.term_id AND pv.curve_id = c.curve_id
-          LEFT JOIN vault cv ON cv.term_id = t.counter_term_id AND cv.curve_id = c.curve_id
-    ), gone AS (
-        DELETE FROM triple_vault tv
-         WHERE tv.term_id = ANY(triple_ids)
-           AND (tv.term_id, tv.curve_id) NOT IN (SELECT term_id, curve_id FROM fresh)
-    )
-    INSERT INTO triple_vault AS tv (term_id, counter_term_id, curve_id, total_shares, total_assets,
-                                    position_count, market_cap)
-    SELECT * FROM fresh
-    ON CONFLICT (term_id, curve_id) DO UPDATE SET
-           counter_term_id = EXCLUDED.counter_term_id,
-           total_shares = EXCLUDED.total_shares,
-           total_assets = EXCLUDED.total_assets,
-           position_count = EXCLUDED.position_count,
-           market_cap = EXCLUDED.market_cap
-     WHERE (tv.counter_term_id, tv.total_shares, tv.total_assets, tv.position_count, tv.market_cap)
-           IS DISTINCT FROM
-           (EXCLUDED.counter_term_id, EXCLUDED.total_shares, EXCLUDED.total_assets,
-            EXCLUDED.position_count, EXCLUDED.market_cap)
-$$;
-
--- triple_term for the given triples, summed from their (just refreshed) triple_vault rows
--- (zeros while a triple has no vault), and both pair rows of each triple moved by exactly
--- what its triple_term row changed.
+-- Level 3 rows of the given triples, in one statement (one snapshot, taken after the
+-- caller's locks were granted):
+--  * triple_vault: one row per curve on which the pro or the counter vault exists, pro +
+--    counter (a missing vault counts 0); rows of curves that no longer qualify, and of
+--    triples that no longer exist, are deleted.
+--  * triple_term: the sums of those rows (zeros while a triple has no vault). Both come from
+--    one probe of the pro and counter vaults per triple: GROUP BY ROLLUP gives the per-curve
+--    rows and their total, and its total row exists even when no vault does.
+--  * both pair rows of each triple, moved by exactly what its triple_term row changed.
 --
 -- Pair rows by delta. A predicate_object or subject_predicate row is the sum of its pair's
 -- triple_term rows (how many, their position counts, their market caps). Recomputing it
@@ -125,21 +102,54 @@ $$;
 -- that writes a triple_term row adds (new - old) to both of its triple's pair rows, a new
 -- row counting one triple. That stays exact because only this statement writes triple_term
 -- and the pair rows, under the triple's and both pairs' locks (lock_analytics), so the old
--- row it subtracts is the one the pair rows hold; a triple's pairs never change (subject,
--- predicate and object are fixed at creation); and V3 made the pair rows of an existing
--- database such sums. A triple_term row whose triple is gone (the engine never deletes a
--- triple) is deleted without a delta: its pairs are not known any more.
-CREATE OR REPLACE FUNCTION refresh_triple_term(triple_ids TEXT[]) RETURNS void LANGUAGE sql AS $$
+-- row it subtracts is the one the pair rows hold (read from the statement's snapshot,
+-- before its own writes); a triple's pairs never change (subject, predicate and object are
+-- fixed at creation); and V3 made the pair rows of an existing database such sums. A
+-- triple_term row whose triple is gone (a reorg retracted it) is deleted without a delta:
+-- its pairs are not known any more.
+CREATE OR REPLACE FUNCTION refresh_triples(triple_ids TEXT[]) RETURNS void LANGUAGE sql AS $$
     WITH t AS (
         SELECT term_id, counter_term_id, subject_id, predicate_id, object_id
           FROM triple WHERE term_id = ANY(triple_ids)
+    ), sums AS (
+        SELECT t.term_id, t.counter_term_id, s.curve_id, s.per_curve, s.total_shares,
+               s.total_assets, s.position_count, s.market_cap
+          FROM t
+         CROSS JOIN LATERAL (
+               SELECT v.curve_id, grouping(v.curve_id) = 0 AS per_curve,
+                      sum(v.total_shares)::numeric AS total_shares,
+                      coalesce(sum(v.total_assets), 0)::numeric AS total_assets,
+                      coalesce(sum(v.position_count), 0)::bigint AS position_count,
+                      coalesce(sum(v.market_cap), 0)::numeric AS market_cap
+                 FROM vault v
+                WHERE v.term_id IN (t.term_id, t.counter_term_id)
+                GROUP BY ROLLUP (v.curve_id)) s
+    ), vaults AS (
+        SELECT term_id, counter_term_id, curve_id, total_shares, total_assets, position_count,
+               market_cap
+          FROM sums WHERE per_curve
     ), fresh AS (
-        SELECT t.term_id, t.counter_term_id,
-               coalesce(sum(tv.total_assets), 0)::numeric AS total_assets,
-               coalesce(sum(tv.market_cap), 0)::numeric AS total_market_cap,
-               coalesce(sum(tv.position_count), 0)::bigint AS total_position_count
-          FROM t LEFT JOIN triple_vault tv ON tv.term_id = t.term_id
-         GROUP BY t.term_id, t.counter_term_id
+        SELECT term_id, counter_term_id, total_assets, market_cap AS total_market_cap,
+               position_count AS total_position_count
+          FROM sums WHERE NOT per_curve
+    ), gone_vaults AS (
+        DELETE FROM triple_vault tv
+         WHERE tv.term_id = ANY(triple_ids)
+           AND (tv.term_id, tv.curve_id) NOT IN (SELECT term_id, curve_id FROM vaults)
+    ), written_vaults AS (
+        INSERT INTO triple_vault AS tv (term_id, counter_term_id, curve_id, total_shares,
+                                        total_assets, position_count, market_cap)
+        SELECT * FROM vaults
+        ON CONFLICT (term_id, curve_id) DO UPDATE SET
+               counter_term_id = EXCLUDED.counter_term_id,
+               total_shares = EXCLUDED.total_shares,
+               total_assets = EXCLUDED.total_assets,
+               position_count = EXCLUDED.position_count,
+               market_cap = EXCLUDED.market_cap
+         WHERE (tv.counter_term_id, tv.total_shares, tv.total_assets, tv.position_count, tv.market_cap)
+               IS DISTINCT FROM
+               (EXCLUDED.counter_term_id, EXCLUDED.total_shares, EXCLUDED.total_assets,
+                EXCLUDED.position_count, EXCLUDED.market_cap)
     ), old AS (
         SELECT term_id, total_market_cap, total_position_count
           FROM triple_term WHERE term_id = ANY(triple_ids)
@@ -190,14 +200,24 @@ CREATE OR REPLACE FUNCTION refresh_triple_term(triple_ids TEXT[]) RETURNS void L
            total_market_cap = sp.total_market_cap + EXCLUDED.total_market_cap
 $$;
 
--- Pair rows are no longer recomputed (refresh_triple_term moves them by delta).
+-- Replaced by refresh_triples (one statement: the triple_term sums no longer re-read the
+-- triple_vault rows just written).
+DROP FUNCTION IF EXISTS refresh_triple_vault(TEXT[]);
+DROP FUNCTION IF EXISTS refresh_triple_term(TEXT[]);
+
+-- Pair rows are no longer recomputed (refresh_triples moves them by delta).
 DROP FUNCTION IF EXISTS refresh_predicate_object(analytics_pair[]);
 DROP FUNCTION IF EXISTS refresh_subject_predicate(analytics_pair[]);
 
 -- The worker's entry point: refresh level 3 for a batch of term ids (any mix of atom,
 -- triple, counter-triple and vault terms; duplicates and unknown ids are fine). Returns
 -- the number of triples refreshed. Must run in its own READ COMMITTED transaction.
-CREATE OR REPLACE FUNCTION refresh_analytics(term_ids TEXT[]) RETURNS INT LANGUAGE plpgsql AS $$
+-- force_custom_plan: a worker's session outlives the table sizes it first planned for. A
+-- plan PL/pgSQL cached for every later call while the tables were nearly empty (a new
+-- database) scanned them whole on each call once they had grown, until an ANALYZE; a plan
+-- made per call with the batch's ids costs a fraction of a millisecond.
+CREATE OR REPLACE FUNCTION refresh_analytics(term_ids TEXT[]) RETURNS INT
+LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     triple_ids TEXT[];
     po_pairs analytics_pair[];
@@ -214,14 +234,16 @@ BEGIN
     -- set and its pairs, all locked below. A triple created after this point was
     -- published by its engine and gets a refresh of its own. Ids that still have a
     -- triple_term row but no triple are included so their rows get deleted.
-    WITH ids AS (
-        SELECT DISTINCT id FROM unnest(term_ids) AS id
-    ), hit AS (
+    WITH hit AS (
         SELECT t.term_id, t.subject_id, t.predicate_id, t.object_id
-          FROM triple t WHERE t.term_id IN (SELECT id FROM ids)
+          FROM triple t WHERE t.term_id = ANY(term_ids)
         UNION
-        SELECT t.term_id, t.subject_id, t.predicate_id, t.object_id
-          FROM triple t WHERE t.counter_term_id IN (SELECT id FROM ids)
+        -- counter_term_id is not a unique key: one probe per id (OFFSET 0 keeps the
+        -- subquery from being flattened into a hash join over all triples).
+        SELECT c.term_id, c.subject_id, c.predicate_id, c.object_id
+          FROM unnest(term_ids) AS id
+         CROSS JOIN LATERAL (SELECT t.term_id, t.subject_id, t.predicate_id, t.object_id
+                               FROM triple t WHERE t.counter_term_id = id OFFSET 0) c
     )
     SELECT array_agg(DISTINCT h.term_id),
            array_agg(DISTINCT ROW(h.predicate_id, h.object_id)::analytics_pair),
@@ -229,10 +251,11 @@ BEGIN
       INTO triple_ids, po_pairs, sp_pairs
       FROM hit h;
 
-    SELECT coalesce(triple_ids, '{}') || coalesce(array_agg(tt.term_id), '{}')
+    SELECT coalesce(triple_ids, '{}') || coalesce(array_agg(gone.term_id), '{}')
       INTO triple_ids
-      FROM triple_term tt
-     WHERE tt.term_id = ANY(term_ids) AND tt.term_id <> ALL(coalesce(triple_ids, '{}'));
+      FROM (SELECT tt.term_id FROM triple_term tt WHERE tt.term_id = ANY(term_ids)
+            EXCEPT
+            SELECT unnest(triple_ids)) gone;
 
     IF cardinality(triple_ids) = 0 THEN
         RETURN 0;
@@ -241,8 +264,7 @@ BEGIN
     LOCK TABLE triple_vault, triple_term, predicate_object, subject_predicate IN ROW EXCLUSIVE MODE;
     PERFORM lock_analytics(triple_ids, po_pairs, sp_pairs);
     -- Each statement from here on reads a snapshot taken after every lock was granted.
-    PERFORM refresh_triple_vault(triple_ids);
-    PERFORM refresh_triple_term(triple_ids);
+    PERFORM refresh_triples(triple_ids);
     RETURN cardinality(triple_ids);
 END
 $$;

@@ -451,7 +451,7 @@ $fn$;
 -- Level 3 of triples that lose their TripleCreated events: take each one's triple_term row
 -- out of its pair rows (a pair row left with no triple goes), and delete its triple_term
 -- and triple_vault rows. The outbox then refreshes the triples that still exist, as new
--- ones. Needed here because the pair deltas of refresh_triple_term (analytics.sql) read
+-- ones. Needed here because the pair deltas of refresh_triples (analytics.sql) read
 -- the triple's row, which the recompute may delete. Same locks, in the same order, as a
 -- refresh.
 CREATE OR REPLACE FUNCTION retract_triple_analytics(ids TEXT[]) RETURNS void LANGUAGE plpgsql AS $fn$
