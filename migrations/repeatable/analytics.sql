@@ -150,9 +150,6 @@ CREATE OR REPLACE FUNCTION refresh_triples(triple_ids TEXT[]) RETURNS void LANGU
                IS DISTINCT FROM
                (EXCLUDED.counter_term_id, EXCLUDED.total_shares, EXCLUDED.total_assets,
                 EXCLUDED.position_count, EXCLUDED.market_cap)
-    ), old AS (
-        SELECT term_id, total_market_cap, total_position_count
-          FROM triple_term WHERE term_id = ANY(triple_ids)
     ), gone AS (
         DELETE FROM triple_term tt
          WHERE tt.term_id = ANY(triple_ids)
@@ -175,7 +172,13 @@ CREATE OR REPLACE FUNCTION refresh_triples(triple_ids TEXT[]) RETURNS void LANGU
                (o.term_id IS NULL)::int AS triple_count,
                f.total_position_count - coalesce(o.total_position_count, 0) AS total_position_count,
                f.total_market_cap - coalesce(o.total_market_cap, 0) AS total_market_cap
-          FROM fresh f JOIN t ON t.term_id = f.term_id LEFT JOIN old o ON o.term_id = f.term_id
+          FROM fresh f
+          JOIN t ON t.term_id = f.term_id
+          -- The row as it was before `written`: every part of a statement reads the
+          -- statement's snapshot, none sees another's changes. A join on the primary key, not
+          -- a CTE over the batch's ids, which the planner once joined back by rescanning all
+          -- of the ids for each row.
+          LEFT JOIN triple_term o ON o.term_id = f.term_id
     ), po AS (
         INSERT INTO predicate_object AS po (predicate_id, object_id, triple_count,
                                             total_position_count, total_market_cap)
