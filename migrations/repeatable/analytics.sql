@@ -254,6 +254,8 @@ BEGIN
       INTO triple_ids, po_pairs, sp_pairs
       FROM hit h;
 
+    -- EXCEPT hashes both sides (a `<> ALL (triple_ids)` filter compared each row with
+    -- every id of the batch).
     SELECT coalesce(triple_ids, '{}') || coalesce(array_agg(gone.term_id), '{}')
       INTO triple_ids
       FROM (SELECT tt.term_id FROM triple_term tt WHERE tt.term_id = ANY(term_ids)
