@@ -470,6 +470,54 @@ async fn a_counter_vault_change_refreshes_its_triple() {
     env.cleanup().await;
 }
 
+/// While caught up, a worker refreshes at most once per `min_interval_ms`: entries that
+/// arrive meanwhile wait and are refreshed together (without the interval each of the four
+/// below, 200 ms apart, is its own batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_within_the_interval_are_refreshed_together() {
+    let mut env = TestEnv::new("an_pace").await;
+    let mut config = worker_config(&env);
+    config.exit_when_idle = false;
+    config.min_interval_ms = 3_000;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn({
+        let config = config.clone();
+        async move { run_workers(&config, 1, Some(stop_rx)).await }
+    });
+    let update = |i: u32| serde_json::to_string(&[format!("0x{i:064x}")]).unwrap();
+    xadd_update(&mut env, &[("term_ids", &update(0)), ("committed_at_ms", "1")]).await;
+    wait_until_drained(&env, &config.group).await;
+    // The first refresh has started: the next one waits until 3 s after its start.
+    for i in 1..=4 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        xadd_update(&mut env, &[("term_ids", &update(i)), ("committed_at_ms", "1")]).await;
+    }
+    wait_until_drained(&env, &config.group).await;
+    stop_tx.send(true).unwrap();
+    let runs = worker.await.unwrap();
+    assert_eq!((runs[0].batches, runs[0].entries, runs[0].term_ids), (2, 5, 5));
+    env.cleanup().await;
+}
+
+/// A worker that is behind (each read fills its batch) reads on at once, whatever its
+/// `min_interval_ms`: the interval only spaces refreshes once it has caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_behind_does_not_wait_for_the_interval() {
+    let mut env = TestEnv::new("an_behind").await;
+    for i in 0..6u32 {
+        let ids = serde_json::to_string(&[format!("0x{i:064x}")]).unwrap();
+        xadd_update(&mut env, &[("term_ids", &ids), ("committed_at_ms", "1")]).await;
+    }
+    let mut config = worker_config(&env);
+    config.batch_size = 2;
+    config.min_interval_ms = 60_000;
+    let runs = tokio::time::timeout(Duration::from_secs(30), run_workers(&config, 1, None))
+        .await
+        .expect("three full reads, then idle: no wait of a minute");
+    assert_eq!((runs[0].batches, runs[0].entries), (3, 6));
+    env.cleanup().await;
+}
+
 /// One batch with more distinct ids than one refresh transaction takes is refreshed in
 /// several transactions, all before the ack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,11 @@ use crate::runtime::redact::redact;
 use crate::stream::reader::ReadBudget;
 use crate::stream::{ReaderConfig, DEAD_LETTER_MAXLEN, DEFAULT_REDIS_URL, DEFAULT_TERM_UPDATES_STREAM, WORKER_GROUP};
 
+/// The worker's default `--min-interval-ms`. A worker refreshing after every engine batch
+/// took about a fifth of PostgreSQL's CPU more at 5,000 events/s, on two cores the engine
+/// needed (bench-results/stop24-live); 250 ms kept most of the saving of longer intervals.
+pub const DEFAULT_MIN_INTERVAL_MS: u64 = 250;
+
 /// Settings of `analytics-worker`.
 #[derive(Args, Clone, Debug)]
 pub struct WorkerConfig {
@@ -44,6 +49,14 @@ pub struct WorkerConfig {
     #[arg(long, env = "ANALYTICS_BLOCK_MS", default_value_t = 1000)]
     pub block_ms: u64,
 
+    /// Least time from one refresh's start to the next while caught up, in milliseconds
+    /// (0: none): entries that arrive meanwhile are refreshed together, in fewer and larger
+    /// transactions, leaving PostgreSQL's CPU to the engines. Not applied while behind (a
+    /// read that filled --batch-size is followed at once). The analytics lag grows by up to
+    /// this much.
+    #[arg(long, env = "ANALYTICS_MIN_INTERVAL_MS", default_value_t = DEFAULT_MIN_INTERVAL_MS)]
+    pub min_interval_ms: u64,
+
     /// Exit 0 once the stream is drained and nothing is pending for the group.
     #[arg(long, env = "ANALYTICS_EXIT_WHEN_IDLE")]
     pub exit_when_idle: bool,
@@ -67,7 +80,8 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// A worker for local services, as tests use it: drain and exit.
+    /// A worker for local services, as tests use it: drain as fast as it can (no
+    /// `min_interval_ms`) and exit.
     pub fn local(database_url: &str, stream: &str) -> WorkerConfig {
         WorkerConfig {
             database_url: database_url.to_owned(),
@@ -77,6 +91,7 @@ impl WorkerConfig {
             consumer: None,
             batch_size: 20,
             block_ms: 100,
+            min_interval_ms: 0,
             exit_when_idle: true,
             claim_idle_ms: 60_000,
             dead_letter_maxlen: DEAD_LETTER_MAXLEN,

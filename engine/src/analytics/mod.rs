@@ -76,6 +76,9 @@ struct Worker<'a> {
     refresher: Refresher,
     stop: Stop,
     summary: &'a mut WorkerSummary,
+    /// When the last refresh started, if the worker is caught up (its read did not fill a
+    /// batch); the next read waits for `min_interval_ms` after it.
+    caught_up_since: Option<Instant>,
 }
 
 /// How a step ended.
@@ -121,7 +124,7 @@ impl<'a> Worker<'a> {
         info!(consumer = %reader_config.consumer, group = %config.group, stream = %config.stream, "analytics worker started");
         let in_flight = reader.in_flight();
         let refresher = Refresher::new(url);
-        Ok(Some(Worker { config, reader, in_flight, control, refresher, stop, summary }))
+        Ok(Some(Worker { config, reader, in_flight, control, refresher, stop, summary, caught_up_since: None }))
     }
 
     /// Never fails: every error is retried, and input errors are dead letters.
@@ -143,6 +146,9 @@ impl<'a> Worker<'a> {
     }
 
     async fn step(&mut self) -> Step {
+        if !self.pace().await {
+            return Step::Stopped;
+        }
         let Worker { reader, stop, summary, .. } = self;
         let read = until_stopped!(stop, "reading term_updates", {
             let read = reader.next().await;
@@ -154,6 +160,8 @@ impl<'a> Worker<'a> {
             Some(Read::Idle) => return Step::Idle,
             None => return Step::Stopped,
         };
+        let full = entries.len() >= self.config.batch_size;
+        self.caught_up_since = (!full).then(Instant::now);
         let batch = UpdateBatch::from_entries(&entries);
         let Some(triples) = self.refresh(&batch.term_ids).await else {
             return Step::Stopped;
@@ -170,6 +178,16 @@ impl<'a> Worker<'a> {
         }
         self.record(&batch, triples);
         Step::Applied
+    }
+
+    /// Wait out the rest of `min_interval_ms` after the last refresh while caught up; `false`
+    /// if asked to stop meanwhile.
+    async fn pace(&mut self) -> bool {
+        let interval = Duration::from_millis(self.config.min_interval_ms);
+        match self.caught_up_since.take() {
+            Some(started) if started.elapsed() < interval => self.stop.sleep(interval - started.elapsed()).await,
+            _ => true,
+        }
     }
 
     /// Refresh every chunk of the batch, each retried until it commits; `None` if asked to

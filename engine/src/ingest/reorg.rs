@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Transaction;
 use tracing::{debug, info, warn};
@@ -294,24 +295,37 @@ pub async fn retract_blocks(pool: &PgPool, blocks: &[Block]) -> Result<(), PgErr
     Ok(())
 }
 
+/// Least time between the starts of two prunes. A prune costs about as much whether it
+/// removes anything or not (it is planned and looks at the old bases each time: 4 ms on a
+/// slow 2-core VM), and a base only becomes prunable a window of blocks after its key's
+/// last event, so pruning after every one of 25 live batches a second spent PostgreSQL CPU
+/// the batches needed, for bases that could as well go a second later.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
 /// Prunes reorg bases (`retract.sql`) after live batches, in the background, in a
 /// transaction of its own that the next batch's transactions never wait for long; one prune
-/// at a time. A prune spawned after every batch whatever the last one was doing could pile
-/// up behind a busy server, each waiting for a pooled connection ahead of the writer's next
-/// batch. A batch whose prune is skipped loses nothing: the next prune removes whatever it
-/// would have (and a failure leaves them for later), and correctness never needs a base.
+/// at a time, at most one per [`PRUNE_EVERY`]. A prune spawned after every batch whatever
+/// the last one was doing could pile up behind a busy server, each waiting for a pooled
+/// connection ahead of the writer's next batch. A batch whose prune is skipped loses
+/// nothing: the next prune removes whatever it would have (and a failure leaves them for
+/// later), and correctness never needs a base.
 pub struct Pruner {
     pool: PgPool,
     running: Arc<AtomicBool>,
+    last_started: Option<Instant>,
 }
 
 impl Pruner {
     pub fn new(pool: PgPool) -> Pruner {
-        Pruner { pool, running: Arc::new(AtomicBool::new(false)) }
+        Pruner { pool, running: Arc::new(AtomicBool::new(false)), last_started: None }
     }
 
-    /// Prune after `batch`, unless a prune is still running.
-    pub fn after(&self, batch: &Batch) {
+    /// Prune after `batch`, unless a prune is still running or one started less than
+    /// [`PRUNE_EVERY`] ago.
+    pub fn after(&mut self, batch: &Batch) {
+        if self.last_started.is_some_and(|t| t.elapsed() < PRUNE_EVERY) {
+            return;
+        }
         // The highest block per event table: each stream runs at its own pace.
         let mut tops = [None; EVENT_TABLES.len()];
         for e in &batch.events {
@@ -323,6 +337,7 @@ impl Pruner {
         if tables.is_empty() || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.last_started = Some(Instant::now());
         let (pool, running) = (self.pool.clone(), Running(self.running.clone()));
         tokio::spawn(async move {
             let _running = running;

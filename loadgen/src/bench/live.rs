@@ -79,6 +79,8 @@ pub async fn live(svc: &Services, workload: &Workload, rate: f64) -> Result<Live
     let mut worker_config = rps::analytics::WorkerConfig::local(&s.database_url, &s.term_updates());
     worker_config.redis_url = s.redis_url.clone();
     worker_config.exit_when_idle = false;
+    // As deployed: the live worker yields between refreshes (local() drains flat out).
+    worker_config.min_interval_ms = rps::analytics::config::DEFAULT_MIN_INTERVAL_MS;
     let (stop_worker, worker_stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(rps::analytics::run(worker_config, async move {
         worker_stopped.await.ok();
