@@ -470,15 +470,16 @@ async fn a_counter_vault_change_refreshes_its_triple() {
     env.cleanup().await;
 }
 
-/// While caught up, a worker refreshes at most once per `min_interval_ms`: entries that
-/// arrive meanwhile wait and are refreshed together (without the interval each of the four
-/// below, 200 ms apart, is its own batch).
+/// While caught up, a worker pauses after each refresh: entries that arrive meanwhile wait
+/// and are refreshed together (without the pause each of the four below, 200 ms apart, is
+/// its own batch). A tiny duty makes every pause the longest, 3 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn updates_within_the_interval_are_refreshed_together() {
+async fn updates_arriving_during_a_pause_are_refreshed_together() {
     let mut env = TestEnv::new("an_pace").await;
     let mut config = worker_config(&env);
     config.exit_when_idle = false;
-    config.min_interval_ms = 3_000;
+    config.refresh_duty = 0.0001;
+    config.max_pause_ms = 3_000;
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn({
         let config = config.clone();
@@ -487,7 +488,7 @@ async fn updates_within_the_interval_are_refreshed_together() {
     let update = |i: u32| serde_json::to_string(&[format!("0x{i:064x}")]).unwrap();
     xadd_update(&mut env, &[("term_ids", &update(0)), ("committed_at_ms", "1")]).await;
     wait_until_drained(&env, &config.group).await;
-    // The first refresh has started: the next one waits until 3 s after its start.
+    // The first batch is acked: the worker pauses 3 s from about now.
     for i in 1..=4 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         xadd_update(&mut env, &[("term_ids", &update(i)), ("committed_at_ms", "1")]).await;
@@ -499,10 +500,10 @@ async fn updates_within_the_interval_are_refreshed_together() {
     env.cleanup().await;
 }
 
-/// A worker that is behind (each read fills its batch) reads on at once, whatever its
-/// `min_interval_ms`: the interval only spaces refreshes once it has caught up.
+/// A worker that is behind (each read fills its batch) reads on at once, however long its
+/// pauses: it pauses only once it has caught up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_behind_does_not_wait_for_the_interval() {
+async fn a_worker_behind_does_not_pause() {
     let mut env = TestEnv::new("an_behind").await;
     for i in 0..6u32 {
         let ids = serde_json::to_string(&[format!("0x{i:064x}")]).unwrap();
@@ -510,10 +511,11 @@ async fn a_worker_behind_does_not_wait_for_the_interval() {
     }
     let mut config = worker_config(&env);
     config.batch_size = 2;
-    config.min_interval_ms = 60_000;
+    config.refresh_duty = 0.0001;
+    config.max_pause_ms = 60_000;
     let runs = tokio::time::timeout(Duration::from_secs(30), run_workers(&config, 1, None))
         .await
-        .expect("three full reads, then idle: no wait of a minute");
+        .expect("three full reads, then idle: no pause of a minute");
     assert_eq!((runs[0].batches, runs[0].entries), (3, 6));
     env.cleanup().await;
 }

@@ -13,10 +13,14 @@ use crate::runtime::redact::redact;
 use crate::stream::reader::ReadBudget;
 use crate::stream::{ReaderConfig, DEAD_LETTER_MAXLEN, DEFAULT_REDIS_URL, DEFAULT_TERM_UPDATES_STREAM, WORKER_GROUP};
 
-/// The worker's default `--min-interval-ms`. A worker refreshing after every engine batch
-/// took about a fifth of PostgreSQL's CPU more at 5,000 events/s, on two cores the engine
-/// needed (bench-results/stop24-live); 250 ms kept most of the saving of longer intervals.
-pub const DEFAULT_MIN_INTERVAL_MS: u64 = 250;
+/// The worker's default `--refresh-duty`: while caught up, it pauses three times as long as
+/// its last refresh took. Refreshing after every engine batch took about a fifth more of
+/// PostgreSQL's CPU at 5,000 events/s on two cores the engine needed, and a fixed pause made
+/// the analytics lag of a quiet stream ten times longer (bench-results/stop24-live); a pause
+/// in proportion to the refresh is long when the server is busy and short when it is not.
+pub const DEFAULT_REFRESH_DUTY: f64 = 0.25;
+/// The worker's default `--max-pause-ms`.
+pub const DEFAULT_MAX_PAUSE_MS: u64 = 500;
 
 /// Settings of `analytics-worker`.
 #[derive(Args, Clone, Debug)]
@@ -49,13 +53,18 @@ pub struct WorkerConfig {
     #[arg(long, env = "ANALYTICS_BLOCK_MS", default_value_t = 1000)]
     pub block_ms: u64,
 
-    /// Least time from one refresh's start to the next while caught up, in milliseconds
-    /// (0: none): entries that arrive meanwhile are refreshed together, in fewer and larger
-    /// transactions, leaving PostgreSQL's CPU to the engines. Not applied while behind (a
-    /// read that filled --batch-size is followed at once). The analytics lag grows by up to
-    /// this much.
-    #[arg(long, env = "ANALYTICS_MIN_INTERVAL_MS", default_value_t = DEFAULT_MIN_INTERVAL_MS)]
-    pub min_interval_ms: u64,
+    /// Share of its time a caught-up worker spends refreshing: after a refresh that took t it
+    /// pauses t × (1 / duty − 1) (at most --max-pause-ms), and the entries that arrive
+    /// meanwhile are refreshed together, in fewer and larger transactions, leaving
+    /// PostgreSQL's CPU to the engines. A worker that is behind (its read filled
+    /// --batch-size) never pauses. 1 turns pausing off.
+    #[arg(long, env = "ANALYTICS_REFRESH_DUTY", default_value_t = DEFAULT_REFRESH_DUTY)]
+    pub refresh_duty: f64,
+
+    /// Longest pause between two refreshes of a caught-up worker, in milliseconds: the most
+    /// --refresh-duty adds to the analytics lag.
+    #[arg(long, env = "ANALYTICS_MAX_PAUSE_MS", default_value_t = DEFAULT_MAX_PAUSE_MS)]
+    pub max_pause_ms: u64,
 
     /// Exit 0 once the stream is drained and nothing is pending for the group.
     #[arg(long, env = "ANALYTICS_EXIT_WHEN_IDLE")]
@@ -80,8 +89,8 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// A worker for local services, as tests use it: drain as fast as it can (no
-    /// `min_interval_ms`) and exit.
+    /// A worker for local services, as tests use it: drain as fast as it can (no pauses)
+    /// and exit.
     pub fn local(database_url: &str, stream: &str) -> WorkerConfig {
         WorkerConfig {
             database_url: database_url.to_owned(),
@@ -91,7 +100,8 @@ impl WorkerConfig {
             consumer: None,
             batch_size: 20,
             block_ms: 100,
-            min_interval_ms: 0,
+            refresh_duty: 1.0,
+            max_pause_ms: DEFAULT_MAX_PAUSE_MS,
             exit_when_idle: true,
             claim_idle_ms: 60_000,
             dead_letter_maxlen: DEAD_LETTER_MAXLEN,
@@ -102,6 +112,11 @@ impl WorkerConfig {
 
     pub fn consumer_name(&self) -> String {
         self.consumer.clone().unwrap_or_else(crate::stream::default_consumer_name)
+    }
+
+    /// How long a caught-up worker pauses after a refresh that took `refresh`.
+    pub fn pause_after(&self, refresh: Duration) -> Duration {
+        refresh.mul_f64(1.0 / self.refresh_duty - 1.0).min(Duration::from_millis(self.max_pause_ms))
     }
 
     /// How the worker reads `term_updates`.
@@ -128,6 +143,9 @@ impl WorkerConfig {
                 return config(format!("{flag} is empty"));
             }
         }
+        if !(self.refresh_duty > 0.0 && self.refresh_duty <= 1.0) {
+            return config(format!("--refresh-duty {} is not in (0, 1]", self.refresh_duty));
+        }
         if self.batch_size == 0 {
             return config("--batch-size must be at least 1".into());
         }
@@ -138,5 +156,24 @@ impl WorkerConfig {
         crate::stream::connect::client(&self.redis_url)
             .map_err(|e| Fatal::Config(format!("invalid Redis URL {}: {e}", redact(&self.redis_url))))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_follows_the_refresh_time_up_to_its_cap() {
+        let mut c = WorkerConfig::local("postgres://localhost/x", "s");
+        let ms = Duration::from_millis;
+        assert_eq!(c.pause_after(ms(40)), ms(0), "local(): no pauses");
+        c.refresh_duty = DEFAULT_REFRESH_DUTY;
+        assert_eq!(c.pause_after(ms(40)), ms(120), "a quarter of the time refreshing");
+        assert_eq!(c.pause_after(ms(900)), ms(DEFAULT_MAX_PAUSE_MS));
+        c.refresh_duty = 0.0;
+        assert!(c.validate().is_err());
+        c.refresh_duty = 1.5;
+        assert!(c.validate().is_err());
     }
 }

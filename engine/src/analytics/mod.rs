@@ -76,9 +76,9 @@ struct Worker<'a> {
     refresher: Refresher,
     stop: Stop,
     summary: &'a mut WorkerSummary,
-    /// When the last refresh started, if the worker is caught up (its read did not fill a
-    /// batch); the next read waits for `min_interval_ms` after it.
-    caught_up_since: Option<Instant>,
+    /// How long to pause before the next read: set after a batch that did not fill the read
+    /// (the worker is caught up), from how long that batch took (`WorkerConfig::pause_after`).
+    pause: Duration,
 }
 
 /// How a step ended.
@@ -124,7 +124,7 @@ impl<'a> Worker<'a> {
         info!(consumer = %reader_config.consumer, group = %config.group, stream = %config.stream, "analytics worker started");
         let in_flight = reader.in_flight();
         let refresher = Refresher::new(url);
-        Ok(Some(Worker { config, reader, in_flight, control, refresher, stop, summary, caught_up_since: None }))
+        Ok(Some(Worker { config, reader, in_flight, control, refresher, stop, summary, pause: Duration::ZERO }))
     }
 
     /// Never fails: every error is retried, and input errors are dead letters.
@@ -146,7 +146,7 @@ impl<'a> Worker<'a> {
     }
 
     async fn step(&mut self) -> Step {
-        if !self.pace().await {
+        if !self.stop.sleep(std::mem::take(&mut self.pause)).await {
             return Step::Stopped;
         }
         let Worker { reader, stop, summary, .. } = self;
@@ -160,8 +160,7 @@ impl<'a> Worker<'a> {
             Some(Read::Idle) => return Step::Idle,
             None => return Step::Stopped,
         };
-        let full = entries.len() >= self.config.batch_size;
-        self.caught_up_since = (!full).then(Instant::now);
+        let started = Instant::now();
         let batch = UpdateBatch::from_entries(&entries);
         let Some(triples) = self.refresh(&batch.term_ids).await else {
             return Step::Stopped;
@@ -177,17 +176,10 @@ impl<'a> Worker<'a> {
             }
         }
         self.record(&batch, triples);
-        Step::Applied
-    }
-
-    /// Wait out the rest of `min_interval_ms` after the last refresh while caught up; `false`
-    /// if asked to stop meanwhile.
-    async fn pace(&mut self) -> bool {
-        let interval = Duration::from_millis(self.config.min_interval_ms);
-        match self.caught_up_since.take() {
-            Some(started) if started.elapsed() < interval => self.stop.sleep(interval - started.elapsed()).await,
-            _ => true,
+        if entries.len() < self.config.batch_size {
+            self.pause = self.config.pause_after(started.elapsed());
         }
+        Step::Applied
     }
 
     /// Refresh every chunk of the batch, each retried until it commits; `None` if asked to

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::measure::{analytics_tables_match, strong_tables_match, take_median, Services};
+use super::scratch::Scratch;
 use crate::redis_out::{write_messages, WriteOptions, DEFAULT_PIPELINE};
 use crate::workload::Workload;
 
@@ -79,8 +80,8 @@ pub async fn live(svc: &Services, workload: &Workload, rate: f64) -> Result<Live
     let mut worker_config = rps::analytics::WorkerConfig::local(&s.database_url, &s.term_updates());
     worker_config.redis_url = s.redis_url.clone();
     worker_config.exit_when_idle = false;
-    // As deployed: the live worker yields between refreshes (local() drains flat out).
-    worker_config.min_interval_ms = rps::analytics::config::DEFAULT_MIN_INTERVAL_MS;
+    // As deployed: the live worker pauses between refreshes (local() drains flat out).
+    worker_config.refresh_duty = rps::analytics::config::DEFAULT_REFRESH_DUTY;
     let (stop_worker, worker_stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(rps::analytics::run(worker_config, async move {
         worker_stopped.await.ok();
@@ -101,6 +102,9 @@ pub async fn live(svc: &Services, workload: &Workload, rate: f64) -> Result<Live
     })
     .await
     .context("engine did not keep up")?;
+    // The engine counts an event at its commit and publishes its term ids after the ack: an
+    // empty outbox means every update is on the stream, where the worker's progress shows.
+    wait_for_outbox(&s).await?;
     wait_for_analytics(&mut redis, &s.term_updates()).await?;
     let seconds = started.elapsed().as_secs_f64();
     stop_sampler.send(()).ok();
@@ -129,6 +133,16 @@ async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Result<(
     let started = Instant::now();
     while !done() {
         ensure!(started.elapsed() < limit, "timed out after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn wait_for_outbox(s: &Scratch) -> Result<()> {
+    let client = s.client().await?;
+    let started = Instant::now();
+    while client.query_one("SELECT EXISTS (SELECT 1 FROM term_update_outbox)", &[]).await?.get::<_, bool>(0) {
+        ensure!(started.elapsed() < Duration::from_secs(120), "the engine did not publish its outbox");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
