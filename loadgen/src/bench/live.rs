@@ -6,13 +6,12 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::measure::{analytics_tables_match, strong_tables_match, take_median, Services};
-use super::scratch::Scratch;
 use crate::redis_out::{write_messages, WriteOptions, DEFAULT_PIPELINE};
 use crate::workload::Workload;
 
@@ -97,15 +96,22 @@ pub async fn live(svc: &Services, workload: &Workload, rate: f64) -> Result<Live
     let mut redis = s.redis.clone();
     let options = WriteOptions { stream_prefix: s.prefix.clone(), rate: Some(rate), pipeline: DEFAULT_PIPELINE };
     let written = write_messages(&mut redis, &workload.messages, &options).await?;
-    wait_until(Duration::from_secs(120), || {
-        rps::runtime::telemetry::PROGRESS.events.load(Ordering::Relaxed) - before >= written.events as u64
+    wait_until("engine did not keep up", async || {
+        Ok(rps::runtime::telemetry::PROGRESS.events.load(Ordering::Relaxed) - before >= written.events as u64)
     })
-    .await
-    .context("engine did not keep up")?;
+    .await?;
     // The engine counts an event at its commit and publishes its term ids after the ack: an
     // empty outbox means every update is on the stream, where the worker's progress shows.
-    wait_for_outbox(&s).await?;
-    wait_for_analytics(&mut redis, &s.term_updates()).await?;
+    let client = s.client().await?;
+    wait_until("the engine did not publish its outbox", async || {
+        Ok(!client.query_one("SELECT EXISTS (SELECT 1 FROM term_update_outbox)", &[]).await?.get::<_, bool>(0))
+    })
+    .await?;
+    let term_updates = s.term_updates();
+    wait_until("analytics worker did not catch up", async || {
+        Ok(oldest_unprocessed_ms(&mut redis, &term_updates).await?.is_none())
+    })
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     stop_sampler.send(()).ok();
     let lag = sampler.await??;
@@ -129,29 +135,11 @@ pub async fn live(svc: &Services, workload: &Workload, rate: f64) -> Result<Live
     })
 }
 
-async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
+/// Poll `done` every 20 ms until it holds; after two minutes, fail with `timeout`.
+async fn wait_until(timeout: &str, mut done: impl AsyncFnMut() -> Result<bool>) -> Result<()> {
     let started = Instant::now();
-    while !done() {
-        ensure!(started.elapsed() < limit, "timed out after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
-async fn wait_for_outbox(s: &Scratch) -> Result<()> {
-    let client = s.client().await?;
-    let started = Instant::now();
-    while client.query_one("SELECT EXISTS (SELECT 1 FROM term_update_outbox)", &[]).await?.get::<_, bool>(0) {
-        ensure!(started.elapsed() < Duration::from_secs(120), "the engine did not publish its outbox");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
-async fn wait_for_analytics(redis: &mut redis::aio::MultiplexedConnection, stream: &str) -> Result<()> {
-    let started = Instant::now();
-    while oldest_unprocessed_ms(redis, stream).await?.is_some() {
-        ensure!(started.elapsed() < Duration::from_secs(120), "analytics worker did not catch up");
+    while !done().await? {
+        ensure!(started.elapsed() < Duration::from_secs(120), "{timeout} within two minutes");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
