@@ -304,3 +304,35 @@ async fn the_worker_trims_term_updates_it_has_finished() {
     integration_tests::analytics::assert_analytics_match(&env).await;
     env.cleanup().await;
 }
+
+/// The reader decodes one batch ahead of the writer, never two: it reads only once the
+/// writer's queue has room. Entries it has read are pending in the group, so the pending
+/// count says how many batches it took while the writer (here: nobody) did not keep up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_reads_one_batch_ahead_of_the_writer_at_most() {
+    use integration_tests::faults::pending_on;
+    use rps::ingest::read::{read_loop, Work};
+    const COUNT: usize = 10;
+    let mut env = integration_tests::TestEnv::new("read_ahead").await;
+    let payload = br#"{"event_name":"Unknown","event_data":{}}"#;
+    for _ in 0..5 * COUNT {
+        env.xadd(0, payload).await;
+    }
+    let mut config = env.config();
+    config.batch_size = COUNT;
+    let reader = rps::stream::GroupReader::connect(REDIS, config.reader()).await.expect("connect a group reader");
+    let (switch, stop) = rps::runtime::shutdown::StopSwitch::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(read_loop(reader, tx, 1, Default::default(), stop));
+    let group = &config.group;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pending_on(REDIS, &env.streams, group).await, COUNT, "one batch read while the queue is full");
+    let Some(Work::Batch(first)) = rx.recv().await else { panic!("a batch") };
+    assert_eq!(first.acks.len(), COUNT);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pending_on(REDIS, &env.streams, group).await, 2 * COUNT, "the next read once there is room");
+    switch.stop();
+    drop(rx);
+    task.await.expect("the reader ends").expect("no decode panic");
+    env.cleanup().await;
+}

@@ -17,9 +17,9 @@ sleep 2
 if [ -z "$NO_WORKER" ]; then $E/analytics-worker --database-url $U --redis-url redis://127.0.0.1:6379 --stream $DB:term_updates --metrics-addr 127.0.0.1:9932 > /tmp/live-worker.log 2>&1 & WP=$!; fi
 sleep 1; if [ -n "$SQL_OVERRIDE" ]; then psql -qh 127.0.0.1 -U postgres $DB -f $SQL_OVERRIDE 2>/dev/null; fi
 ( if [ -n "$ANALYZE_EVERY" ]; then for i in $(seq 1 12); do sleep $ANALYZE_EVERY; psql -qh 127.0.0.1 -U postgres $DB -c ANALYZE; done; fi ) & AP=$!
-P0=$(python3 $(dirname $0)/pgcpu.py postgres); W0=$(python3 $(dirname $0)/pgcpu.py analytics-work); N0=$(python3 $(dirname $0)/pgcpu.py redis-postgres)
+P0=$(python3 $(dirname $0)/pgcpu.py postgres); W0=$(python3 $(dirname $0)/pgcpu.py analytics-work); N0=$(python3 $(dirname $0)/pgcpu.py ${ENGINE_PROC:-redis-postgres})
 $E/loadgen generate --events ${EVENTS:-100000} --events-per-message 1 --rate ${RATE:-10000} --redis-url redis://127.0.0.1:6379 --stream-prefix $DB: > /tmp/live-gen.log 2>&1
-sleep 3; kill $AP 2>/dev/null; echo "cpu postgres $(echo "$(python3 $(dirname $0)/pgcpu.py postgres) - $P0" | bc) worker $(echo "$(python3 $(dirname $0)/pgcpu.py analytics-work) - $W0" | bc) engine $(echo "$(python3 $(dirname $0)/pgcpu.py redis-postgres) - $N0" | bc)"
+sleep 3; kill $AP 2>/dev/null; echo "cpu postgres $(echo "$(python3 $(dirname $0)/pgcpu.py postgres) - $P0" | bc) worker $(echo "$(python3 $(dirname $0)/pgcpu.py analytics-work) - $W0" | bc) engine $(echo "$(python3 $(dirname $0)/pgcpu.py ${ENGINE_PROC:-redis-postgres}) - $N0" | bc)"
 curl -s 127.0.0.1:9931/metrics > /tmp/live-engine.metrics; grep -E "commit_latency.*bucket" /tmp/live-engine.metrics | grep -E 'le="(0.05|0.1|0.25|\+Inf)"' 
 curl -s 127.0.0.1:9932/metrics | grep -E "^redis_postgres_sync_worker" | head -20
 kill -INT $EP $WP 2>/dev/null; wait

@@ -8,7 +8,7 @@ use crate::event::decode::alias::Aliases;
 use crate::pg::DEFAULT_DATABASE_URL;
 use crate::runtime::exit::Fatal;
 use crate::runtime::redact::redact;
-use crate::stream::reader::ReadBudget;
+use crate::stream::reader::{ReadBudget, ReaderConfig};
 use crate::stream::{DEAD_LETTER_MAXLEN, DEFAULT_REDIS_URL, DEFAULT_TERM_UPDATES_STREAM, ENGINE_GROUP};
 
 pub const DEFAULT_STREAMS: &str =
@@ -150,6 +150,20 @@ impl EngineConfig {
 
     pub fn read_budget(&self) -> ReadBudget {
         ReadBudget { read_bytes: self.max_read_bytes, entry_bytes: self.max_entry_bytes, ..ReadBudget::DEFAULT }
+    }
+
+    /// What the engine's group reader reads, as whom, and how much at a time.
+    pub fn reader(&self) -> ReaderConfig {
+        ReaderConfig {
+            streams: self.streams.clone(),
+            group: self.group.clone(),
+            consumer: self.consumer_name(),
+            count: self.batch_size,
+            block: self.block(),
+            claim_idle: Duration::from_millis(self.claim_idle_ms),
+            create_streams: self.create_streams,
+            budget: self.read_budget(),
+        }
     }
 
     /// The reorg window the engine's sessions use: none in backfill mode.

@@ -22,7 +22,7 @@ pub mod summary;
 pub mod write;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use tokio::sync::mpsc;
@@ -36,7 +36,7 @@ use crate::runtime::exit::Fatal;
 use crate::runtime::retry::until_stopped;
 use crate::runtime::shutdown::with_grace;
 use crate::runtime::{Stop, TaskGuard};
-use crate::stream::{connect_managed, GroupReader, ReaderConfig, StreamControl};
+use crate::stream::{connect_managed, GroupReader, StreamControl};
 use durable::DurableAcks;
 use outbox::{Publish, Publisher};
 use read::{read_loop, Work};
@@ -81,23 +81,9 @@ async fn connect(config: &EngineConfig, stop: &mut Stop) -> Result<Option<Connec
     else {
         return Ok(None);
     };
-    let reader_config = ReaderConfig {
-        streams: config.streams.clone(),
-        group: config.group.clone(),
-        consumer: config.consumer_name(),
-        count: config.batch_size,
-        block: config.block(),
-        claim_idle: Duration::from_millis(config.claim_idle_ms),
-        create_streams: config.create_streams,
-        budget: config.read_budget(),
-    };
     let redis = &config.redis_url;
-    let Some(reader) = until_stopped!(
-        stop,
-        "connecting to Redis",
-        GroupReader::connect(redis, reader_config.clone()).await,
-        fail_fast
-    )?
+    let Some(reader) =
+        until_stopped!(stop, "connecting to Redis", GroupReader::connect(redis, config.reader()).await, fail_fast)?
     else {
         return Ok(None);
     };

@@ -1,5 +1,9 @@
 //! The reader task: reads the next entries, decodes them into a batch (on every core for a
 //! large one) and hands it to the writer, one batch ahead of it.
+//!
+//! The reader reads only once the writer's queue has room, so the engine holds two batches
+//! at most (one applied, one decoded ahead): memory is bounded by twice the read budget.
+//! Reading first and then waiting to hand over held a third.
 
 use std::time::Instant;
 
@@ -32,6 +36,10 @@ pub async fn read_loop(
 ) -> Result<(), JoinError> {
     let mut retry = Retry::new();
     loop {
+        // Room first, then the read: see the module comment.
+        let Ok(slot) = tx.reserve().await else {
+            return Ok(());
+        };
         let mut times = StageTimes::default();
         let started = Instant::now();
         let read = reader.next().await;
@@ -45,9 +53,7 @@ pub async fn read_loop(
             Ok(Read::Entries(entries)) => entries,
             Ok(Read::Idle) => {
                 retry.succeeded();
-                if tx.send(Work::Idle(times)).await.is_err() {
-                    return Ok(());
-                }
+                slot.send(Work::Idle(times));
                 continue;
             }
             Err(e) => {
@@ -63,8 +69,6 @@ pub async fn read_loop(
         let decode = tokio::task::spawn_blocking(move || Batch::decode(messages, parts, &aliases));
         let mut batch = timed(&mut times, "decode", decode).await?;
         batch.times = times;
-        if tx.send(Work::Batch(batch)).await.is_err() {
-            return Ok(());
-        }
+        slot.send(Work::Batch(batch));
     }
 }
