@@ -1,0 +1,2 @@
+-- The migrations as they are.
+SELECT 1;
