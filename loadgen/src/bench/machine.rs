@@ -15,6 +15,7 @@ pub struct Machine {
     /// Server settings that move the figures most, as the server reports them.
     pub postgres_settings: String,
     pub redis: String,
+    /// The commit this binary was built from (`+dirty`: with uncommitted changes), see build.rs.
     pub git_commit: String,
     pub started_at: String,
 }
@@ -46,13 +47,6 @@ pub(super) async fn machine(config: &BenchConfig, pg_base: &str) -> Result<Machi
     let mut redis = crate::redis_out::connect(&config.redis_url).await?;
     let info: String = redis::cmd("INFO").arg("server").query_async(&mut redis).await?;
     let redis_version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_owned();
-    let git_commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
     Ok(Machine {
         cpu,
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -60,7 +54,7 @@ pub(super) async fn machine(config: &BenchConfig, pg_base: &str) -> Result<Machi
         postgres: format!("PostgreSQL {}", postgres.split_whitespace().next().unwrap_or(&postgres)),
         postgres_settings,
         redis: redis_version,
-        git_commit,
+        git_commit: env!("RPS_BUILD_COMMIT").to_owned(),
         started_at: super::chrono_stamp(),
     })
 }
