@@ -14,8 +14,8 @@ run() { ${ENGINE:-$E/redis-postgres-sync} --database-url $U --redis-url redis://
 run > /dev/null   # creates and migrates the database
 psql -qh 127.0.0.1 -U postgres $DB -f $SQL -c "ALTER DATABASE $DB SET track_functions = 'all'" > /dev/null
 $E/loadgen generate --events ${EVENTS:-1000000} --redis-url redis://127.0.0.1:6379 --stream-prefix $DB: > /dev/null 2>&1
-P0=$(python3 pgcpu_all.py)
+P0=$(python3 ../stop23-analytics/pgcpu.py postgres reaped)
 run | grep -E "done" | tee /tmp/hot-done.txt | sed -E "s/.*(events=[0-9]+).*(rate=.*)/\1 \2/" | tr "\n" " "
-echo "pg cpu $(echo "$(python3 pgcpu_all.py) - $P0" | bc)"
+echo "pg cpu $(echo "$(python3 ../stop23-analytics/pgcpu.py postgres reaped) - $P0" | bc)"
 psql -h 127.0.0.1 -U postgres $DB -Atc "select 'position upd '||n_tup_upd||' hot '||n_tup_hot_upd||' ins '||n_tup_ins||', heap '||pg_size_pretty(pg_relation_size('position'))||', readers index '||pg_size_pretty(pg_relation_size('position_vault_active_idx'))||', pkey '||pg_size_pretty(pg_relation_size('position_pkey')) from pg_stat_user_tables where relname='position'"
 psql -h 127.0.0.1 -U postgres $DB -Atc "select funcname||' '||calls||' '||round(self_time::numeric) from pg_stat_user_functions order by self_time desc limit 6" | tr "\n" ";"; echo
