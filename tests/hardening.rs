@@ -324,13 +324,22 @@ async fn the_reader_reads_one_batch_ahead_of_the_writer_at_most() {
     let (switch, stop) = rps::runtime::shutdown::StopSwitch::new();
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     let task = tokio::spawn(read_loop(reader, tx, 1, Default::default(), stop));
-    let group = &config.group;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(pending_on(REDIS, &env.streams, group).await, COUNT, "one batch read while the queue is full");
+    // Pending entries once the reader has settled: it has read at least `least` and then
+    // nothing more for half a second.
+    let (streams, group) = (&env.streams, &config.group);
+    let settled = |least: usize| async move {
+        let started = std::time::Instant::now();
+        while pending_on(REDIS, streams, group).await < least {
+            assert!(started.elapsed() < Duration::from_secs(30), "the reader reads {least} entries");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        pending_on(REDIS, streams, group).await
+    };
+    assert_eq!(settled(COUNT).await, COUNT, "one batch read while the queue is full");
     let Some(Work::Batch(first)) = rx.recv().await else { panic!("a batch") };
     assert_eq!(first.acks.len(), COUNT);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(pending_on(REDIS, &env.streams, group).await, 2 * COUNT, "the next read once there is room");
+    assert_eq!(settled(2 * COUNT).await, 2 * COUNT, "the next read once there is room");
     switch.stop();
     drop(rx);
     task.await.expect("the reader ends").expect("no decode panic");
