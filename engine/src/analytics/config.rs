@@ -114,9 +114,13 @@ impl WorkerConfig {
         self.consumer.clone().unwrap_or_else(crate::stream::default_consumer_name)
     }
 
-    /// How long a caught-up worker pauses after a refresh that took `refresh`.
+    /// How long a caught-up worker pauses after a refresh that took `refresh`. Capped in
+    /// floating point first: a duty near 0 makes the uncapped pause too long for a
+    /// `Duration` (`mul_f64` would panic).
     pub fn pause_after(&self, refresh: Duration) -> Duration {
-        refresh.mul_f64(1.0 / self.refresh_duty - 1.0).min(Duration::from_millis(self.max_pause_ms))
+        let cap = Duration::from_millis(self.max_pause_ms);
+        let pause = refresh.as_secs_f64() * (1.0 / self.refresh_duty - 1.0);
+        Duration::from_secs_f64(pause.min(cap.as_secs_f64()))
     }
 
     /// How the worker reads `term_updates`.
@@ -171,6 +175,8 @@ mod tests {
         c.refresh_duty = DEFAULT_REFRESH_DUTY;
         assert_eq!(c.pause_after(ms(40)), ms(120), "a quarter of the time refreshing");
         assert_eq!(c.pause_after(ms(900)), ms(DEFAULT_MAX_PAUSE_MS));
+        c.refresh_duty = 1e-300;
+        assert_eq!(c.pause_after(ms(900)), ms(DEFAULT_MAX_PAUSE_MS), "no overflow");
         c.refresh_duty = 0.0;
         assert!(c.validate().is_err());
         c.refresh_duty = 1.5;
