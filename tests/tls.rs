@@ -113,16 +113,25 @@ async fn redis_over_tls_verifies_against_the_given_authority() {
     let (ca, wrong_ca) = (dir.write("trusted.pem", &pki.ca_pem), dir.write("other.pem", &other.ca_pem));
     let redis = tls_redis(&pki, &dir).await;
     let port = redis.port;
+    // Both kinds of connection: redis-rs's, and the one whose replies the group reader
+    // parses itself.
     let ping = |url: String| async move {
         let mut con = rps::stream::connect(&url).await?;
-        redis::cmd("PING").query_async::<String>(&mut con).await
+        let pong = redis::cmd("PING").query_async::<String>(&mut con).await?;
+        let mut socket = rps::stream::socket::RespSocket::connect(&url).await?;
+        socket.send(&redis::cmd("PING")).await?;
+        assert_eq!(socket.header().await?, rps::stream::socket::Header::Simple(pong.clone()));
+        Ok::<_, redis::RedisError>(pong)
     };
+    let socket = |url: String| async move { rps::stream::socket::RespSocket::connect(&url).await.map(|_| ()) };
     assert_eq!(ping(format!("rediss://127.0.0.1:{port}?cacert={ca}")).await.unwrap(), "PONG");
     assert_eq!(ping(format!("rediss://127.0.0.1:{port}/#insecure")).await.unwrap(), "PONG");
-    let error = ping(format!("rediss://127.0.0.1:{port}?cacert={wrong_ca}")).await.unwrap_err();
-    assert!(refused(&error), "a wrong authority ends the run: {error}");
-    let error = ping(format!("rediss://127.0.0.1:{port}")).await.unwrap_err();
-    assert!(refused(&error), "an authority the system does not trust ends the run: {error}");
+    for refuse in [format!("rediss://127.0.0.1:{port}?cacert={wrong_ca}"), format!("rediss://127.0.0.1:{port}")] {
+        let error = ping(refuse.clone()).await.unwrap_err();
+        assert!(refused(&error), "{refuse}: a wrong or untrusted authority ends the run: {error}");
+        let error = socket(refuse.clone()).await.unwrap_err();
+        assert!(refused(&error), "{refuse}: the reader's own connection refuses it too: {error}");
+    }
     assert!(ping(format!("redis://127.0.0.1:{port}")).await.is_err(), "plain text to a TLS port is refused");
 }
 

@@ -19,8 +19,10 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::runtime::tls::{self, EncryptOnly};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SslMode {
@@ -155,7 +157,7 @@ fn percent_decode(s: &str) -> String {
 
 /// The rustls connector for `params`.
 pub fn connector(params: &TlsParams) -> Result<MakeRustlsConnect, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tls::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;
@@ -170,7 +172,8 @@ pub fn connector(params: &TlsParams) -> Result<MakeRustlsConnect, String> {
             builder.dangerous().with_custom_certificate_verifier(Arc::new(EncryptOnly(provider))).with_no_client_auth()
         }
         Some(check_name) => {
-            let roots = Arc::new(roots(params.root_cert.as_deref())?);
+            let roots = tls::roots(params.root_cert.as_deref()).map_err(|e| format!("sslrootcert={e}"))?;
+            let roots = Arc::new(roots);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
                 .build()
                 .map_err(|e| format!("TLS setup: {e}"))?;
@@ -179,27 +182,6 @@ pub fn connector(params: &TlsParams) -> Result<MakeRustlsConnect, String> {
         }
     };
     Ok(MakeRustlsConnect::new(config))
-}
-
-fn roots(root_cert: Option<&str>) -> Result<RootCertStore, String> {
-    let mut store = RootCertStore::empty();
-    match root_cert {
-        None | Some("system") => {
-            let found = rustls_native_certs::load_native_certs();
-            store.add_parsable_certificates(found.certs);
-        }
-        Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| format!("sslrootcert={path}: {e}"))?;
-            let certs: Vec<CertificateDer> = rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("sslrootcert={path}: {e}"))?;
-            let (added, _) = store.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!("sslrootcert={path}: no PEM certificate in it"));
-            }
-        }
-    }
-    Ok(store)
 }
 
 /// `verify-ca`: the chain must verify; the name in the certificate is not checked.
@@ -243,46 +225,6 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without a root: encrypted, the certificate taken as it comes
-/// (the handshake's signatures are still checked).
-#[derive(Debug)]
-struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

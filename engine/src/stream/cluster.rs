@@ -1,6 +1,6 @@
-//! Redis Cluster. The reader names all of its streams in one script call, and a cluster runs
-//! a script only when every key it names hashes to one slot (otherwise each read fails with
-//! `CROSSSLOT`, forever). So a reader's streams must share a hash tag — the part of a key
+//! Redis Cluster. The reader names all of its streams in one command (an `XREADGROUP` or a
+//! script call), and a cluster runs one only when every key it names hashes to one slot
+//! (otherwise each read fails with `CROSSSLOT`, forever). So a reader's streams must share a hash tag — the part of a key
 //! between `{` and `}`, e.g. `{intuition}:intuition_deposited` — and this is checked when the
 //! reader connects, with an error that says so, rather than found at the first read.
 

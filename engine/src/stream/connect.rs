@@ -23,7 +23,7 @@ pub fn client(redis_url: &str) -> RedisResult<Client> {
 }
 
 /// The value of a `cacert=` query parameter.
-fn ca_file(redis_url: &str) -> Option<String> {
+pub(super) fn ca_file(redis_url: &str) -> Option<String> {
     let query = redis_url.split_once('?')?.1;
     let query = query.split('#').next().unwrap_or(query);
     query.split('&').find_map(|pair| pair.strip_prefix("cacert=")).map(str::to_owned)

@@ -1,12 +1,15 @@
 //! Redis streams: connections ([`connect`]), the consumer-group reader the engine and the
 //! analytics worker share ([`reader`]), acks and dead letters ([`control`]), what Redis
-//! says about a group ([`status`]), and the one-slot rule of a Redis Cluster ([`cluster`]). Depends only on [`crate::runtime`].
+//! says about a group ([`status`]), the one-slot rule of a Redis Cluster ([`cluster`]), and
+//! the connection whose replies the reader reads itself ([`socket`]). Depends only on
+//! [`crate::runtime`].
 //!
-//! Reads block on a connection of their own (a blocking `XREADGROUP` would stall every other
-//! command on a shared multiplexed connection); acks, dead letters and bookkeeping use
-//! another. Both are [`redis::aio::ConnectionManager`]s: a plain multiplexed connection stays
-//! dead after Redis restarts, while a manager reconnects in the background after an I/O
-//! error, so the caller's retry picks up a fresh connection on its next attempt.
+//! Reads of new entries block on a connection of their own ([`socket`]: its replies are
+//! parsed by the reader, piece by piece, to bound what a read holds); acks, dead letters,
+//! the reader's scripted reads and bookkeeping use [`redis::aio::ConnectionManager`]s: a
+//! plain multiplexed connection stays dead after Redis restarts, while a manager reconnects
+//! in the background after an I/O error, so the caller's retry picks up a fresh connection on
+//! its next attempt. The reader's own connection is opened again at its next read.
 
 pub mod cluster;
 pub mod connect;
@@ -14,6 +17,7 @@ pub mod control;
 pub mod entry;
 pub mod error;
 pub mod reader;
+pub mod socket;
 pub mod status;
 
 pub use connect::{connect, connect_managed};

@@ -10,14 +10,15 @@
 //! 3. **New entries** (`XREADGROUP … >`), waiting up to `block` for some; claiming again every
 //!    `claim_idle`.
 //!
-//! **Bounded in bytes, whatever the input.** Every read is one server-side script
-//! (`reader/read.lua`) that delivers entries in chunks sized so that the read stops at its
-//! byte budget (overshooting by one entry at most); an entry over the per-entry limit arrives
-//! as an [`Oversized`] stub (size, SHA-1, first bytes) instead of its fields. So this process
-//! never holds more than a budget (plus one entry) of entries per read, however large the
-//! entries producers wrote. (A blocking
-//! `XREADGROUP` would deliver whole entries of any size, so waiting for new entries polls the
-//! script every few milliseconds instead.)
+//! **Bounded in bytes, whatever the input.** A read stops keeping entries at its byte
+//! budget (the first entry always kept, so every read makes progress), and an entry over the
+//! per-entry limit arrives as an [`Oversized`] stub (size, SHA-1, first bytes) instead of its
+//! fields. So this process never holds more than a budget (plus one entry) of entries per
+//! read, however large the entries producers wrote. New entries come from a plain, blocking
+//! `XREADGROUP` whose reply the reader parses itself (`reader/plain.rs`, on a
+//! [`RespSocket`]); entries it skipped past the budget were delivered all the same, and are
+//! read back next as own pending entries. Own pending entries and claims go through a
+//! server-side script (`reader/read.lua`) that delivers entries in chunks sized to the budget.
 //!
 //! Every entry returned is *in flight* until its consumer says it is [`InFlight::done`]
 //! (acked) or [`InFlight::give_back`]s it. In-flight entries are never returned again: a
@@ -39,10 +40,11 @@ use redis::{AsyncCommands, RedisResult, Script, Value};
 
 use reply::parse_reply;
 
+use super::socket::RespSocket;
 use super::{cluster, connect_managed, Entry, EntryKey, StreamError};
 
-/// How long a read of new entries waits before asking again when there were none.
-const POLL: Duration = Duration::from_millis(5);
+/// The greatest stream id: as the cursor of own pending entries, nothing comes after it.
+const LAST_ID: &str = "18446744073709551615-18446744073709551615";
 
 /// What a reader reads, as whom, and how much.
 #[derive(Clone, Debug)]
@@ -150,6 +152,11 @@ impl InFlight {
 
 pub struct GroupReader {
     con: ConnectionManager,
+    /// Where the plain reads of new entries connect (it holds the password: never printed).
+    redis_url: String,
+    /// Their connection, out of its slot while a read is under way: a read that did not end
+    /// leaves the rest of its reply on the wire, so its connection is dropped.
+    socket: Option<RespSocket>,
     config: ReaderConfig,
     script: Script,
     /// The stream the next read starts with: reads go round the streams, so one stream's
@@ -160,6 +167,9 @@ pub struct GroupReader {
     /// Per stream, the id after which the next read of own pending entries starts.
     pending_after: Vec<String>,
     in_flight: InFlight,
+    /// A read of new entries skipped some past its budget: the next read is of own pending
+    /// entries, from `pending_after`.
+    read_back: bool,
     /// Time spent waiting for new entries (empty polls and the sleeps between them) since
     /// [`GroupReader::take_waited`] was last called: idle time, not reading.
     waited: Duration,
@@ -172,8 +182,11 @@ impl GroupReader {
         config.count = config.count.max(1);
         let pending_after = vec!["0".to_owned(); config.streams.len()];
         let con = connect_managed(redis_url).await?;
+        let socket = Some(RespSocket::connect(redis_url).await?);
         let mut reader = GroupReader {
             con,
+            redis_url: redis_url.to_owned(),
+            socket,
             config,
             script: Script::new(include_str!("reader/read.lua")),
             first: 0,
@@ -181,6 +194,7 @@ impl GroupReader {
             last_claim: Instant::now(),
             pending_after,
             in_flight: InFlight::default(),
+            read_back: false,
             waited: Duration::ZERO,
         };
         if let Some(slots) = cluster::split_slots(&mut reader.con, &reader.config.streams).await? {
@@ -257,6 +271,9 @@ impl GroupReader {
             // (with a short claim_idle they keep finding this reader's own entries).
             let more = if was == Phase::OwnPending { replied } else { !entries.is_empty() };
             self.phase = self.next_phase(was, more);
+            if std::mem::take(&mut self.read_back) {
+                self.phase = Phase::OwnPending;
+            }
             if !entries.is_empty() {
                 self.in_flight.add(&entries);
                 return Ok(Read::Entries(entries));
@@ -300,22 +317,49 @@ impl GroupReader {
         Ok(entries)
     }
 
-    /// New entries, asking again every few milliseconds until `block` has passed.
+    /// New entries: what is there, else what comes within `block`. Entries the read skipped
+    /// past its budget are read back next, as own pending entries from the first skipped.
     async fn read_new(&mut self) -> RedisResult<Vec<Entry>> {
         let started = Instant::now();
-        loop {
-            let attempt = Instant::now();
-            let entries = self.read("new").await?;
-            if !entries.is_empty() {
-                self.waited += attempt - started;
-                return Ok(entries);
-            }
-            if started.elapsed() >= self.config.block {
-                self.waited += started.elapsed();
-                return Ok(entries);
-            }
-            tokio::time::sleep(POLL.min(self.config.block)).await;
+        let mut read = self.plain_read(None).await?;
+        if read.entries.is_empty() && read.left.is_empty() {
+            read = self.plain_read(Some(self.config.block)).await?;
+            // Waiting for entries is idle time (whatever came at its end is part of it).
+            self.waited += started.elapsed();
         }
+        if !read.left.is_empty() {
+            for (i, stream) in self.config.streams.iter().enumerate() {
+                let left = read.left.iter().find(|(s, _)| s == stream);
+                self.pending_after[i] = left.map_or_else(|| LAST_ID.to_owned(), |(_, id)| id_before(id));
+            }
+            self.read_back = true;
+        }
+        Ok(read.entries)
+    }
+
+    /// One `XREADGROUP … >` of every stream, the streams taken from `first` round, blocking
+    /// up to `block` if given.
+    async fn plain_read(&mut self, block: Option<Duration>) -> RedisResult<plain::PlainRead> {
+        let c = &self.config;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(&c.group).arg(&c.consumer).arg("COUNT").arg(c.count);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        cmd.arg("STREAMS");
+        let n = c.streams.len();
+        for i in 0..n {
+            cmd.arg(&c.streams[(self.first + i) % n]);
+        }
+        cmd.arg(vec![">"; n]);
+        self.first = (self.first + 1) % n.max(1);
+        let mut socket = match self.socket.take() {
+            Some(socket) => socket,
+            None => RespSocket::connect(&self.redis_url).await?,
+        };
+        let read = plain::read(&mut socket, &cmd, c.budget).await?;
+        self.socket = Some(socket);
+        Ok(read)
     }
 
     /// The idle time since the last call (see `waited`), reset to zero.
@@ -357,6 +401,17 @@ impl GroupReader {
     }
 }
 
+/// The id just before `id` (`ms-seq`): reading own pending entries after it starts at `id`.
+fn id_before(id: &str) -> String {
+    let parsed = id.split_once('-').and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)));
+    match parsed {
+        Some((ms, seq)) if seq > 0 => format!("{ms}-{}", seq - 1),
+        Some((ms, _)) if ms > 0 => format!("{}-{}", ms - 1, u64::MAX),
+        _ => "0".to_owned(),
+    }
+}
+
+mod plain;
 mod reply;
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
--- One read of a consumer group's streams, bounded in bytes (see reader.rs).
+-- One read of a consumer group's own pending or stale entries, bounded in bytes (see
+-- reader.rs; new entries are read with a plain XREADGROUP, reader/plain.rs).
 --
 -- Entries are delivered in chunks no larger than what the rest of the budget allows at the
 -- per-entry limit (one at a time once that is less than one), so the reply never holds more
@@ -6,7 +7,7 @@
 -- size, the SHA-1 of its largest field and that field's first bytes. Every read takes at
 -- least one entry, so every read makes progress.
 --
--- KEYS: the streams. ARGV: group, consumer, mode ('own' | 'claim' | 'new'), entries per
+-- KEYS: the streams. ARGV: group, consumer, mode ('own' | 'claim'), entries per
 -- stream, budget (bytes), entry limit (bytes), prefix length (bytes), claim idle (ms), then
 -- for 'own' one cursor per stream (the id after which to read).
 --
@@ -68,14 +69,7 @@ end
 
 for k, key in ipairs(KEYS) do
   local taken = {n = 0}
-  if mode == 'new' then
-    -- A lost group or stream fails here with NOGROUP, which the reader handles.
-    while taken.n < count and used < budget do
-      local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', chunk(count - taken.n), 'STREAMS', key, '>')
-      if not reply then break end
-      for _, entry in ipairs(reply[1][2]) do take(taken, entry) end
-    end
-  elseif mode == 'own' then
+  if mode == 'own' then
     local cursor = ARGV[8 + k]
     while taken.n < count and used < budget do
       local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', chunk(count - taken.n), 'STREAMS', key, cursor)

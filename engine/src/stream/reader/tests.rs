@@ -248,3 +248,84 @@ async fn entries_keep_their_fields_and_a_pending_entry_deleted_since_has_none() 
     assert_eq!(again[1].id, deleted);
     assert!(again[1].fields.is_empty() && again[1].oversized.is_none(), "{:?}", again[1]);
 }
+
+/// Entries over the limit in every shape the stub rule knows: one large value, values that
+/// are each small but too many, two largest values of equal length (the first counts), and
+/// a field name over the limit.
+#[tokio::test]
+async fn new_and_pending_reads_shape_oversized_entries_alike() {
+    let s = Streams::new("stubs", 1, 0).await;
+    let mut con = crate::stream::connect(REDIS).await.unwrap();
+    let big = |c: char, n: usize| c.to_string().repeat(n);
+    let entries: Vec<Vec<(String, String)>> = vec![
+        vec![("a".into(), big('a', 10)), ("b".into(), big('b', 5_000)), ("c".into(), big('c', 20))],
+        vec![("a".into(), big('a', 900)), ("b".into(), big('b', 900)), ("c".into(), big('c', 800))],
+        vec![("a".into(), big('x', 700)), ("b".into(), big('y', 700)), ("c".into(), big('z', 700))],
+        vec![("small".into(), big('s', 10))],
+    ];
+    for fields in &entries {
+        let _: String = con.xadd(&s.names[0], "*", fields).await.unwrap();
+    }
+    let _: String = con.xadd(&s.names[0], "*", &[(big('n', 3_000), "v".to_owned())]).await.unwrap();
+    let mut config = s.config("a", 100, LONG);
+    config.budget = ReadBudget { read_bytes: 1 << 20, entry_bytes: 2_000, prefix_bytes: 8 };
+    let mut reader = GroupReader::connect(REDIS, config.clone()).await.unwrap();
+    let Read::Entries(new) = reader.next().await.unwrap() else { panic!("entries") };
+    drop(reader);
+    let mut heir = GroupReader::connect(REDIS, config).await.unwrap();
+    let Read::Entries(pending) = heir.next().await.unwrap() else { panic!("entries") };
+    assert_eq!((new.len(), pending.len()), (5, 5));
+    let stub = |e: &Entry| e.oversized.clone().map(|o| (o.bytes, o.sha1, String::from_utf8(o.prefix).unwrap()));
+    for (plain, script) in new.iter().zip(&pending).take(4) {
+        assert_eq!(stub(plain), stub(script), "{} read new and read back", plain.id);
+        assert_eq!(plain.fields, script.fields);
+    }
+    let shown: Vec<_> = new.iter().take(3).map(|e| stub(e).unwrap()).collect();
+    assert_eq!((shown[0].0, shown[0].2.as_str()), (5_030, "bbbbbbbb"), "the one large value");
+    assert_eq!((shown[1].0, shown[1].2.as_str()), (2_600, "aaaaaaaa"), "the first of two largest");
+    assert_eq!((shown[2].0, shown[2].2.as_str()), (2_100, "xxxxxxxx"), "the first of three equals");
+    assert_eq!(shown[0].1, sha1_smol::Sha1::from(big('b', 5_000)).digest().to_string());
+    assert!(new[3].oversized.is_none() && new[3].fields.len() == 1);
+    // A name over the limit is not held either (the script counts values only: it would keep it).
+    let named = new[4].oversized.as_ref().expect("a name over the limit makes a stub");
+    assert_eq!((named.bytes, named.prefix.as_slice()), (3_001, b"v".as_slice()));
+    assert!(new[4].fields.is_empty());
+}
+
+/// One stream's backlog over the budget: the read keeps what fits, and what it skipped, on
+/// that stream and the others, comes back next, in order, once.
+#[tokio::test]
+async fn entries_a_read_skipped_past_its_budget_come_back_once_in_order() {
+    let s = Streams::new("skipped", 3, 0).await;
+    let mut con = crate::stream::connect(REDIS).await.unwrap();
+    for (i, name) in s.names.iter().enumerate() {
+        for n in 0..6 * (i + 1) {
+            let _: String = con.xadd(name, "*", &[("payload", format!("{n:0>1000}"))]).await.unwrap();
+        }
+    }
+    let mut config = s.config("a", 100, LONG);
+    config.budget = ReadBudget { read_bytes: 4_500, entry_bytes: 2_000, prefix_bytes: 16 };
+    let mut reader = GroupReader::connect(REDIS, config).await.unwrap();
+    let mut seen: Vec<EntryKey> = Vec::new();
+    while let Read::Entries(entries) = reader.next().await.unwrap() {
+        let bytes: usize = entries.iter().flat_map(|e| e.fields.iter()).map(|(_, v)| v.len()).sum();
+        assert!(bytes <= 4_500 + 1_000, "{bytes} bytes kept by one read: over the budget plus one entry");
+        seen.extend(entries.iter().map(Entry::key));
+    }
+    assert_eq!(seen.len(), 36, "every entry once: {seen:?}");
+    assert_eq!(sorted(seen.clone()).windows(2).filter(|w| w[0] == w[1]).count(), 0);
+    for name in &s.names {
+        let parse =
+            |id: &str| id.split_once('-').map(|(ms, seq)| (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap()));
+        let ids: Vec<_> = seen.iter().filter(|(s, _)| s == name).map(|(_, id)| parse(id)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{name} in order: {ids:?}");
+    }
+}
+
+#[test]
+fn the_id_before_an_id_is_one_sequence_number_down() {
+    assert_eq!(id_before("1700000000000-5"), "1700000000000-4");
+    assert_eq!(id_before("1700000000000-0"), format!("1699999999999-{}", u64::MAX));
+    assert_eq!(id_before("0-1"), "0-0");
+    assert_eq!(id_before("junk"), "0");
+}
