@@ -30,18 +30,16 @@
 //! reply was lost with the connection left its entries delivered to this consumer. A group
 //! that is gone (Redis restarted without persistence) is created again, from the start.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use foldhash::HashSet;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, Script, Value};
 
+pub use in_flight::InFlight;
 use reply::parse_reply;
 
 use super::socket::RespSocket;
-use super::{cluster, connect_managed, Entry, EntryKey, StreamError};
+use super::{cluster, connect_managed, Entry, StreamError};
 
 /// The greatest stream id: as the cursor of own pending entries, nothing comes after it.
 const LAST_ID: &str = "18446744073709551615-18446744073709551615";
@@ -101,53 +99,6 @@ enum Phase {
     OwnPending,
     Claim,
     New,
-}
-
-/// The entries a reader returned that are not yet acked or given back. Shared between the
-/// reader and whoever acks (the engine's writer runs on another task).
-#[derive(Clone, Debug, Default)]
-pub struct InFlight {
-    entries: Arc<Mutex<HashSet<EntryKey>>>,
-    given_back: Arc<AtomicBool>,
-}
-
-impl InFlight {
-    /// These entries were acked.
-    pub fn done(&self, keys: &[EntryKey]) {
-        let mut set = self.entries.lock().expect("in-flight set");
-        for key in keys {
-            set.remove(key);
-        }
-    }
-
-    /// These entries will not be acked now: they stay pending on this consumer and the
-    /// reader reads its own pending entries again to deliver them once more.
-    pub fn give_back(&self, keys: &[EntryKey]) {
-        self.done(keys);
-        self.given_back.store(true, Ordering::SeqCst);
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().expect("in-flight set").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn add(&self, entries: &[Entry]) {
-        self.entries.lock().expect("in-flight set").extend(entries.iter().map(Entry::key));
-    }
-
-    /// Drop the entries already in flight.
-    fn retain_new(&self, entries: &mut Vec<Entry>) {
-        let set = self.entries.lock().expect("in-flight set");
-        entries.retain(|e| !set.contains(&e.key()));
-    }
-
-    fn take_given_back(&self) -> bool {
-        self.given_back.swap(false, Ordering::SeqCst)
-    }
 }
 
 pub struct GroupReader {
@@ -411,6 +362,7 @@ fn id_before(id: &str) -> String {
     }
 }
 
+mod in_flight;
 mod plain;
 mod reply;
 

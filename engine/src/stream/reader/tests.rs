@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::AsyncCommands;
 
 use super::*;
+use crate::stream::EntryKey;
 
 const REDIS: &str = "redis://127.0.0.1:6379";
 
