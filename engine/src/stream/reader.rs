@@ -121,7 +121,7 @@ pub struct GroupReader {
     /// A read of new entries skipped some past its budget: the next read is of own pending
     /// entries, from `pending_after`.
     read_back: bool,
-    /// Time spent waiting for new entries (empty polls and the sleeps between them) since
+    /// Time spent waiting for new entries (the read that found none and the blocking one) since
     /// [`GroupReader::take_waited`] was last called: idle time, not reading.
     waited: Duration,
 }
