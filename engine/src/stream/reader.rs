@@ -304,9 +304,19 @@ impl GroupReader {
         }
     }
 
+    /// The streams' indexes in the order the next read names them, from `first` round; the
+    /// read after it starts one stream later.
+    fn next_order(&mut self) -> Vec<usize> {
+        let n = self.config.streams.len();
+        let order = (0..n).map(|i| (self.first + i) % n).collect();
+        self.first = (self.first + 1) % n.max(1);
+        order
+    }
+
     /// One `XREADGROUP … >` of every stream, the streams taken from `first` round, blocking
     /// up to `block` if given.
     async fn plain_read(&mut self, block: Option<Duration>) -> RedisResult<plain::PlainRead> {
+        let order = self.next_order();
         let c = &self.config;
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(&c.group).arg(&c.consumer).arg("COUNT").arg(c.count);
@@ -314,12 +324,10 @@ impl GroupReader {
             cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
         }
         cmd.arg("STREAMS");
-        let n = c.streams.len();
-        for i in 0..n {
-            cmd.arg(&c.streams[(self.first + i) % n]);
+        for &i in &order {
+            cmd.arg(&c.streams[i]);
         }
-        cmd.arg(vec![">"; n]);
-        self.first = (self.first + 1) % n.max(1);
+        cmd.arg(vec![">"; order.len()]);
         let mut socket = match self.socket.take() {
             Some(socket) => socket,
             None => RespSocket::connect(&self.redis_url).await?,
@@ -340,10 +348,8 @@ impl GroupReader {
 
     /// One run of the read script in `mode`, the streams taken from `first` round.
     async fn read(&mut self, mode: &str) -> RedisResult<Vec<Entry>> {
+        let order = self.next_order();
         let c = &self.config;
-        let n = c.streams.len();
-        let order: Vec<usize> = (0..n).map(|i| (self.first + i) % n).collect();
-        self.first = (self.first + 1) % n.max(1);
         let mut invocation = self.script.prepare_invoke();
         for &i in &order {
             invocation.key(&c.streams[i]);
