@@ -86,3 +86,47 @@ async fn small_bench_writes_a_complete_report() {
     }
     std::fs::remove_dir_all(out_dir).ok();
 }
+
+/// `--preload-through-engine`: the stored events go through the engine slice by slice, the
+/// tables it leaves equal the reference views, and the report has the slices' growth table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preload_through_the_engine_stores_every_slice_and_reports_its_growth() {
+    let out_dir = std::env::temp_dir().join(format!("rps-bench-grow-test-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let config = BenchConfig {
+        pg_url: "postgres://postgres@127.0.0.1:5432".into(),
+        redis_url: "redis://127.0.0.1:6379".into(),
+        events: 1_000,
+        seed: 6,
+        repeat: 1,
+        per_event_events: 10,
+        live_rates: vec![],
+        scale_sizes: vec![5_000],
+        scale_events: 1_000,
+        preload_slice_events: 2_000,
+        preload_through_engine: true,
+        verify_scale_up_to: 1_000_000,
+        out_dir: out_dir.clone(),
+        ..BenchConfig::default()
+    };
+    run(&config).await.expect("bench runs");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("latest.json")).unwrap()).unwrap();
+    let scale = &json["scaling"][0];
+    assert_eq!(scale["preloaded_events"], 5_000);
+    assert_eq!(scale["preload"]["through_engine"], true);
+    let before: Vec<u64> =
+        scale["growth"].as_array().unwrap().iter().map(|g| g["stored_before"].as_u64().unwrap()).collect();
+    assert_eq!(before, [0, 2_000, 4_000], "three slices, each on top of the ones before");
+    let applied: u64 = scale["growth"].as_array().unwrap().iter().map(|g| g["events"].as_u64().unwrap()).sum();
+    assert_eq!(applied, 5_000);
+    // The preload's tables and the measured batches' together equal the reference views, and
+    // so do the level-3 tables after the analytics worker's drain.
+    assert_eq!(scale["engine"]["matches_reference"], true);
+    assert_eq!(scale["analytics"]["matches_reference"], true);
+    let md = std::fs::read_to_string(out_dir.join("latest.md")).unwrap();
+    assert!(md.contains("## The backfill as the database grows"), "markdown lacks the growth table");
+    assert!(md.contains("preload of 5000 events through the engine"), "markdown lacks the preload line");
+    std::fs::remove_dir_all(out_dir).ok();
+}

@@ -8,6 +8,7 @@
 
 mod cluster;
 mod cpu;
+mod grow;
 mod live;
 mod machine;
 mod measure;
@@ -90,6 +91,12 @@ pub struct BenchConfig {
     /// slice at a time, so memory is bounded by the slice (about 1 GB per 250k events).
     #[arg(long, default_value_t = preload::DEFAULT_SLICE_EVENTS)]
     pub preload_slice_events: usize,
+    /// Preload the scaling sizes through the engine, slice by slice, as a backfill writes
+    /// them, instead of COPYing the events and building the state tables from the reference
+    /// views: slower (the engine's own pace), but every index ends as a backfill leaves it,
+    /// and the report adds the backfill's throughput as the database grows.
+    #[arg(long)]
+    pub preload_through_engine: bool,
     /// PostgreSQL server to measure: `default` (the one at --pg-url, as configured),
     /// `tuned` (a private cluster initdb'd under the temp dir with production-like
     /// settings, removed afterwards) or `both` (the whole bench once per mode, a report
@@ -163,7 +170,10 @@ pub async fn run(config: &BenchConfig) -> Result<Report> {
 async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
     let started = Instant::now();
     let cluster = Cluster::start(mode, &config.pg_url, config.statement_profile).await?;
-    let run_id = format!("{}_{}", chrono_stamp(), std::process::id());
+    // Unique per run, also for runs of one process started within the same second (tests).
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let run_id = format!("{}_{}_{run}", chrono_stamp(), std::process::id());
     let svc = Services {
         pg_base: cluster.base_url.clone(),
         redis_url: config.redis_url.clone(),
@@ -215,7 +225,12 @@ async fn run_mode(config: &BenchConfig, mode: ClusterMode) -> Result<Report> {
     };
     for &size in &config.scale_sizes {
         eprintln!("bench: {} events on top of {size}", config.scale_events);
-        let plan = PreloadPlan { events: size, seed: config.seed + 4, slice_events: config.preload_slice_events };
+        let plan = PreloadPlan {
+            events: size,
+            seed: config.seed + 4,
+            slice_events: config.preload_slice_events,
+            through_engine: config.preload_through_engine,
+        };
         let checks =
             ScaleChecks { verify: size <= config.verify_scale_up_to, refresh: size <= config.refresh_scale_up_to };
         report.scaling.push(scaling::scaling(&svc, plan, &measured, config.batch_size, checks, &variant_plan).await?);

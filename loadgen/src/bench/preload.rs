@@ -43,6 +43,8 @@ pub struct PreloadPlan {
     /// Slice `i` is generated with seed `seed + i`.
     pub seed: u64,
     pub slice_events: usize,
+    /// Through the engine ([`super::grow`]) rather than by COPY.
+    pub through_engine: bool,
 }
 
 /// How the preload went.
@@ -59,8 +61,15 @@ pub struct Preloaded {
     pub copy_seconds: f64,
     /// Of which waiting for the generator (the first slice, or a generator slower than COPY).
     pub generate_wait_seconds: f64,
-    /// Of which building the derived tables from the reference views and VACUUM ANALYZE.
+    /// Of which building the derived tables from the reference views and VACUUM ANALYZE
+    /// (through the engine: the level-3 tables only).
     pub derive_seconds: f64,
+    /// Written by the engine, slice by slice (`--preload-through-engine`, [`super::grow`]),
+    /// rather than COPYed.
+    pub through_engine: bool,
+    /// Of `seconds`, the engine's runs (through the engine only; the rest is generating
+    /// the slices, XADDing them and trimming the streams).
+    pub engine_seconds: f64,
 }
 
 /// One slice, ready to COPY.
@@ -130,14 +139,14 @@ fn produce(plan: PreloadPlan, tx: mpsc::Sender<Slice>) {
 }
 
 /// Sizes of the slices of `total` events: full slices, then the rest.
-fn slice_sizes(total: usize, slice: usize) -> impl Iterator<Item = usize> {
+pub(super) fn slice_sizes(total: usize, slice: usize) -> impl Iterator<Item = usize> {
     let slice = slice.max(1);
     (0..total.div_ceil(slice)).map(move |i| slice.min(total - i * slice))
 }
 
 /// One slice's workload, from `start_block` on, its atoms numbered from `first_atom`; its
 /// clock continues the first slice's (block time per block since the default start).
-fn slice_workload(events: usize, seed: u64, start_block: u64, first_atom: usize) -> Workload {
+pub(super) fn slice_workload(events: usize, seed: u64, start_block: u64, first_atom: usize) -> Workload {
     let mut config = super::workload_config(events, seed, EVENTS_PER_MESSAGE, start_block);
     let d = WorkloadConfig::default();
     config.start_timestamp = d.start_timestamp + start_block.saturating_sub(d.start_block) * d.block_time_secs;

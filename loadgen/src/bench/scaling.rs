@@ -10,6 +10,7 @@ use rps::ops::verify::DERIVED_TABLES;
 use serde::Serialize;
 
 use super::cpu::CpuSeconds;
+use super::grow::{grow, GrowthSlice};
 use super::measure::{
     drain_analytics, engine_run, strong_tables_match, throughput, AnalyticsDrain, EngineRun, Services, Throughput,
 };
@@ -26,6 +27,9 @@ pub struct Scale {
     /// Wall time of the preload (see [`Preloaded::seconds`]).
     pub preload_seconds: f64,
     pub preload: Preloaded,
+    /// The preload's slices as the engine applied them (`--preload-through-engine`; empty
+    /// after a COPY preload).
+    pub growth: Vec<GrowthSlice>,
     /// The CHECKPOINT before the measured batches, seconds (see [`settle`]); `None` if the
     /// server refused it (a role without `pg_checkpoint`).
     pub checkpoint_seconds: Option<f64>,
@@ -89,7 +93,11 @@ pub async fn scaling(
     variant_plan: &VariantPlan<'_>,
 ) -> Result<Scale> {
     let s = svc.scratch(&format!("scale_{}", plan.events)).await?;
-    let preloaded = preload(&s, plan).await?;
+    let (preloaded, growth) = if plan.through_engine {
+        grow(svc, &s, plan, batch_size).await?
+    } else {
+        (preload(&s, plan).await?, Vec::new())
+    };
     // On chain no two logs share a block: the measured events come after every preloaded one.
     ensure!(
         measured.messages.is_empty() || preloaded.last_block < measured.stats.first_block,
@@ -117,6 +125,7 @@ pub async fn scaling(
         preloaded_events: preloaded.events,
         preload_seconds: preloaded.seconds,
         preload: preloaded,
+        growth,
         checkpoint_seconds,
         variants,
         engine: throughput(&summary, matches),

@@ -97,6 +97,7 @@ impl Report {
         self.throughput_table(&mut md);
         self.live_table(&mut md);
         self.scaling_table(&mut md);
+        self.growth_table(&mut md);
         self.variants_table(&mut md);
         self.analytics_scaling_table(&mut md);
         self.statement_tables(&mut md);

@@ -1,0 +1,5 @@
+VACUUM FULL term;
+-- statement
+VACUUM FULL vault;
+-- statement
+ANALYZE term, vault;
