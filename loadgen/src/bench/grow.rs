@@ -19,9 +19,8 @@ use rps::ops::verify::ANALYTICS_TABLES;
 use serde::Serialize;
 
 use super::measure::{engine_run, EngineRun, Services};
-use super::preload::{slice_sizes, slice_workload, PreloadPlan, Preloaded};
+use super::preload::{PreloadPlan, Preloaded, SliceWorkloads};
 use super::scratch::Scratch;
-use crate::workload::WorkloadConfig;
 
 /// One slice of the preload, as the engine applied it.
 #[derive(Clone, Debug, Serialize)]
@@ -53,21 +52,23 @@ pub async fn grow(
         return Ok((out, slices));
     }
     let started = Instant::now();
-    let mut next_block = WorkloadConfig::default().start_block;
-    let mut atoms = 0;
-    for (i, events) in slice_sizes(plan.events, plan.slice_events).enumerate() {
+    let mut workloads = SliceWorkloads::new(plan);
+    loop {
         let generating = Instant::now();
-        let (seed, first_atom) = (plan.seed + i as u64, atoms);
-        let workload = tokio::task::spawn_blocking(move || slice_workload(events, seed, next_block, first_atom))
-            .await
-            .context("the preload generator panicked")?;
+        let (rest, next) = tokio::task::spawn_blocking(move || {
+            let next = workloads.next();
+            (workloads, next)
+        })
+        .await
+        .context("the preload generator panicked")?;
+        workloads = rest;
+        let Some(workload) = next else { break };
         out.generate_wait_seconds += generating.elapsed().as_secs_f64();
-        next_block = workload.stats.last_block + 1;
-        atoms += workload.stats.atoms;
         let EngineRun { summary, cpu, wal_bytes_per_event, .. } = engine_run(svc, s, &workload, batch_size).await?;
         anyhow::ensure!(
             summary.events == workload.stats.events as u64 && summary.dead_letters == 0,
-            "preload slice {i}: the engine applied {} of {} events ({} dead letters)",
+            "preload slice {}: the engine applied {} of {} events ({} dead letters)",
+            slices.len(),
             summary.events,
             workload.stats.events,
             summary.dead_letters

@@ -117,12 +117,7 @@ pub async fn preload(s: &Scratch, plan: PreloadPlan) -> Result<Preloaded> {
 
 /// Generate, decode and encode every slice in turn; stops early when the receiver is gone.
 fn produce(plan: PreloadPlan, tx: mpsc::Sender<Slice>) {
-    let mut next_block = WorkloadConfig::default().start_block;
-    let mut atoms = 0;
-    for (i, events) in slice_sizes(plan.events, plan.slice_events).enumerate() {
-        let workload = slice_workload(events, plan.seed + i as u64, next_block, atoms);
-        next_block = workload.stats.last_block + 1;
-        atoms += workload.stats.atoms;
+    for workload in SliceWorkloads::new(plan) {
         let last_block = workload.stats.last_block;
         let batch = decode_all(&workload);
         drop(workload);
@@ -138,15 +133,48 @@ fn produce(plan: PreloadPlan, tx: mpsc::Sender<Slice>) {
     }
 }
 
+/// The slices of a plan as workloads, generated one at a time, in chain order: each slice's
+/// blocks follow the previous slice's, its atoms are numbered after theirs.
+pub(super) struct SliceWorkloads {
+    plan: PreloadPlan,
+    sizes: std::iter::Enumerate<std::vec::IntoIter<usize>>,
+    next_block: u64,
+    atoms: usize,
+}
+
+impl SliceWorkloads {
+    pub(super) fn new(plan: PreloadPlan) -> SliceWorkloads {
+        let sizes: Vec<usize> = slice_sizes(plan.events, plan.slice_events).collect();
+        SliceWorkloads {
+            plan,
+            sizes: sizes.into_iter().enumerate(),
+            next_block: WorkloadConfig::default().start_block,
+            atoms: 0,
+        }
+    }
+}
+
+impl Iterator for SliceWorkloads {
+    type Item = Workload;
+
+    fn next(&mut self) -> Option<Workload> {
+        let (i, events) = self.sizes.next()?;
+        let workload = slice_workload(events, self.plan.seed + i as u64, self.next_block, self.atoms);
+        self.next_block = workload.stats.last_block + 1;
+        self.atoms += workload.stats.atoms;
+        Some(workload)
+    }
+}
+
 /// Sizes of the slices of `total` events: full slices, then the rest.
-pub(super) fn slice_sizes(total: usize, slice: usize) -> impl Iterator<Item = usize> {
+fn slice_sizes(total: usize, slice: usize) -> impl Iterator<Item = usize> {
     let slice = slice.max(1);
     (0..total.div_ceil(slice)).map(move |i| slice.min(total - i * slice))
 }
 
 /// One slice's workload, from `start_block` on, its atoms numbered from `first_atom`; its
 /// clock continues the first slice's (block time per block since the default start).
-pub(super) fn slice_workload(events: usize, seed: u64, start_block: u64, first_atom: usize) -> Workload {
+fn slice_workload(events: usize, seed: u64, start_block: u64, first_atom: usize) -> Workload {
     let mut config = super::workload_config(events, seed, EVENTS_PER_MESSAGE, start_block);
     let d = WorkloadConfig::default();
     config.start_timestamp = d.start_timestamp + start_block.saturating_sub(d.start_block) * d.block_time_secs;
