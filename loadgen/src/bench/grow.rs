@@ -19,7 +19,7 @@ use rps::ops::verify::ANALYTICS_TABLES;
 use serde::Serialize;
 
 use super::measure::{engine_run, EngineRun, Services};
-use super::preload::{PreloadPlan, Preloaded, SliceWorkloads};
+use super::preload::{derive_from_views, PreloadPlan, Preloaded, SliceWorkloads};
 use super::scratch::Scratch;
 
 /// One slice of the preload, as the engine applied it.
@@ -88,11 +88,7 @@ pub async fn grow(
         trim_streams(s).await?;
     }
     let derive = Instant::now();
-    let client = s.client().await?;
-    for t in ANALYTICS_TABLES {
-        client.batch_execute(&format!("INSERT INTO public.{t} SELECT * FROM snapshot.{t}")).await?;
-    }
-    client.batch_execute("VACUUM ANALYZE").await?;
+    derive_from_views(&s.client().await?, &ANALYTICS_TABLES).await?;
     out.derive_seconds = derive.elapsed().as_secs_f64();
     out.seconds = started.elapsed().as_secs_f64();
     Ok((out, slices))

@@ -106,13 +106,20 @@ pub async fn preload(s: &Scratch, plan: PreloadPlan) -> Result<Preloaded> {
     out.copy_seconds = copy.as_secs_f64();
     set_triggers(&client, true).await?;
     let derive = Instant::now();
-    for t in DERIVED_TABLES {
-        client.batch_execute(&format!("INSERT INTO public.{t} SELECT * FROM snapshot.{t}")).await?;
-    }
-    client.batch_execute("VACUUM ANALYZE").await?;
+    derive_from_views(&client, &DERIVED_TABLES).await?;
     out.derive_seconds = derive.elapsed().as_secs_f64();
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Fill `tables` from their reference views, then vacuum and analyse the database: what a
+/// preload does after its events are stored.
+pub(super) async fn derive_from_views(client: &tokio_postgres::Client, tables: &[&str]) -> Result<()> {
+    for t in tables {
+        client.batch_execute(&format!("INSERT INTO public.{t} SELECT * FROM snapshot.{t}")).await?;
+    }
+    client.batch_execute("VACUUM ANALYZE").await?;
+    Ok(())
 }
 
 /// Generate, decode and encode every slice in turn; stops early when the receiver is gone.

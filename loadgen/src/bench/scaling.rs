@@ -1,5 +1,6 @@
 //! Scaling: the same measured batches applied on top of 0, millions, tens of millions of
-//! events already stored (preloaded by [`super::preload`]), with what the seed's design
+//! events already stored (preloaded by COPY, [`super::preload`], or through the engine,
+//! [`super::grow`]), with what the seed's design
 //! would have paid instead (one full recompute of every reference view) where affordable.
 
 use std::collections::BTreeMap;
